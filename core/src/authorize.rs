@@ -1,0 +1,270 @@
+//! The request-path rules: from bearer header, verified claims and MCP calls to a [`Decision`].
+//!
+//! The filter calls these in order: [`bearer_token`], then (after verifying) [`admit`], then
+//! [`decide`] with whatever calls the body held. Each step returns a ready-made refusal, so the
+//! adapter only translates decisions into host calls.
+
+use crate::challenge::{www_authenticate, ChallengeKind};
+use crate::decision::{oauth_error_body, Audit, Decision, Denial, Grant, Outcome};
+use crate::jwt::{Claims, TokenError};
+use crate::mcp::{Call, McpError};
+use crate::policy::{Gateway, Policy, Server, ServerId};
+use crate::scopes::ScopeSet;
+
+/// Who the token speaks for, and what it may do on this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub subject: String,
+    pub client_id: String,
+    /// Token scopes within the gateway's allowed set.
+    pub granted: ScopeSet,
+    /// `granted` ∩ the server's subset: what requests to this server may use.
+    pub effective: ScopeSet,
+    /// Token scopes the gateway never grants, space-separated (for the audit record).
+    pub foreign: String,
+    pub grant_id: Option<String>,
+}
+
+/// The server and gateway a decision is about, looked up once.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub server: &'a Server,
+    pub gateway: &'a Gateway,
+}
+
+impl<'a> Target<'a> {
+    pub fn of(policy: &'a Policy, id: ServerId) -> Option<Target<'a>> {
+        let server = policy.server(id)?;
+        let gateway = policy.gateway_of(server)?;
+        Some(Target { server, gateway })
+    }
+
+    fn audit(&self, decision: &'static str, reason: &'static str) -> Audit {
+        Audit {
+            server: self.server.name.clone(),
+            decision,
+            reason,
+            ..Audit::default()
+        }
+    }
+
+    fn unauthorized(&self, kind: ChallengeKind, reason: &'static str, description: &str) -> Decision {
+        let desc = (kind != ChallengeKind::NoToken).then_some(description);
+        let www = www_authenticate(kind, &self.server.metadata_url, &self.server.challenge_scope, desc);
+        let error = if kind == ChallengeKind::NoToken { "unauthorized" } else { "invalid_token" };
+        Decision {
+            outcome: Outcome::Deny(Denial {
+                status: 401,
+                www_authenticate: Some(www),
+                body: oauth_error_body(error, description),
+            }),
+            audit: self.audit("deny", reason),
+        }
+    }
+}
+
+/// Extracts the bearer token (RFC 6750 §2.1: header only; the scheme is case-insensitive).
+pub fn bearer_token<'h>(target: Target<'_>, authorization: Option<&'h str>) -> Result<&'h str, Decision> {
+    let Some(value) = authorization else {
+        return Err(target.unauthorized(ChallengeKind::NoToken, "no_token", "a bearer token is required"));
+    };
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(target.unauthorized(ChallengeKind::NoToken, "no_token", "a bearer token is required"));
+    }
+    let token = rest.trim();
+    if token.is_empty() || token.contains(' ') {
+        return Err(target.unauthorized(ChallengeKind::InvalidToken, "malformed", "the bearer token is malformed"));
+    }
+    Ok(token)
+}
+
+/// The refusal for a token that did not verify.
+pub fn token_rejected(target: Target<'_>, err: &TokenError) -> Decision {
+    let description = match err {
+        TokenError::Expired => "the access token expired",
+        TokenError::WrongIssuer | TokenError::MissingIssuer => "the access token is from another issuer",
+        TokenError::MissingExp => "the access token has no expiry",
+        TokenError::NotYetValid => "the access token is not valid yet",
+        TokenError::UnsupportedAlgorithm => "the access token's algorithm is not accepted",
+        TokenError::UnknownKid(_) | TokenError::NoMatchingKey | TokenError::BadSignature => {
+            "the access token's signature does not verify"
+        }
+        _ => "the access token is malformed",
+    };
+    target.unauthorized(ChallengeKind::InvalidToken, err.reason(), description)
+}
+
+/// The refusal while no signing keys are loaded yet: fail closed, and say it is temporary.
+pub fn keys_unavailable(target: Target<'_>) -> Decision {
+    Decision {
+        outcome: Outcome::Deny(Denial {
+            status: 503,
+            www_authenticate: None,
+            body: oauth_error_body("temporarily_unavailable", "signing keys are not loaded yet; retry shortly"),
+        }),
+        audit: target.audit("deny", "jwks_unavailable"),
+    }
+}
+
+/// Checks a verified token against this server: expiry (claims may come from a cache),
+/// audience, and the scopes it may use here.
+pub fn admit(target: Target<'_>, claims: &Claims, now: u64, leeway: u64) -> Result<Principal, Decision> {
+    if claims.exp.saturating_add(leeway) <= now {
+        return Err(token_rejected(target, &TokenError::Expired));
+    }
+    // Verified claims are cached per token across gateways: the issuer must be this gateway's.
+    if claims.iss != target.gateway.issuer {
+        return Err(token_rejected(target, &TokenError::WrongIssuer));
+    }
+    let resource = target.server.resource.as_str();
+    if !claims.aud.iter().any(|a| a == resource) {
+        return Err(target.unauthorized(
+            ChallengeKind::InvalidToken,
+            "wrong_audience",
+            "the access token is not for this resource",
+        ));
+    }
+    let classified = target.gateway.scopes.classify(&claims.scopes);
+    let foreign = classified.foreign.join(" ");
+    let subject = subject_of(target.gateway, claims);
+    let client_id = claims.client_id.clone().unwrap_or_default();
+    if target.gateway.reject_foreign_scopes && !foreign.is_empty() {
+        let mut d = target.unauthorized(
+            ChallengeKind::InvalidToken,
+            "foreign_scope",
+            "the access token carries scopes this gateway does not allow",
+        );
+        d.audit.foreign_scopes = foreign;
+        d.audit.subject = subject;
+        d.audit.client_id = Some(client_id);
+        return Err(d);
+    }
+    let Some(subject) = subject else {
+        return Err(target.unauthorized(
+            ChallengeKind::InvalidToken,
+            "no_subject",
+            "the access token has no subject",
+        ));
+    };
+    Ok(Principal {
+        subject,
+        client_id,
+        granted: classified.granted,
+        effective: classified.granted.intersect(target.server.scopes),
+        foreign,
+        grant_id: claims.grant_id.clone(),
+    })
+}
+
+/// The identity mapping rule: the gateway's subject claim, as a string.
+fn subject_of(gateway: &Gateway, claims: &Claims) -> Option<String> {
+    let value = if gateway.subject_claim == "sub" {
+        claims.sub.clone()
+    } else {
+        claims
+            .extra
+            .get(&gateway.subject_claim)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    value.filter(|s| !s.is_empty())
+}
+
+/// Scopes the calls need on this server: base scopes, then per-method and per-tool needs.
+pub fn required_scopes(server: &Server, calls: &[Call]) -> ScopeSet {
+    let mut needs = server.base_scopes;
+    for call in calls {
+        if let Some(s) = server.methods.get(&call.method) {
+            needs = needs.union(*s);
+        }
+        if call.method == "tools/call" {
+            if let Some(s) = call.name.as_deref().and_then(|n| server.tools.get(n)) {
+                needs = needs.union(*s);
+            }
+        }
+    }
+    needs
+}
+
+/// The final decision for a request whose token was admitted.
+pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Decision {
+    let index = &target.gateway.scopes;
+    let needs = required_scopes(target.server, calls);
+    let tool = calls
+        .iter()
+        .find(|c| c.method == "tools/call")
+        .and_then(|c| c.name.clone());
+    let mut audit = target.audit("allow", "ok");
+    audit.subject = Some(principal.subject.clone());
+    audit.client_id = Some(principal.client_id.clone());
+    audit.foreign_scopes = principal.foreign.clone();
+    audit.tool = tool;
+    let scopes = index.render(principal.effective);
+
+    if !needs.is_subset_of(principal.effective) {
+        // Name needed ∪ granted: clients that replace rather than union their scopes keep what they had.
+        let ask = index.render(needs.union(principal.effective));
+        let missing = index.render(needs.minus(principal.effective));
+        let description = match &audit.tool {
+            Some(t) => format!("tool `{t}` needs scope `{missing}`"),
+            None => format!("this request needs scope `{missing}`"),
+        };
+        let www = www_authenticate(
+            ChallengeKind::InsufficientScope,
+            &target.server.metadata_url,
+            &ask,
+            Some(&description),
+        );
+        audit.decision = "deny";
+        audit.reason = "insufficient_scope";
+        audit.scopes = scopes;
+        return Decision {
+            outcome: Outcome::Deny(Denial {
+                status: 403,
+                www_authenticate: Some(www),
+                body: oauth_error_body("insufficient_scope", &description),
+            }),
+            audit,
+        };
+    }
+
+    audit.scopes = scopes.clone();
+    Decision {
+        outcome: Outcome::Allow(Grant {
+            subject: principal.subject.clone(),
+            client_id: principal.client_id.clone(),
+            scopes,
+            forward_client_token: target.server.forward_client_token,
+            grant_id: principal.grant_id.clone(),
+        }),
+        audit,
+    }
+}
+
+/// The refusal for a body that cannot be classified or whose `Mcp-*` headers disagree with it.
+pub fn bad_request(target: Target<'_>, err: &McpError) -> Decision {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32600, "message": err.describe() },
+    })
+    .to_string();
+    Decision {
+        outcome: Outcome::Deny(Denial { status: 400, www_authenticate: None, body }),
+        audit: target.audit("deny", err.reason()),
+    }
+}
+
+/// The refusal for a body larger than the filter reads.
+pub fn body_too_large(target: Target<'_>) -> Decision {
+    Decision {
+        outcome: Outcome::Deny(Denial {
+            status: 413,
+            www_authenticate: None,
+            body: oauth_error_body("invalid_request", "request body too large to classify"),
+        }),
+        audit: target.audit("deny", "body_too_large"),
+    }
+}

@@ -1,0 +1,351 @@
+//! The config document as written by operators: gateways, their servers, filter and broker settings.
+//!
+//! This is the raw shape (YAML or JSON, same schema, unknown fields refused). `validate` turns it
+//! into a [`crate::Policy`]; nothing else should read these structs for decisions.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The whole document: one or more gateways plus settings for the filter and the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    pub gateways: Vec<GatewayDoc>,
+    #[serde(default)]
+    pub filter: FilterDoc,
+    /// Settings read by the broker only; the filter ignores them.
+    #[serde(default)]
+    pub broker: Option<BrokerDoc>,
+}
+
+/// One auth boundary: one authorization server, client ID, resource, identity rule and allowed set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayDoc {
+    pub name: String,
+    /// The origin clients reach (`https://mcp.example.com`); each server's resource hangs off it.
+    pub public_url: String,
+    /// The `iss` of the access tokens clients present: the broker's issuer in broker mode, the
+    /// external authorization server's in validate mode. It is also `authorization_servers[0]`.
+    pub issuer: String,
+    pub allowed_scopes: Vec<String>,
+    /// Present in broker mode: the downstream authorization server the broker is a client of.
+    #[serde(default)]
+    pub downstream: Option<DownstreamDoc>,
+    #[serde(default)]
+    pub identity: IdentityDoc,
+    #[serde(default)]
+    pub clients: ClientsDoc,
+    /// Refuse (401) tokens carrying scopes outside the allowed set instead of dropping them.
+    #[serde(default)]
+    pub reject_foreign_scopes: bool,
+    /// Where this gateway's signing keys come from; defaults to `filter.jwks`.
+    #[serde(default)]
+    pub jwks: Option<JwksDoc>,
+    /// The server the root `/.well-known/oauth-protected-resource` names when there are several.
+    #[serde(default)]
+    pub default_server: Option<String>,
+    pub servers: Vec<ServerDoc>,
+}
+
+/// The downstream authorization server and the one confidential client the broker is there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamDoc {
+    pub authorization_server: String,
+    pub client_id: String,
+    /// Name of the environment variable holding the client secret (never the secret itself).
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Path of a file holding the client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// The downstream audience (RFC 8707 `resource`) requested for the grants.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Extra scopes asked downstream on top of the server's subset (e.g. `openid offline_access`).
+    #[serde(default)]
+    pub extra_scopes: Vec<String>,
+}
+
+/// How a downstream identity becomes the gateway's subject.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityDoc {
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+}
+
+impl Default for IdentityDoc {
+    fn default() -> Self {
+        IdentityDoc {
+            subject_claim: default_subject_claim(),
+        }
+    }
+}
+
+fn default_subject_claim() -> String {
+    "sub".to_string()
+}
+
+/// Which ways MCP clients may identify themselves to the broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientsDoc {
+    #[serde(default = "yes")]
+    pub dcr: bool,
+    #[serde(default)]
+    pub cimd: Option<CimdDoc>,
+    #[serde(default)]
+    pub preregistered: Vec<PreregisteredClientDoc>,
+}
+
+impl Default for ClientsDoc {
+    fn default() -> Self {
+        ClientsDoc {
+            dcr: true,
+            cimd: None,
+            preregistered: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Client ID Metadata Document policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CimdDoc {
+    /// Hosts whose `https` client_id documents are accepted; `"*"` allows any public host.
+    pub allowed_hosts: Vec<String>,
+    /// Hosts allowed even though they resolve to private or loopback addresses (tests, labs).
+    #[serde(default)]
+    pub allow_private_hosts: Vec<String>,
+}
+
+/// A client the operator registered ahead of time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreregisteredClientDoc {
+    pub client_id: String,
+    #[serde(default)]
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    /// Confidential clients name their secret by env var or file; public clients name neither.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+}
+
+/// One MCP server behind a gateway: an Envoy upstream cluster and the subset of scopes it needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerDoc {
+    pub name: String,
+    /// The Envoy upstream cluster whose requests this server governs.
+    pub cluster: String,
+    /// The MCP endpoint path; the server's resource is `public_url + path`.
+    pub path: String,
+    /// The subset of the gateway's allowed scopes this server may be granted.
+    pub scopes: Vec<String>,
+    /// Scopes every request needs (default: none beyond a valid token).
+    #[serde(default)]
+    pub base_scopes: Vec<String>,
+    /// Scopes per tool name for `tools/call`.
+    #[serde(default)]
+    pub tools: BTreeMap<String, Vec<String>>,
+    /// Scopes per JSON-RPC method (e.g. `resources/read`).
+    #[serde(default)]
+    pub methods: BTreeMap<String, Vec<String>>,
+    /// Forward the client's own token upstream (for servers that re-validate it). Off by default:
+    /// the MCP spec forbids token passthrough to upstream APIs.
+    #[serde(default)]
+    pub forward_client_token: bool,
+}
+
+/// Settings of the Envoy filter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterDoc {
+    #[serde(default)]
+    pub jwks: Option<JwksDoc>,
+    #[serde(default)]
+    pub broker: Option<BrokerCallDoc>,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds. Small on purpose: clients refresh on the 401.
+    #[serde(default = "default_leeway")]
+    pub leeway_s: u64,
+    /// Largest request body read to classify a JSON-RPC message.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Upper bound on per-worker verified-token cache entries.
+    #[serde(default = "default_token_cache_entries")]
+    pub token_cache_entries: usize,
+}
+
+impl Default for FilterDoc {
+    fn default() -> Self {
+        FilterDoc {
+            jwks: None,
+            broker: None,
+            leeway_s: default_leeway(),
+            max_body_bytes: default_max_body(),
+            token_cache_entries: default_token_cache_entries(),
+        }
+    }
+}
+
+fn default_leeway() -> u64 {
+    5
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_token_cache_entries() -> usize {
+    10_000
+}
+
+/// Where signing keys come from: fetched through an Envoy cluster, or inline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksDoc {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `:authority` of the fetch; defaults to the cluster name.
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// An inline JWKS document (object), for deployments that pin keys.
+    #[serde(default)]
+    pub inline: Option<serde_json::Value>,
+    #[serde(default = "default_jwks_refresh")]
+    pub refresh_s: u64,
+    /// At most one refetch per this many seconds when tokens name an unknown `kid`.
+    #[serde(default = "default_unknown_kid_interval")]
+    pub unknown_kid_refetch_s: u64,
+    #[serde(default = "default_jwks_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_unknown_kid_interval() -> u64 {
+    30
+}
+fn default_jwks_timeout() -> u64 {
+    2000
+}
+
+/// How the filter reaches the broker's internal listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerCallDoc {
+    pub cluster: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_broker_path")]
+    pub path: String,
+    #[serde(default = "default_broker_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_broker_path() -> String {
+    "/internal/token-exchange".to_string()
+}
+fn default_broker_timeout() -> u64 {
+    500
+}
+
+/// Settings of the broker service (listeners, storage, keys). Secrets are named, never inlined.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerDoc {
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub internal_listen: Option<String>,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub encryption_key_env: Option<String>,
+    #[serde(default)]
+    pub encryption_key_file: Option<String>,
+    #[serde(default)]
+    pub signing_key_file: Option<String>,
+    #[serde(default)]
+    pub access_token_ttl_s: Option<u64>,
+    #[serde(default)]
+    pub refresh_token_ttl_s: Option<u64>,
+}
+
+/// A document that could not be read at all (syntax, type or unknown field), with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// Dotted path to the offending field, e.g. `gateways[0].servers[1].scopez`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            write!(f, "config: {}", self.message)
+        } else {
+            write!(f, "config: at `{}`: {}", self.path, self.message)
+        }
+    }
+}
+
+impl Document {
+    /// Parses YAML or JSON (YAML is a superset; JSON is tried first for exact error messages).
+    pub fn parse(text: &str) -> Result<Document, ParseError> {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('{') {
+            let de = &mut serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| ParseError {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })
+        } else {
+            let de = serde_norway::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(|e| ParseError {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_and_json_share_the_schema() {
+        let yaml = "gateways:\n  - name: g\n    public_url: https://a.example\n    issuer: https://a.example\n    allowed_scopes: [x]\n    servers: []\n";
+        let json = r#"{"gateways":[{"name":"g","public_url":"https://a.example","issuer":"https://a.example","allowed_scopes":["x"],"servers":[]}]}"#;
+        let a = Document::parse(yaml).unwrap();
+        let b = Document::parse(json).unwrap();
+        assert_eq!(a.gateways[0].name, b.gateways[0].name);
+        assert_eq!(a.filter.leeway_s, 5);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_path() {
+        let yaml = "gateways:\n  - name: g\n    public_url: https://a.example\n    issuer: https://a.example\n    allowed_scopes: [x]\n    servers:\n      - name: s\n        cluster: c\n        path: /s/mcp\n        scopez: [x]\n        scopes: [x]\n";
+        let err = Document::parse(yaml).unwrap_err();
+        assert!(err.path.starts_with("gateways[0].servers[0]"), "{err}");
+        assert!(err.message.contains("scopez"), "{err}");
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let err = Document::parse(r#"{"gateways": [{"name": 3}]}"#).unwrap_err();
+        assert_eq!(err.path, "gateways[0].name");
+    }
+}

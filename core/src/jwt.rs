@@ -1,0 +1,349 @@
+//! Access-token verification: signature against a [`KeySet`], issuer and lifetime, then claims.
+
+use std::fmt;
+
+use jwt_simple::algorithms::{ECDSAP256PublicKeyLike, EdDSAPublicKeyLike, RSAPublicKeyLike};
+use jwt_simple::claims::{Audiences, JWTClaims};
+use jwt_simple::common::VerificationOptions;
+use jwt_simple::reexports::coarsetime::{Duration, UnixTimeStamp};
+use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+use jwt_simple::JWTError;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::jwks::{Algorithm, Key, KeySet, PublicKey};
+
+/// Tokens longer than this are refused before any decoding.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Key ids are short labels; a long one is garbage we would otherwise carry into logs.
+pub const MAX_KID_LEN: usize = 256;
+/// Without a `kid`, at most this many keys of the header's algorithm are tried, bounding the
+/// work one forged token can cause.
+pub const MAX_KIDLESS_ATTEMPTS: usize = 4;
+/// Clock skew tolerated by [`VerifyOptions::new`].
+pub const DEFAULT_LEEWAY: u64 = 5;
+
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyOptions<'a> {
+    /// The token's `iss` must equal it exactly.
+    pub issuer: &'a str,
+    /// Unix seconds, from the caller's clock.
+    pub now: u64,
+    /// Seconds of clock skew tolerated on exp/nbf/iat. Keep it small: clients refresh on a 401.
+    pub leeway: u64,
+}
+
+impl<'a> VerifyOptions<'a> {
+    pub fn new(issuer: &'a str, now: u64) -> Self {
+        VerifyOptions {
+            issuer,
+            now,
+            leeway: DEFAULT_LEEWAY,
+        }
+    }
+}
+
+/// The verified contents of an access token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: Option<String>,
+    /// `aud` as a string or an array; sorted, since an array's order carries no meaning.
+    pub aud: Vec<String>,
+    pub exp: u64,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+    pub jti: Option<String>,
+    /// `client_id` (RFC 9068), else `azp`.
+    pub client_id: Option<String>,
+    /// `scope` (space-separated), else `scp` (array or string); in order, without duplicates.
+    pub scopes: Vec<String>,
+    pub kid: Option<String>,
+    /// The algorithm of the key that verified the token.
+    pub alg: Algorithm,
+    pub grant_id: Option<String>,
+    /// Every other claim, for identity mapping (e.g. `subject_claim: email`).
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not three base64url JSON parts, bad JSON, wrong claim types, unexpected `typ`, ...
+    Malformed,
+    /// Header `alg` is `none`, HMAC or anything else not allowed, or not the selected key's.
+    UnsupportedAlgorithm,
+    /// The `kid` is not in the set; distinct so the caller can refetch the JWKS.
+    UnknownKid(String),
+    /// No `kid`, and no key of the header's algorithm verifies the token.
+    NoMatchingKey,
+    BadSignature,
+    MissingExp,
+    Expired,
+    /// `nbf` or `iat` in the future beyond the leeway.
+    NotYetValid,
+    WrongIssuer,
+    MissingIssuer,
+}
+
+impl TokenError {
+    /// Short snake_case code for audit logs and filter state.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::UnsupportedAlgorithm => "unsupported_algorithm",
+            TokenError::UnknownKid(_) => "unknown_kid",
+            TokenError::NoMatchingKey => "no_matching_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::MissingExp => "missing_exp",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::MissingIssuer => "missing_issuer",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenError::Malformed => f.write_str("token is malformed"),
+            TokenError::UnsupportedAlgorithm => f.write_str("token algorithm is not allowed"),
+            TokenError::UnknownKid(kid) => write!(f, "token key id {kid:?} is not in the key set"),
+            TokenError::NoMatchingKey => f.write_str("no key in the key set verifies the token"),
+            TokenError::BadSignature => f.write_str("token signature is invalid"),
+            TokenError::MissingExp => f.write_str("token has no exp claim"),
+            TokenError::Expired => f.write_str("token has expired"),
+            TokenError::NotYetValid => f.write_str("token is not valid yet"),
+            TokenError::WrongIssuer => f.write_str("token issuer is not the expected one"),
+            TokenError::MissingIssuer => f.write_str("token has no iss claim"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+}
+
+/// The claims jwt-simple does not model. Nested `flatten` leaves exactly the remaining
+/// members in `extra`, so the payload is parsed once.
+#[derive(Deserialize)]
+struct Custom {
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    scope: Option<Value>,
+    #[serde(default)]
+    scp: Option<Value>,
+    #[serde(default)]
+    grant_id: Option<String>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// Verifies `token` against `keys`: signature by a key whose algorithm the key set fixes,
+/// `iss`, `exp` (required), `nbf` and `iat`. The audience is left to the caller, because
+/// verified claims are cached per token and reused across servers.
+pub fn verify(token: &str, keys: &KeySet, opts: &VerifyOptions) -> Result<Claims, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header_json = decode_b64(header_b64)?;
+    let header: Header = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+    let alg = Algorithm::from_header(&header.alg).ok_or(TokenError::UnsupportedAlgorithm)?;
+    if !typ_allowed(header.typ.as_deref()) {
+        return Err(TokenError::Malformed);
+    }
+    // Checked here, not left to jwt-simple, so that an undecodable part is reported as
+    // malformed even when the signature (computed over the text) would not match either.
+    if !is_b64url(payload_b64) || sig_b64.is_empty() || !is_b64url(sig_b64) {
+        return Err(TokenError::Malformed);
+    }
+    let sig_len_ok = alg.signature_b64_len().is_none_or(|n| n == sig_b64.len());
+
+    let verified = match &header.kid {
+        Some(kid) => {
+            if kid.len() > MAX_KID_LEN {
+                return Err(TokenError::Malformed);
+            }
+            let mut candidates = keys.keys().iter().filter(|k| k.kid() == Some(kid.as_str()));
+            let key = candidates
+                .clone()
+                .find(|k| k.algorithm() == alg)
+                .ok_or_else(|| match candidates.next() {
+                    Some(_) => TokenError::UnsupportedAlgorithm,
+                    None => TokenError::UnknownKid(kid.clone()),
+                })?;
+            if !sig_len_ok {
+                return Err(TokenError::BadSignature);
+            }
+            (verify_with(key, token)?, key.algorithm())
+        }
+        None => {
+            let mut found = None;
+            if sig_len_ok {
+                for key in keys
+                    .keys()
+                    .iter()
+                    .filter(|k| k.algorithm() == alg)
+                    .take(MAX_KIDLESS_ATTEMPTS)
+                {
+                    match verify_with(key, token) {
+                        Ok(claims) => {
+                            found = Some((claims, key.algorithm()));
+                            break;
+                        }
+                        Err(TokenError::BadSignature) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            found.ok_or(TokenError::NoMatchingKey)?
+        }
+    };
+    check_and_build(verified.0, verified.1, header.kid, opts)
+}
+
+fn check_and_build(
+    claims: JWTClaims<Custom>,
+    alg: Algorithm,
+    kid: Option<String>,
+    opts: &VerifyOptions,
+) -> Result<Claims, TokenError> {
+    let iss = claims.issuer.ok_or(TokenError::MissingIssuer)?;
+    if iss != opts.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    let exp = claims
+        .expires_at
+        .map(|t| t.as_secs())
+        .ok_or(TokenError::MissingExp)?;
+    if opts.now >= exp.saturating_add(opts.leeway) {
+        return Err(TokenError::Expired);
+    }
+    let horizon = opts.now.saturating_add(opts.leeway);
+    let nbf = claims.invalid_before.map(|t| t.as_secs());
+    let iat = claims.issued_at.map(|t| t.as_secs());
+    if nbf.is_some_and(|t| t > horizon) || iat.is_some_and(|t| t > horizon) {
+        return Err(TokenError::NotYetValid);
+    }
+
+    let mut aud = match claims.audiences {
+        None => Vec::new(),
+        Some(Audiences::AsString(a)) if a.is_empty() => Vec::new(),
+        Some(Audiences::AsString(a)) => vec![a],
+        Some(Audiences::AsSet(set)) => set.into_iter().collect(),
+    };
+    aud.sort_unstable();
+
+    let custom = claims.custom;
+    let scopes = match (custom.scope, custom.scp) {
+        (Some(scope), _) => scope_list(scope)?,
+        (None, Some(scp)) => scope_list(scp)?,
+        (None, None) => Vec::new(),
+    };
+    let mut extra = custom.extra;
+    // jwt-simple models `nonce`, but it is an ordinary claim to us.
+    if let Some(nonce) = claims.nonce {
+        extra.insert("nonce".to_owned(), Value::String(nonce));
+    }
+    Ok(Claims {
+        iss,
+        sub: claims.subject,
+        aud,
+        exp,
+        nbf,
+        iat,
+        jti: claims.jwt_id,
+        client_id: custom.client_id.or(custom.azp),
+        scopes,
+        kid,
+        alg,
+        grant_id: custom.grant_id,
+        extra,
+    })
+}
+
+/// jwt-simple checks signature, `crit` and claim types. Its clock checks are neutralised
+/// (time 0, no tolerance, future accepted) and done by us with saturating arithmetic: its
+/// fixed-point timestamps add without overflow checks, and `now` must come from the caller.
+fn verify_with(key: &Key, token: &str) -> Result<JWTClaims<Custom>, TokenError> {
+    let options = VerificationOptions {
+        accept_future: true,
+        time_tolerance: Some(Duration::from_secs(0)),
+        artificial_time: Some(UnixTimeStamp::from_secs(0)),
+        max_token_length: Some(MAX_TOKEN_LEN),
+        ..VerificationOptions::default()
+    };
+    let options = Some(options);
+    let result = match &key.public {
+        PublicKey::Rs256(k) => k.verify_token::<Custom>(token, options),
+        PublicKey::Ps256(k) => k.verify_token::<Custom>(token, options),
+        PublicKey::Es256(k) => k.verify_token::<Custom>(token, options),
+        PublicKey::EdDsa(k) => k.verify_token::<Custom>(token, options),
+    };
+    result.map_err(|e| match e.downcast_ref::<JWTError>() {
+        Some(JWTError::InvalidSignature) => TokenError::BadSignature,
+        // Everything before the signature was checked by `verify`; what is left is a payload
+        // that does not decode into claims of the right types.
+        _ => TokenError::Malformed,
+    })
+}
+
+/// RFC 9068 `at+jwt` (with or without its `application/` prefix), plain `JWT`, or none: other
+/// JWT kinds (ID tokens aside, which carry `JWT`) must not pass as access tokens.
+fn typ_allowed(typ: Option<&str>) -> bool {
+    match typ {
+        None => true,
+        Some(t) => {
+            let t = t.strip_prefix("application/").unwrap_or(t);
+            t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("at+jwt")
+        }
+    }
+}
+
+fn is_b64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn decode_b64(s: &str) -> Result<Vec<u8>, TokenError> {
+    if s.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    Base64UrlSafeNoPadding::decode_to_vec(s, None).map_err(|_| TokenError::Malformed)
+}
+
+fn scope_list(value: Value) -> Result<Vec<String>, TokenError> {
+    let mut scopes: Vec<String> = Vec::new();
+    let mut add = |s: &str| {
+        if !s.is_empty() && !scopes.iter().any(|have| have == s) {
+            scopes.push(s.to_owned());
+        }
+    };
+    match value {
+        Value::String(s) => s.split(' ').for_each(&mut add),
+        Value::Array(items) => {
+            for item in items {
+                add(item.as_str().ok_or(TokenError::Malformed)?);
+            }
+        }
+        Value::Null => {}
+        _ => return Err(TokenError::Malformed),
+    }
+    Ok(scopes)
+}

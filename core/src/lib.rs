@@ -1,0 +1,22 @@
+//! scopegate-core: the host-independent policy engine shared by the Envoy filter and the broker.
+//!
+//! Plain data in, a decision out. Nothing here performs I/O or reads a clock: callers pass
+//! the request facts and the current time, so every rule is unit-tested natively.
+
+pub mod authorize;
+pub mod challenge;
+pub mod config;
+pub mod decision;
+pub mod jwks;
+pub mod jwt;
+pub mod mcp;
+pub mod policy;
+pub mod prm;
+pub mod scopes;
+pub mod url;
+pub mod validate;
+
+pub use config::Document;
+pub use decision::{Decision, Outcome};
+pub use policy::{Policy, Server, ServerId};
+pub use scopes::ScopeSet;

@@ -1,0 +1,233 @@
+//! The validated, indexed form of the document that every decision reads.
+//!
+//! Built once per configuration by [`crate::validate`]; lookups on the request path are a hash
+//! probe by cluster, and everything derivable (resource URLs, PRM bodies, challenge scopes) is
+//! computed here rather than per request.
+
+use crate::config::Document;
+use crate::scopes::{ScopeIndex, ScopeSet};
+use std::collections::{BTreeMap, HashMap};
+
+pub type GatewayId = usize;
+pub type ServerId = usize;
+pub type JwksSourceId = usize;
+
+/// The well-known prefix of RFC 9728 protected-resource metadata.
+pub const PRM_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
+
+/// A validated document: gateways, their servers and the filter's settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub gateways: Vec<Gateway>,
+    pub servers: Vec<Server>,
+    pub jwks_sources: Vec<JwksSource>,
+    pub filter: FilterSettings,
+    /// Things that work but deserve a look (e.g. two gateways that could be one).
+    pub warnings: Vec<String>,
+    /// The document it came from, for the broker's settings.
+    pub document: Document,
+    by_cluster: HashMap<String, ServerId>,
+    by_prm_path: HashMap<String, Vec<ServerId>>,
+}
+
+/// One auth boundary.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub name: String,
+    pub public_url: String,
+    pub issuer: String,
+    pub scopes: ScopeIndex,
+    pub reject_foreign_scopes: bool,
+    /// Whether the broker holds the downstream grant (broker mode) or tokens are only validated.
+    pub brokered: bool,
+    pub jwks_source: JwksSourceId,
+    pub servers: Vec<ServerId>,
+    /// The server the root PRM URL describes: the only one, or `default_server`.
+    pub root_server: Option<ServerId>,
+    pub subject_claim: String,
+}
+
+/// One MCP server behind a gateway.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub name: String,
+    pub gateway: GatewayId,
+    pub cluster: String,
+    pub path: String,
+    /// `public_url + path`: the RFC 8707 resource and the token audience.
+    pub resource: String,
+    /// Where this server's RFC 9728 document lives (path-suffixed form).
+    pub metadata_url: String,
+    /// The subset of the gateway's allowed scopes this server may be granted.
+    pub scopes: ScopeSet,
+    pub base_scopes: ScopeSet,
+    pub tools: BTreeMap<String, ScopeSet>,
+    pub methods: BTreeMap<String, ScopeSet>,
+    pub forward_client_token: bool,
+    /// The `scope` parameter of a plain 401 challenge: the server's subset, space-separated.
+    pub challenge_scope: String,
+    /// The RFC 9728 document, serialised once.
+    pub prm_json: String,
+}
+
+impl Server {
+    /// Whether a POST must be read to decide: only when some method or tool has its own scopes.
+    pub fn needs_body(&self) -> bool {
+        !self.tools.is_empty() || !self.methods.is_empty()
+    }
+}
+
+/// Where a gateway's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    pub location: JwksLocation,
+    pub refresh_s: u64,
+    pub unknown_kid_refetch_s: u64,
+    pub timeout_ms: u64,
+    /// Shared-data key under which the fetched document is kept, the same on every worker.
+    pub shared_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksLocation {
+    Fetch {
+        cluster: String,
+        path: String,
+        authority: String,
+    },
+    /// The inline JWKS document, serialised.
+    Inline(String),
+}
+
+/// How the filter reaches the broker's internal listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerCall {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+}
+
+/// The filter's own knobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterSettings {
+    pub leeway_s: u64,
+    pub max_body_bytes: usize,
+    pub token_cache_entries: usize,
+    pub broker: Option<BrokerCall>,
+}
+
+impl Policy {
+    pub(crate) fn new(
+        document: Document,
+        gateways: Vec<Gateway>,
+        servers: Vec<Server>,
+        jwks_sources: Vec<JwksSource>,
+        filter: FilterSettings,
+        warnings: Vec<String>,
+    ) -> Policy {
+        let by_cluster = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.cluster.clone(), i))
+            .collect();
+        let mut by_prm_path: HashMap<String, Vec<ServerId>> = HashMap::new();
+        for (i, s) in servers.iter().enumerate() {
+            by_prm_path
+                .entry(format!("{PRM_WELL_KNOWN}{}", s.path))
+                .or_default()
+                .push(i);
+        }
+        Policy {
+            gateways,
+            servers,
+            jwks_sources,
+            filter,
+            warnings,
+            document,
+            by_cluster,
+            by_prm_path,
+        }
+    }
+
+    pub fn server(&self, id: ServerId) -> Option<&Server> {
+        self.servers.get(id)
+    }
+
+    pub fn gateway(&self, id: GatewayId) -> Option<&Gateway> {
+        self.gateways.get(id)
+    }
+
+    pub fn gateway_of(&self, server: &Server) -> Option<&Gateway> {
+        self.gateways.get(server.gateway)
+    }
+
+    /// The server governing an Envoy upstream cluster, if any: other clusters pass untouched.
+    pub fn server_for_cluster(&self, cluster: &str) -> Option<ServerId> {
+        self.by_cluster.get(cluster).copied()
+    }
+
+    pub fn server_by_name(&self, name: &str) -> Option<ServerId> {
+        self.servers.iter().position(|s| s.name == name)
+    }
+
+    /// The server whose resource is exactly `resource` (broker: RFC 8707 `resource` parameter).
+    pub fn server_for_resource(&self, resource: &str) -> Option<ServerId> {
+        self.servers.iter().position(|s| s.resource == resource)
+    }
+
+    /// The server whose protected-resource metadata a request path asks for, if any.
+    ///
+    /// `authority` disambiguates when gateways on different hosts use the same path, and picks
+    /// the gateway for the root form; it never goes into the document (URLs come from config).
+    pub fn prm_server(&self, path: &str, authority: Option<&str>) -> Option<ServerId> {
+        let path = path.split('?').next().unwrap_or(path);
+        if path == PRM_WELL_KNOWN || path == "/.well-known/oauth-protected-resource/" {
+            // Prefer the gateway on the requested host; a lone gateway answers whatever the host.
+            let only = |by_host: bool| {
+                let mut roots = self
+                    .gateways
+                    .iter()
+                    .filter(|g| !by_host || authority.is_none_or(|a| authority_matches(&g.public_url, a)))
+                    .filter_map(|g| g.root_server);
+                let first = roots.next();
+                if roots.next().is_none() {
+                    first
+                } else {
+                    None
+                }
+            };
+            return only(true).or_else(|| only(false));
+        }
+        let candidates = self.by_prm_path.get(path)?;
+        if let [only] = candidates.as_slice() {
+            return Some(*only);
+        }
+        let authority = authority?;
+        candidates.iter().copied().find(|id| {
+            self.servers
+                .get(*id)
+                .and_then(|s| self.gateways.get(s.gateway))
+                .is_some_and(|g| authority_matches(&g.public_url, authority))
+        })
+    }
+}
+
+/// Whether a request's `:authority` names the host of `public_url` (port optional on the request).
+fn authority_matches(public_url: &str, authority: &str) -> bool {
+    let configured = public_url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(public_url);
+    if configured.eq_ignore_ascii_case(authority) {
+        return true;
+    }
+    let host = |a: &str| -> String {
+        if a.starts_with('[') {
+            a.split(']').next().unwrap_or(a).to_ascii_lowercase()
+        } else {
+            a.split(':').next().unwrap_or(a).to_ascii_lowercase()
+        }
+    };
+    host(configured) == host(authority)
+}

@@ -1,0 +1,81 @@
+//! Writes each decision where the mesh already looks: filter state for access logs, and stats counters.
+
+use crate::host;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use scopegate_core::decision::Audit;
+use std::collections::HashMap;
+
+/// Filter-state names, read in access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+pub const FIELDS: [&str; 8] = [
+    "scopegate_server",
+    "scopegate_decision",
+    "scopegate_reason",
+    "scopegate_subject",
+    "scopegate_client_id",
+    "scopegate_scopes",
+    "scopegate_tool",
+    "scopegate_foreign_scopes",
+];
+
+/// Counter ids, defined on first use (Envoy shows them as `wasmcustom.scopegate.…`).
+#[derive(Default)]
+pub struct Stats {
+    ids: HashMap<(String, &'static str, &'static str), Option<u32>>,
+}
+
+impl Stats {
+    fn counter(&mut self, server: &str, decision: &'static str, reason: &'static str) -> Option<u32> {
+        if let Some(id) = self.ids.get(&(server.to_string(), decision, reason)) {
+            return *id;
+        }
+        let name = format!("scopegate.{server}.{decision}.{reason}");
+        let id = match hostcalls::define_metric(MetricType::Counter, &name) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                log::warn!("cannot define metric {name}: {e:?}");
+                None
+            }
+        };
+        self.ids.insert((server.to_string(), decision, reason), id);
+        id
+    }
+
+    pub fn count(&mut self, server: &str, decision: &'static str, reason: &'static str) {
+        if let Some(id) = self.counter(server, decision, reason) {
+            if let Err(e) = hostcalls::increment_metric(id, 1) {
+                log::warn!("cannot increment metric: {e:?}");
+            }
+        }
+    }
+}
+
+/// Records the decision in filter state and stats.
+pub fn record(stats: &mut Stats, audit: &Audit) {
+    let values: [Option<&str>; 8] = [
+        Some(audit.server.as_str()),
+        Some(audit.decision),
+        Some(audit.reason),
+        audit.subject.as_deref(),
+        audit.client_id.as_deref(),
+        Some(audit.scopes.as_str()),
+        audit.tool.as_deref(),
+        Some(audit.foreign_scopes.as_str()),
+    ];
+    for (name, value) in FIELDS.iter().zip(values) {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            host::set_filter_state(name, v);
+        }
+    }
+    stats.count(&audit.server, audit.decision, audit.reason);
+    if audit.decision == "deny" {
+        log::info!(
+            "deny server={} reason={} subject={} client_id={} tool={}",
+            audit.server,
+            audit.reason,
+            audit.subject.as_deref().unwrap_or("-"),
+            audit.client_id.as_deref().unwrap_or("-"),
+            audit.tool.as_deref().unwrap_or("-"),
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! One HTTP request through the filter, as an explicit state machine over Envoy's callbacks.
+
+use crate::audit;
+use crate::host;
+use crate::keys;
+use crate::worker::Worker;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use scopegate_core::authorize::{self, Principal, Target};
+use scopegate_core::decision::{oauth_error_body, Decision, Outcome};
+use scopegate_core::jwt::{self, Claims, TokenError, VerifyOptions};
+use scopegate_core::mcp;
+use scopegate_core::policy::{ServerId, PRM_WELL_KNOWN};
+use std::rc::Rc;
+
+/// Where a request stands. Each waiting state names what it waits for.
+enum Phase {
+    /// Headers not seen yet.
+    Start,
+    /// Not governed, or already allowed: nothing more to do.
+    Done,
+    /// A local reply was sent; later callbacks must not forward anything.
+    Replied,
+    /// A token named an unknown `kid`; waiting for the JWKS refetch (callout `call`).
+    AwaitingKeys {
+        call: u32,
+        source: usize,
+        server: ServerId,
+        token: String,
+    },
+    /// The token was admitted; holding the headers until the JSON-RPC body is complete.
+    AwaitingBody { server: ServerId, principal: Principal },
+}
+
+/// What the headers told us that later phases need.
+#[derive(Default)]
+struct Head {
+    is_post: bool,
+    end_of_stream: bool,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+}
+
+/// Body bytes buffered so far, tracked in every phase (bodies may arrive while keys load).
+#[derive(Default, Clone, Copy)]
+struct BodySeen {
+    size: usize,
+    complete: bool,
+}
+
+pub struct Request {
+    worker: Option<Rc<Worker>>,
+    phase: Phase,
+    head: Head,
+    body: BodySeen,
+}
+
+impl Request {
+    pub fn new(worker: Option<Rc<Worker>>) -> Request {
+        Request { worker, phase: Phase::Start, head: Head::default(), body: BodySeen::default() }
+    }
+
+    fn reply(&mut self, worker: &Worker, decision: &Decision) -> Action {
+        if let Outcome::Deny(d) = &decision.outcome {
+            let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+            if let Some(w) = &d.www_authenticate {
+                headers.push(("www-authenticate", w.as_str()));
+            }
+            host::send_response(d.status, headers, &d.body);
+        }
+        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+        self.phase = Phase::Replied;
+        Action::Pause
+    }
+
+    /// An internal failure: answer 503 rather than let an unchecked request through.
+    fn fail_closed(&mut self, what: &str) -> Action {
+        log::error!("{what}; refusing the request");
+        host::send_response(
+            503,
+            vec![("content-type", "application/json"), ("cache-control", "no-store")],
+            &oauth_error_body("temporarily_unavailable", "the gateway could not check this request"),
+        );
+        self.phase = Phase::Replied;
+        Action::Pause
+    }
+
+    /// Applies an allow (identity headers, token removal) or sends the refusal.
+    fn enforce(&mut self, worker: &Worker, decision: Decision) -> Action {
+        let Outcome::Allow(grant) = &decision.outcome else {
+            return self.reply(worker, &decision);
+        };
+        if !grant.forward_client_token && host::remove_request_header("authorization").is_err() {
+            return self.fail_closed("cannot remove the client's token");
+        }
+        for (name, value) in [
+            ("x-scopegate-subject", grant.subject.as_str()),
+            ("x-scopegate-client-id", grant.client_id.as_str()),
+            ("x-scopegate-scopes", grant.scopes.as_str()),
+        ] {
+            if host::set_request_header(name, Some(value)).is_err() {
+                return self.fail_closed("cannot set identity headers");
+            }
+        }
+        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+        self.phase = Phase::Done;
+        Action::Continue
+    }
+
+    /// Verifies (or finds cached) the token, admits it, then decides or waits for the body.
+    fn authenticate(&mut self, worker: &Rc<Worker>, server: ServerId, token: &str, retried: bool) -> Action {
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            return self.fail_closed("server vanished from the policy");
+        };
+        let now = host::now_s();
+        let leeway = policy.filter.leeway_s;
+        let cached = worker.tokens.borrow().get(token, now, leeway);
+        let claims: Rc<Claims> = match cached {
+            Some(c) => c,
+            None => {
+                let source = target.gateway.jwks_source;
+                let Some(keyset) = worker.keys.borrow().keys(source) else {
+                    return self.reply(worker, &authorize::keys_unavailable(target));
+                };
+                let opts = VerifyOptions { issuer: &target.gateway.issuer, now, leeway };
+                match jwt::verify(token, &keyset, &opts) {
+                    Ok(c) => {
+                        let c = Rc::new(c);
+                        worker.tokens.borrow_mut().insert(token, Rc::clone(&c), now, leeway);
+                        c
+                    }
+                    Err(TokenError::UnknownKid(_)) if !retried => {
+                        return self.refetch_keys(worker, server, source, token);
+                    }
+                    Err(e) => return self.reply(worker, &authorize::token_rejected(target, &e)),
+                }
+            }
+        };
+        let principal = match authorize::admit(target, &claims, now, leeway) {
+            Ok(p) => p,
+            Err(d) => return self.reply(worker, &d),
+        };
+        if self.head.is_post && target.server.needs_body() {
+            if self.body.complete || self.head.end_of_stream {
+                return self.decide_with_body(worker, server, &principal);
+            }
+            self.phase = Phase::AwaitingBody { server, principal };
+            return Action::Pause;
+        }
+        let decision = authorize::decide(target, &principal, &[]);
+        self.enforce(worker, decision)
+    }
+
+    /// An unknown `kid`: use keys another worker already fetched, else refetch if the rate limit allows.
+    fn refetch_keys(&mut self, worker: &Rc<Worker>, server: ServerId, source: usize, token: &str) -> Action {
+        if worker.keys.borrow_mut().sync(source) {
+            worker.tokens.borrow_mut().clear();
+            return self.authenticate(worker, server, token, true);
+        }
+        let now_ms = u64::try_from(host::now().as_millis()).unwrap_or(u64::MAX);
+        let dispatched = {
+            let store = worker.keys.borrow();
+            match store.fetch_spec(source) {
+                Some(spec) if store.claim_unknown_kid(source, now_ms) => keys::dispatch(&spec).ok(),
+                _ => None,
+            }
+        };
+        match dispatched {
+            Some(call) => {
+                self.phase = Phase::AwaitingKeys { call, source, server, token: token.to_string() };
+                Action::Pause
+            }
+            // Rate-limited (or inline keys): the kid is simply unknown.
+            None => self.authenticate(worker, server, token, true),
+        }
+    }
+
+    fn decide_with_body(&mut self, worker: &Worker, server: ServerId, principal: &Principal) -> Action {
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            return self.fail_closed("server vanished from the policy");
+        };
+        let body = if self.body.size == 0 {
+            Vec::new()
+        } else {
+            match host::request_body(self.body.size) {
+                Ok(b) => b.unwrap_or_default(),
+                Err(e) => return self.fail_closed(&format!("cannot read the request body: {e:?}")),
+            }
+        };
+        let decision = match mcp::classify(&body, self.head.mcp_method.as_deref(), self.head.mcp_name.as_deref()) {
+            Ok(calls) => authorize::decide(target, principal, &calls),
+            Err(e) => authorize::bad_request(target, &e),
+        };
+        self.enforce(worker, decision)
+    }
+
+    fn serve_metadata(&mut self, worker: &Worker, server: ServerId) -> Action {
+        let Some(s) = worker.policy.server(server) else {
+            return self.fail_closed("server vanished from the policy");
+        };
+        host::send_response(
+            200,
+            vec![
+                ("content-type", "application/json"),
+                ("cache-control", "public, max-age=300"),
+                // Browser-based MCP clients read this document cross-origin.
+                ("access-control-allow-origin", "*"),
+            ],
+            &s.prm_json,
+        );
+        let mut stats = worker.stats.borrow_mut();
+        stats.count(&s.name, "metadata", "served");
+        self.phase = Phase::Replied;
+        Action::Pause
+    }
+}
+
+impl Context for Request {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(worker) = self.worker.clone() else { return };
+        let Phase::AwaitingKeys { call, source, server, token } =
+            std::mem::replace(&mut self.phase, Phase::Start)
+        else {
+            return;
+        };
+        if call != token_id {
+            return;
+        }
+        match keys::read_response(body_size) {
+            Ok(doc) => match worker.keys.borrow_mut().install(source, &doc) {
+                Ok(n) => {
+                    worker.tokens.borrow_mut().clear();
+                    log::info!("refetched {n} signing keys after an unknown kid");
+                }
+                Err(e) => log::warn!("refetched JWKS unusable: {e}"),
+            },
+            Err(e) => log::warn!("JWKS refetch: {e}"),
+        }
+        if let Action::Continue = self.authenticate(&worker, server, &token, true) {
+            host::resume_request();
+        }
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(worker) = self.worker.clone() else {
+            return self.fail_closed("filter is not configured");
+        };
+        let headers = match host::request_headers() {
+            Ok(h) => h,
+            Err(e) => return self.fail_closed(&format!("cannot read request headers: {e:?}")),
+        };
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let path = header(":path").unwrap_or("");
+        if path.starts_with(PRM_WELL_KNOWN) && matches!(header(":method"), Some("GET" | "HEAD")) {
+            if let Some(server) = worker.policy.prm_server(path, header(":authority")) {
+                return self.serve_metadata(&worker, server);
+            }
+        }
+
+        let cluster = match host::property(vec!["xds", "cluster_name"]) {
+            Ok(Some(c)) => c,
+            // No route, no upstream: nothing to govern.
+            Ok(None) => return Action::Continue,
+            Err(e) => return self.fail_closed(&format!("cannot read xds.cluster_name: {e:?}")),
+        };
+        let Some(server) = worker.policy.server_for_cluster(&cluster) else {
+            self.phase = Phase::Done;
+            return Action::Continue;
+        };
+
+        // Identity headers are ours alone: never let a client supply them.
+        for (name, _) in headers.iter().filter(|(k, _)| k.starts_with("x-scopegate-")) {
+            if host::remove_request_header(name).is_err() {
+                return self.fail_closed("cannot strip client-supplied x-scopegate headers");
+            }
+        }
+        self.head = Head {
+            is_post: header(":method") == Some("POST"),
+            end_of_stream,
+            mcp_method: header("mcp-method").map(str::to_string),
+            mcp_name: header("mcp-name").map(str::to_string),
+        };
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            return self.fail_closed("server vanished from the policy");
+        };
+        match authorize::bearer_token(target, header("authorization")) {
+            Ok(token) => {
+                let token = token.to_string();
+                self.authenticate(&worker, server, &token, false)
+            }
+            Err(d) => self.reply(&worker, &d),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.body = BodySeen { size: body_size, complete: end_of_stream };
+        let Some(worker) = self.worker.clone() else { return Action::Pause };
+        match &self.phase {
+            Phase::Done | Phase::Start => Action::Continue,
+            Phase::Replied | Phase::AwaitingKeys { .. } => Action::Pause,
+            Phase::AwaitingBody { server, principal } => {
+                let (server, principal) = (*server, principal.clone());
+                if body_size > worker.policy.filter.max_body_bytes {
+                    let policy = Rc::clone(&worker.policy);
+                    return match Target::of(&policy, server) {
+                        Some(target) => self.reply(&worker, &authorize::body_too_large(target)),
+                        None => self.fail_closed("server vanished from the policy"),
+                    };
+                }
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                self.decide_with_body(&worker, server, &principal)
+            }
+        }
+    }
+}

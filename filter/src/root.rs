@@ -1,0 +1,119 @@
+//! The root context: loads the document, keeps the signing keys fresh, and creates HTTP contexts.
+
+use crate::http::Request;
+use crate::keys;
+use crate::worker::Worker;
+use crate::host;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How often each worker checks for new keys and due refreshes.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+pub struct Root {
+    worker: Option<Rc<Worker>>,
+    /// JWKS fetches in flight: callout token -> source.
+    fetches: HashMap<u32, usize>,
+    ticks: u64,
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        let Some(source) = self.fetches.remove(&token_id) else { return };
+        let Some(worker) = &self.worker else { return };
+        match keys::read_response(body_size) {
+            Ok(doc) => match worker.keys.borrow_mut().install(source, &doc) {
+                Ok(n) => {
+                    worker.tokens.borrow_mut().clear();
+                    log::info!("loaded {n} signing keys for JWKS source {source}");
+                }
+                Err(e) => log::warn!("JWKS source {source} unusable: {e}"),
+            },
+            Err(e) => log::warn!("JWKS source {source}: {e}"),
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let text = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, size) {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(None) => String::new(),
+            Err(e) => {
+                log::error!("cannot read plugin configuration: {e:?}");
+                return false;
+            }
+        };
+        let policy = match scopegate_core::validate::load(&text) {
+            Ok(p) => p,
+            Err(e) => {
+                // Returning false makes Envoy refuse the configuration instead of running without it.
+                for line in e.to_string().lines() {
+                    log::error!("{line}");
+                }
+                log::error!("configuration refused");
+                return false;
+            }
+        };
+        for w in &policy.warnings {
+            log::warn!("{w}");
+        }
+        log::info!(
+            "configured {} gateway(s), {} server(s)",
+            policy.gateways.len(),
+            policy.servers.len()
+        );
+        self.worker = Some(Rc::new(Worker::new(policy)));
+        if let Err(e) = hostcalls::set_tick_period(TICK) {
+            log::error!("cannot start the key refresh timer: {e:?}");
+            return false;
+        }
+        // Don't wait a whole tick for the first keys.
+        self.on_tick();
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(worker) = self.worker.clone() else { return };
+        self.ticks = self.ticks.wrapping_add(1);
+        let now = host::now();
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        let sources = worker.keys.borrow().len();
+        for id in 0..sources {
+            if worker.keys.borrow_mut().sync(id) {
+                worker.tokens.borrow_mut().clear();
+            }
+            if self.fetches.values().any(|s| *s == id) {
+                continue;
+            }
+            if !worker.keys.borrow().claim_refresh(id, now_ms) {
+                continue;
+            }
+            let store = worker.keys.borrow();
+            let Some(spec) = store.fetch_spec(id) else { continue };
+            match keys::dispatch(&spec) {
+                Ok(token) => {
+                    self.fetches.insert(token, id);
+                }
+                Err(e) => log::warn!("cannot fetch JWKS from cluster {}: {e:?}", spec.cluster),
+            }
+        }
+        if self.ticks % 30 == 0 {
+            worker.tokens.borrow_mut().evict_expired(now.as_secs(), worker.policy.filter.leeway_s);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // The SDK panics on None, so an unconfigured root still hands out a (fail-closed) context.
+        Some(Box::new(Request::new(self.worker.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

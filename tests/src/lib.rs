@@ -1,0 +1,40 @@
+//! Harness for the integration tests: real processes (Envoy, MCP servers, authorization servers)
+//! started per test binary, torn down when it exits.
+
+pub mod envoy;
+pub mod issuer;
+pub mod mcp;
+pub mod procs;
+pub mod stack;
+
+use std::path::PathBuf;
+
+/// The repository root (tests run with the crate dir as cwd).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A file the build must have produced; a missing one fails the test with the command that makes it.
+pub fn built(rel: &str, how: &str) -> PathBuf {
+    let p = repo_root().join(rel);
+    assert!(p.exists(), "{} is missing: run `{how}` (or `make test`)", p.display());
+    p
+}
+
+/// A free loopback port (bound then released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}

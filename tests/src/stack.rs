@@ -1,0 +1,148 @@
+//! The two-server example in validate mode: two MCP servers, an echo upstream that no gateway
+//! governs, a token issuer, and Envoy with scopegate in front of them.
+
+use crate::envoy::{Envoy, Spec};
+use crate::issuer::Issuer;
+use crate::procs::{log_dir, wait_for, Proc};
+use crate::{built, free_port};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+
+pub const MCP_BIN: &str = "target/debug/scopegate-example-mcp";
+pub const SUPPORT: &str = "/support-assistant/mcp";
+pub const OPS: &str = "/ops-console/mcp";
+
+/// One example MCP server process.
+pub struct McpServer {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl McpServer {
+    pub fn start(name: &str, dir: &str) -> McpServer {
+        let bin = built(MCP_BIN, "cargo build -p scopegate-example-mcp");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--name", name, "--listen", "127.0.0.1:0"]);
+        let mut proc = Proc::start(name, cmd, &log_dir(dir));
+        let addr = proc.wait_stdout_line("listening on ", Duration::from_secs(20));
+        let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        McpServer { proc, port }
+    }
+
+    /// Every request this server received (its `/_seen` endpoint, read directly, not via Envoy).
+    pub fn seen(&self) -> Vec<Value> {
+        reqwest::blocking::get(format!("http://127.0.0.1:{}/_seen", self.port))
+            .and_then(|r| r.json::<Vec<Value>>())
+            .expect("/_seen")
+    }
+
+    pub fn clear_seen(&self) {
+        reqwest::blocking::Client::new()
+            .delete(format!("http://127.0.0.1:{}/_seen", self.port))
+            .send()
+            .expect("DELETE /_seen");
+    }
+}
+
+/// An upstream no gateway governs: answers every request with the headers it received.
+pub fn start_echo() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
+                let h: serde_json::Map<String, Value> = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                    .collect();
+                axum::Json(json!({ "echo": true, "headers": h }))
+            });
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    port
+}
+
+/// The example gateway document for validate mode, issuer and JWKS from the test issuer.
+pub fn gateway_doc(public_url: &str, issuer: &str) -> Value {
+    json!({
+        "gateways": [{
+            "name": "saas",
+            "public_url": public_url,
+            "issuer": issuer,
+            "allowed_scopes": ["tickets.read", "tickets.write", "accounts.read", "admin.read"],
+            "default_server": "support-assistant",
+            "jwks": {"cluster": "test_issuer", "path": "/jwks", "unknown_kid_refetch_s": 1},
+            "servers": [
+                {"name": "support-assistant", "cluster": "support_assistant", "path": SUPPORT,
+                 "scopes": ["tickets.read", "accounts.read"],
+                 "tools": {"list_tickets": ["tickets.read"], "get_account": ["accounts.read"]}},
+                {"name": "ops-console", "cluster": "ops_console", "path": OPS,
+                 "scopes": ["tickets.write", "admin.read"],
+                 "tools": {"update_ticket": ["tickets.write"], "admin_report": ["admin.read"]}}
+            ]
+        }]
+    })
+}
+
+/// Everything up, Envoy last.
+pub struct Stack {
+    pub issuer: Issuer,
+    pub support: McpServer,
+    pub ops: McpServer,
+    pub echo_port: u16,
+    pub envoy: Envoy,
+    pub public_url: String,
+}
+
+impl Stack {
+    /// Starts the stack; `tweak` edits the document before Envoy gets it.
+    pub fn start(name: &str, tweak: impl FnOnce(&mut Value)) -> Stack {
+        let issuer = Issuer::start();
+        let support = McpServer::start("support-assistant", name);
+        let ops = McpServer::start("ops-console", name);
+        let echo_port = start_echo();
+        let port = free_port();
+        let public_url = format!("http://127.0.0.1:{port}");
+        let mut doc = gateway_doc(&public_url, &issuer.url);
+        tweak(&mut doc);
+        let envoy = Envoy::start(&Spec {
+            name: name.to_string(),
+            filter_config: doc.to_string(),
+            clusters: vec![
+                ("support_assistant".into(), support.port),
+                ("ops_console".into(), ops.port),
+                ("plain_upstream".into(), echo_port),
+                ("test_issuer".into(), issuer.port),
+            ],
+            routes: vec![
+                ("/support-assistant/".into(), "support_assistant".into()),
+                ("/ops-console/".into(), "ops_console".into()),
+                ("/plain/".into(), "plain_upstream".into()),
+            ],
+            concurrency: 1,
+            port: Some(port),
+        });
+        let stack = Stack { issuer, support, ops, echo_port, envoy, public_url };
+        stack.wait_keys_loaded();
+        stack
+    }
+
+    pub fn resource(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url)
+    }
+
+    /// Until the filter has its keys, governed requests get 503; wait that out.
+    pub fn wait_keys_loaded(&self) {
+        let token = self.issuer.token(&self.resource(SUPPORT), "tickets.read");
+        wait_for("the filter to load its signing keys", Duration::from_secs(20), || {
+            let r = crate::mcp::Client::new(&self.envoy.url(SUPPORT), Some(&token))
+                .request("tools/list", json!({}), &[]);
+            (r.status != 503).then_some(())
+        });
+    }
+}
