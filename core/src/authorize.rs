@@ -48,10 +48,24 @@ impl<'a> Target<'a> {
         }
     }
 
-    fn unauthorized(&self, kind: ChallengeKind, reason: &'static str, description: &str) -> Decision {
+    fn unauthorized(
+        &self,
+        kind: ChallengeKind,
+        reason: &'static str,
+        description: &str,
+    ) -> Decision {
         let desc = (kind != ChallengeKind::NoToken).then_some(description);
-        let www = www_authenticate(kind, &self.server.metadata_url, &self.server.challenge_scope, desc);
-        let error = if kind == ChallengeKind::NoToken { "unauthorized" } else { "invalid_token" };
+        let www = www_authenticate(
+            kind,
+            &self.server.metadata_url,
+            &self.server.challenge_scope,
+            desc,
+        );
+        let error = if kind == ChallengeKind::NoToken {
+            "unauthorized"
+        } else {
+            "invalid_token"
+        };
         Decision {
             outcome: Outcome::Deny(Denial {
                 status: 401,
@@ -64,18 +78,33 @@ impl<'a> Target<'a> {
 }
 
 /// Extracts the bearer token (RFC 6750 §2.1: header only; the scheme is case-insensitive).
-pub fn bearer_token<'h>(target: Target<'_>, authorization: Option<&'h str>) -> Result<&'h str, Decision> {
+pub fn bearer_token<'h>(
+    target: Target<'_>,
+    authorization: Option<&'h str>,
+) -> Result<&'h str, Box<Decision>> {
     let Some(value) = authorization else {
-        return Err(target.unauthorized(ChallengeKind::NoToken, "no_token", "a bearer token is required"));
+        return Err(Box::new(target.unauthorized(
+            ChallengeKind::NoToken,
+            "no_token",
+            "a bearer token is required",
+        )));
     };
     let value = value.trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(target.unauthorized(ChallengeKind::NoToken, "no_token", "a bearer token is required"));
+        return Err(Box::new(target.unauthorized(
+            ChallengeKind::NoToken,
+            "no_token",
+            "a bearer token is required",
+        )));
     }
     let token = rest.trim();
     if token.is_empty() || token.contains(' ') {
-        return Err(target.unauthorized(ChallengeKind::InvalidToken, "malformed", "the bearer token is malformed"));
+        return Err(Box::new(target.unauthorized(
+            ChallengeKind::InvalidToken,
+            "malformed",
+            "the bearer token is malformed",
+        )));
     }
     Ok(token)
 }
@@ -84,7 +113,9 @@ pub fn bearer_token<'h>(target: Target<'_>, authorization: Option<&'h str>) -> R
 pub fn token_rejected(target: Target<'_>, err: &TokenError) -> Decision {
     let description = match err {
         TokenError::Expired => "the access token expired",
-        TokenError::WrongIssuer | TokenError::MissingIssuer => "the access token is from another issuer",
+        TokenError::WrongIssuer | TokenError::MissingIssuer => {
+            "the access token is from another issuer"
+        }
         TokenError::MissingExp => "the access token has no expiry",
         TokenError::NotYetValid => "the access token is not valid yet",
         TokenError::UnsupportedAlgorithm => "the access token's algorithm is not accepted",
@@ -102,7 +133,10 @@ pub fn keys_unavailable(target: Target<'_>) -> Decision {
         outcome: Outcome::Deny(Denial {
             status: 503,
             www_authenticate: None,
-            body: oauth_error_body("temporarily_unavailable", "signing keys are not loaded yet; retry shortly"),
+            body: oauth_error_body(
+                "temporarily_unavailable",
+                "signing keys are not loaded yet; retry shortly",
+            ),
         }),
         audit: target.audit("deny", "jwks_unavailable"),
     }
@@ -110,21 +144,26 @@ pub fn keys_unavailable(target: Target<'_>) -> Decision {
 
 /// Checks a verified token against this server: expiry (claims may come from a cache),
 /// audience, and the scopes it may use here.
-pub fn admit(target: Target<'_>, claims: &Claims, now: u64, leeway: u64) -> Result<Principal, Decision> {
+pub fn admit(
+    target: Target<'_>,
+    claims: &Claims,
+    now: u64,
+    leeway: u64,
+) -> Result<Principal, Box<Decision>> {
     if claims.exp.saturating_add(leeway) <= now {
-        return Err(token_rejected(target, &TokenError::Expired));
+        return Err(Box::new(token_rejected(target, &TokenError::Expired)));
     }
     // Verified claims are cached per token across gateways: the issuer must be this gateway's.
     if claims.iss != target.gateway.issuer {
-        return Err(token_rejected(target, &TokenError::WrongIssuer));
+        return Err(Box::new(token_rejected(target, &TokenError::WrongIssuer)));
     }
     let resource = target.server.resource.as_str();
     if !claims.aud.iter().any(|a| a == resource) {
-        return Err(target.unauthorized(
+        return Err(Box::new(target.unauthorized(
             ChallengeKind::InvalidToken,
             "wrong_audience",
             "the access token is not for this resource",
-        ));
+        )));
     }
     let classified = target.gateway.scopes.classify(&claims.scopes);
     let foreign = classified.foreign.join(" ");
@@ -139,14 +178,28 @@ pub fn admit(target: Target<'_>, claims: &Claims, now: u64, leeway: u64) -> Resu
         d.audit.foreign_scopes = foreign;
         d.audit.subject = subject;
         d.audit.client_id = Some(client_id);
-        return Err(d);
+        return Err(Box::new(d));
+    }
+    // Both go into request headers upstream: a control character could split a header.
+    if subject
+        .as_deref()
+        .unwrap_or("")
+        .chars()
+        .any(char::is_control)
+        || client_id.chars().any(char::is_control)
+    {
+        return Err(Box::new(target.unauthorized(
+            ChallengeKind::InvalidToken,
+            "malformed",
+            "the access token's subject or client_id is not header-safe",
+        )));
     }
     let Some(subject) = subject else {
-        return Err(target.unauthorized(
+        return Err(Box::new(target.unauthorized(
             ChallengeKind::InvalidToken,
             "no_subject",
             "the access token has no subject",
-        ));
+        )));
     };
     Ok(Principal {
         subject,
@@ -252,7 +305,11 @@ pub fn bad_request(target: Target<'_>, err: &McpError) -> Decision {
     })
     .to_string();
     Decision {
-        outcome: Outcome::Deny(Denial { status: 400, www_authenticate: None, body }),
+        outcome: Outcome::Deny(Denial {
+            status: 400,
+            www_authenticate: None,
+            body,
+        }),
         audit: target.audit("deny", err.reason()),
     }
 }

@@ -52,12 +52,18 @@ fn push_quoted(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
-    const PRM: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/support-assistant/mcp";
+    const PRM: &str =
+        "https://mcp.example.com/.well-known/oauth-protected-resource/support-assistant/mcp";
 
     #[test]
     fn no_token_has_no_error_code() {
         assert_eq!(
-            www_authenticate(ChallengeKind::NoToken, PRM, "tickets.read accounts.read", None),
+            www_authenticate(
+                ChallengeKind::NoToken,
+                PRM,
+                "tickets.read accounts.read",
+                None
+            ),
             format!("Bearer resource_metadata=\"{PRM}\", scope=\"tickets.read accounts.read\"")
         );
     }
@@ -79,6 +85,9 @@ mod tests {
     #[test]
     fn empty_scope_is_left_out() {
         let h = www_authenticate(ChallengeKind::InvalidToken, PRM, "", None);
-        assert_eq!(h, format!("Bearer error=\"invalid_token\", resource_metadata=\"{PRM}\""));
+        assert_eq!(
+            h,
+            format!("Bearer error=\"invalid_token\", resource_metadata=\"{PRM}\"")
+        );
     }
 }

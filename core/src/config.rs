@@ -265,22 +265,74 @@ fn default_broker_timeout() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerDoc {
+    /// Public listener (OAuth endpoints, reached through Envoy); `--listen` overrides it.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Internal listener (token exchange, JWKS, stats) for the filter; `--internal-listen` overrides it.
     #[serde(default)]
     pub internal_listen: Option<String>,
+    /// SQLite database file (created, migrated on start).
     #[serde(default)]
     pub database: Option<String>,
+    /// The 32-byte key encrypting downstream tokens and signing keys at rest, base64 or hex,
+    /// named by environment variable or file (exactly one of the two).
     #[serde(default)]
     pub encryption_key_env: Option<String>,
     #[serde(default)]
     pub encryption_key_file: Option<String>,
+    /// Lifetime of the access tokens the broker issues.
+    #[serde(default = "default_access_token_ttl")]
+    pub access_token_ttl_s: u64,
+    /// Lifetime of each refresh token (every use rotates it and starts a new one).
+    #[serde(default = "default_refresh_token_ttl")]
+    pub refresh_token_ttl_s: u64,
+    /// A new signing key is made when the current one is this old; old keys stay in the JWKS
+    /// until every token they signed has expired.
+    #[serde(default = "default_signing_key_rotation")]
+    pub signing_key_rotation_s: u64,
+    /// A downstream access token this close to expiry is refreshed before it is handed out.
+    #[serde(default = "default_downstream_refresh_margin")]
+    pub downstream_refresh_margin_s: u64,
+    /// Extra PEM root certificates trusted for outgoing https (CIMD documents, downstream).
     #[serde(default)]
-    pub signing_key_file: Option<String>,
-    #[serde(default)]
-    pub access_token_ttl_s: Option<u64>,
-    #[serde(default)]
-    pub refresh_token_ttl_s: Option<u64>,
+    pub tls_ca_file: Option<String>,
+    /// Bound on each outgoing CIMD fetch.
+    #[serde(default = "default_cimd_timeout")]
+    pub cimd_timeout_ms: u64,
+}
+
+impl Default for BrokerDoc {
+    fn default() -> Self {
+        BrokerDoc {
+            listen: None,
+            internal_listen: None,
+            database: None,
+            encryption_key_env: None,
+            encryption_key_file: None,
+            access_token_ttl_s: default_access_token_ttl(),
+            refresh_token_ttl_s: default_refresh_token_ttl(),
+            signing_key_rotation_s: default_signing_key_rotation(),
+            downstream_refresh_margin_s: default_downstream_refresh_margin(),
+            tls_ca_file: None,
+            cimd_timeout_ms: default_cimd_timeout(),
+        }
+    }
+}
+
+fn default_access_token_ttl() -> u64 {
+    300
+}
+fn default_refresh_token_ttl() -> u64 {
+    30 * 24 * 3600
+}
+fn default_signing_key_rotation() -> u64 {
+    7 * 24 * 3600
+}
+fn default_downstream_refresh_margin() -> u64 {
+    30
+}
+fn default_cimd_timeout() -> u64 {
+    3000
 }
 
 /// A document that could not be read at all (syntax, type or unknown field), with its location.

@@ -23,6 +23,7 @@ pub const MAX_KIDLESS_ATTEMPTS: usize = 4;
 /// Clock skew tolerated by [`VerifyOptions::new`].
 pub const DEFAULT_LEEWAY: u64 = 5;
 
+/// What [`verify`] holds a token to; `now` comes from the caller so this module has no clock.
 #[derive(Clone, Copy, Debug)]
 pub struct VerifyOptions<'a> {
     /// The token's `iss` must equal it exactly.
@@ -175,47 +176,42 @@ pub fn verify(token: &str, keys: &KeySet, opts: &VerifyOptions) -> Result<Claims
     }
     let sig_len_ok = alg.signature_b64_len().is_none_or(|n| n == sig_b64.len());
 
-    let verified = match &header.kid {
+    let claims = match &header.kid {
         Some(kid) => {
             if kid.len() > MAX_KID_LEN {
                 return Err(TokenError::Malformed);
             }
-            let mut candidates = keys.keys().iter().filter(|k| k.kid() == Some(kid.as_str()));
-            let key = candidates
-                .clone()
-                .find(|k| k.algorithm() == alg)
-                .ok_or_else(|| match candidates.next() {
-                    Some(_) => TokenError::UnsupportedAlgorithm,
-                    None => TokenError::UnknownKid(kid.clone()),
-                })?;
+            let mut same_kid = keys.keys().iter().filter(|k| k.kid() == Some(kid.as_str()));
+            let key =
+                same_kid
+                    .clone()
+                    .find(|k| k.algorithm() == alg)
+                    .ok_or_else(|| match same_kid.next() {
+                        Some(_) => TokenError::UnsupportedAlgorithm,
+                        None => TokenError::UnknownKid(kid.clone()),
+                    })?;
             if !sig_len_ok {
                 return Err(TokenError::BadSignature);
             }
-            (verify_with(key, token)?, key.algorithm())
+            verify_with(key, token)?
         }
         None => {
             let mut found = None;
-            if sig_len_ok {
-                for key in keys
-                    .keys()
-                    .iter()
-                    .filter(|k| k.algorithm() == alg)
-                    .take(MAX_KIDLESS_ATTEMPTS)
-                {
-                    match verify_with(key, token) {
-                        Ok(claims) => {
-                            found = Some((claims, key.algorithm()));
-                            break;
-                        }
-                        Err(TokenError::BadSignature) => continue,
-                        Err(e) => return Err(e),
+            let same_alg = keys.keys().iter().filter(|k| k.algorithm() == alg);
+            for key in same_alg.take(if sig_len_ok { MAX_KIDLESS_ATTEMPTS } else { 0 }) {
+                match verify_with(key, token) {
+                    Ok(claims) => {
+                        found = Some(claims);
+                        break;
                     }
+                    Err(TokenError::BadSignature) => continue,
+                    Err(e) => return Err(e),
                 }
             }
             found.ok_or(TokenError::NoMatchingKey)?
         }
     };
-    check_and_build(verified.0, verified.1, header.kid, opts)
+    check_and_build(claims, alg, header.kid, opts)
 }
 
 fn check_and_build(

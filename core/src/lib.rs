@@ -4,12 +4,14 @@
 //! the request facts and the current time, so every rule is unit-tested natively.
 
 pub mod authorize;
+pub mod broker_config;
 pub mod challenge;
 pub mod config;
 pub mod decision;
 pub mod jwks;
 pub mod jwt;
 pub mod mcp;
+pub mod oauth;
 pub mod policy;
 pub mod prm;
 pub mod scopes;

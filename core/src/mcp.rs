@@ -124,21 +124,42 @@ mod tests {
     fn tools_call_names_the_tool() {
         let b = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_account","arguments":{"account_id":"a1"}}}"#;
         let c = classify(b, None, None).unwrap();
-        assert_eq!(c, vec![Call { method: "tools/call".into(), name: Some("get_account".into()) }]);
+        assert_eq!(
+            c,
+            vec![Call {
+                method: "tools/call".into(),
+                name: Some("get_account".into())
+            }]
+        );
     }
 
     #[test]
     fn resources_read_is_named_by_uri() {
-        let b = br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"tickets://1"}}"#;
-        assert_eq!(classify(b, None, Some("tickets://1")).unwrap()[0].name.as_deref(), Some("tickets://1"));
+        let b =
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"tickets://1"}}"#;
+        assert_eq!(
+            classify(b, None, Some("tickets://1")).unwrap()[0]
+                .name
+                .as_deref(),
+            Some("tickets://1")
+        );
     }
 
     #[test]
     fn headers_must_match_the_body() {
-        let b = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_tickets"}}"#;
+        let b =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_tickets"}}"#;
         assert!(classify(b, Some("tools/call"), Some("list_tickets")).is_ok());
-        assert_eq!(classify(b, Some("tools/list"), None), Err(McpError::HeaderMismatch { header: "Mcp-Method" }));
-        assert_eq!(classify(b, None, Some("update_ticket")), Err(McpError::HeaderMismatch { header: "Mcp-Name" }));
+        assert_eq!(
+            classify(b, Some("tools/list"), None),
+            Err(McpError::HeaderMismatch {
+                header: "Mcp-Method"
+            })
+        );
+        assert_eq!(
+            classify(b, None, Some("update_ticket")),
+            Err(McpError::HeaderMismatch { header: "Mcp-Name" })
+        );
     }
 
     #[test]
@@ -151,8 +172,19 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        for b in [&b"not json"[..], b"{}", b"[]", br#"{"jsonrpc":"1.0","method":"x"}"#, b"42"] {
-            assert_eq!(classify(b, None, None), Err(McpError::NotJsonRpc), "{}", String::from_utf8_lossy(b));
+        for b in [
+            &b"not json"[..],
+            b"{}",
+            b"[]",
+            br#"{"jsonrpc":"1.0","method":"x"}"#,
+            b"42",
+        ] {
+            assert_eq!(
+                classify(b, None, None),
+                Err(McpError::NotJsonRpc),
+                "{}",
+                String::from_utf8_lossy(b)
+            );
         }
     }
 }

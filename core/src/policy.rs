@@ -188,7 +188,9 @@ impl Policy {
                 let mut roots = self
                     .gateways
                     .iter()
-                    .filter(|g| !by_host || authority.is_none_or(|a| authority_matches(&g.public_url, a)))
+                    .filter(|g| {
+                        !by_host || authority.is_none_or(|a| authority_matches(&g.public_url, a))
+                    })
                     .filter_map(|g| g.root_server);
                 let first = roots.next();
                 if roots.next().is_none() {

@@ -14,7 +14,11 @@ pub fn metadata_url(public_url: &str, path: &str) -> String {
 
 /// The document served for one server.
 pub fn document(resource: &str, issuer: &str, scopes: &[&str], resource_name: &str) -> String {
-    let scopes: Vec<&str> = scopes.iter().copied().filter(|s| is_advertised(s)).collect();
+    let scopes: Vec<&str> = scopes
+        .iter()
+        .copied()
+        .filter(|s| is_advertised(s))
+        .collect();
     json!({
         "resource": resource,
         "authorization_servers": [issuer],
@@ -38,9 +42,15 @@ mod tests {
             "support-assistant",
         );
         let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
-        assert_eq!(v["resource"], "https://mcp.example.com/support-assistant/mcp");
+        assert_eq!(
+            v["resource"],
+            "https://mcp.example.com/support-assistant/mcp"
+        );
         assert_eq!(v["authorization_servers"][0], "https://mcp.example.com");
-        assert_eq!(v["scopes_supported"], json!(["tickets.read", "accounts.read"]));
+        assert_eq!(
+            v["scopes_supported"],
+            json!(["tickets.read", "accounts.read"])
+        );
         assert_eq!(v["bearer_methods_supported"], json!(["header"]));
     }
 

@@ -155,7 +155,12 @@ mod tests {
     use super::*;
 
     fn idx() -> ScopeIndex {
-        ScopeIndex::new(&["tickets.read", "tickets.write", "accounts.read", "admin.read"])
+        ScopeIndex::new(&[
+            "tickets.read",
+            "tickets.write",
+            "accounts.read",
+            "admin.read",
+        ])
     }
 
     #[test]
@@ -166,21 +171,33 @@ mod tests {
         assert!(b.is_subset_of(a));
         assert!(!a.is_subset_of(b));
         assert_eq!(i.render(a.minus(b)), "accounts.read");
-        assert_eq!(i.render(a.union(i.set_of(&["admin.read"]).unwrap())), "tickets.read accounts.read admin.read");
+        assert_eq!(
+            i.render(a.union(i.set_of(&["admin.read"]).unwrap())),
+            "tickets.read accounts.read admin.read"
+        );
         assert!(a.intersect(i.set_of(&["admin.read"]).unwrap()).is_empty());
-        assert_eq!(i.render(i.all()), "tickets.read tickets.write accounts.read admin.read");
+        assert_eq!(
+            i.render(i.all()),
+            "tickets.read tickets.write accounts.read admin.read"
+        );
     }
 
     #[test]
     fn unknown_names_are_reported() {
-        assert_eq!(idx().set_of(&["tickets.read", "billing.write"]), Err("billing.write".into()));
+        assert_eq!(
+            idx().set_of(&["tickets.read", "billing.write"]),
+            Err("billing.write".into())
+        );
     }
 
     #[test]
     fn classify_drops_foreign_scopes_and_names_them_once() {
         let c = idx().classify(&["openid", "tickets.read", "offline_access", "openid", ""]);
         assert_eq!(idx().render(c.granted), "tickets.read");
-        assert_eq!(c.foreign, vec!["openid".to_string(), "offline_access".to_string()]);
+        assert_eq!(
+            c.foreign,
+            vec!["openid".to_string(), "offline_access".to_string()]
+        );
     }
 
     #[test]

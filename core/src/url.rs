@@ -16,7 +16,9 @@ pub fn check_origin(s: &str) -> Result<(), UrlError> {
         None => (rest, ""),
     };
     if !tail.is_empty() {
-        return Err(format!("`{s}` must be an origin only (no path, trailing slash, query or fragment)"));
+        return Err(format!(
+            "`{s}` must be an origin only (no path, trailing slash, query or fragment)"
+        ));
     }
     check_authority(s, scheme, authority)
 }
@@ -145,7 +147,9 @@ fn check_authority(s: &str, scheme: &str, authority: &str) -> Result<(), UrlErro
         }
     }
     if scheme == "http" && !is_loopback_host(host) {
-        return Err(format!("`{s}` must use https (plain http only for loopback)"));
+        return Err(format!(
+            "`{s}` must use https (plain http only for loopback)"
+        ));
     }
     Ok(())
 }
@@ -189,7 +193,16 @@ mod tests {
         assert!(check_url("https://auth.example.com/realms/x/").is_err());
         assert!(check_url("https://auth.example.com/a?b").is_err());
         assert!(check_path("/support-assistant/mcp").is_ok());
-        for bad in ["support/mcp", "/a/", "/a//b", "/a/../b", "/a/./b", "/a%20b", "/", "/a b"] {
+        for bad in [
+            "support/mcp",
+            "/a/",
+            "/a//b",
+            "/a/../b",
+            "/a/./b",
+            "/a%20b",
+            "/",
+            "/a b",
+        ] {
             assert!(check_path(bad).is_err(), "{bad} accepted");
         }
     }

@@ -104,10 +104,18 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
     let mut warnings = Vec::new();
 
     if doc.gateways.is_empty() {
-        errs.push(None, None, "gateways".into(), "at least one gateway is required".into());
+        errs.push(
+            None,
+            None,
+            "gateways".into(),
+            "at least one gateway is required".into(),
+        );
     }
 
     let filter = filter_settings(&doc, &mut errs);
+    for (field, message) in crate::broker_config::check(&doc) {
+        errs.push(None, None, field, message);
+    }
 
     let mut gateways = Vec::new();
     let mut servers = Vec::new();
@@ -125,7 +133,12 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
             errs.push(gn, None, at("name"), m);
         }
         if !gateway_names.insert(gname) {
-            errs.push(gn, None, at("name"), format!("duplicate gateway name `{gname}`"));
+            errs.push(
+                gn,
+                None,
+                at("name"),
+                format!("duplicate gateway name `{gname}`"),
+            );
         }
         if let Err(m) = check_origin(&g.public_url) {
             errs.push(gn, None, at("public_url"), m);
@@ -136,7 +149,12 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
 
         // Allowed scopes: well-formed, unique, bounded.
         if g.allowed_scopes.is_empty() {
-            errs.push(gn, None, at("allowed_scopes"), "allowed_scopes must not be empty".into());
+            errs.push(
+                gn,
+                None,
+                at("allowed_scopes"),
+                "allowed_scopes must not be empty".into(),
+            );
         }
         if g.allowed_scopes.len() > MAX_ALLOWED_SCOPES {
             errs.push(
@@ -149,10 +167,20 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
         let mut seen = HashSet::new();
         for s in &g.allowed_scopes {
             if !is_valid_scope_token(s) {
-                errs.push(gn, None, at("allowed_scopes"), format!("`{s}` is not a valid scope token (RFC 6749 §3.3)"));
+                errs.push(
+                    gn,
+                    None,
+                    at("allowed_scopes"),
+                    format!("`{s}` is not a valid scope token (RFC 6749 §3.3)"),
+                );
             }
             if !seen.insert(s.as_str()) {
-                errs.push(gn, None, at("allowed_scopes"), format!("scope `{s}` is listed twice"));
+                errs.push(
+                    gn,
+                    None,
+                    at("allowed_scopes"),
+                    format!("scope `{s}` is listed twice"),
+                );
             }
             if s == "offline_access" || s == "openid" {
                 warnings.push(format!(
@@ -187,7 +215,11 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
                     }
                 },
                 Err(m) => {
-                    let field = if g.jwks.is_some() { at("jwks") } else { "filter.jwks".into() };
+                    let field = if g.jwks.is_some() {
+                        at("jwks")
+                    } else {
+                        "filter.jwks".into()
+                    };
                     errs.push(gn, None, field, m);
                     0
                 }
@@ -204,7 +236,12 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
         }
 
         if g.servers.is_empty() {
-            errs.push(gn, None, at("servers"), "a gateway needs at least one server".into());
+            errs.push(
+                gn,
+                None,
+                at("servers"),
+                "a gateway needs at least one server".into(),
+            );
         }
 
         let gid = gateways.len();
@@ -216,22 +253,48 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
                 errs.push(gn, sn, sat("name"), m);
             }
             if let Some(prev) = server_names.insert(s.name.clone(), gname.to_string()) {
-                errs.push(gn, sn, sat("name"), format!("duplicate server name `{}` (also in gateway `{prev}`)", s.name));
+                errs.push(
+                    gn,
+                    sn,
+                    sat("name"),
+                    format!(
+                        "duplicate server name `{}` (also in gateway `{prev}`)",
+                        s.name
+                    ),
+                );
             }
             if s.cluster.is_empty() {
                 errs.push(gn, sn, sat("cluster"), "cluster must not be empty".into());
             } else if let Some(prev) = clusters.insert(s.cluster.clone(), s.name.clone()) {
-                errs.push(gn, sn, sat("cluster"), format!("cluster `{}` is already governed by server `{prev}`", s.cluster));
+                errs.push(
+                    gn,
+                    sn,
+                    sat("cluster"),
+                    format!(
+                        "cluster `{}` is already governed by server `{prev}`",
+                        s.cluster
+                    ),
+                );
             }
             if let Err(m) = check_path(&s.path) {
                 errs.push(gn, sn, sat("path"), m);
             }
             if s.path.starts_with("/.well-known/") {
-                errs.push(gn, sn, sat("path"), "path must not be under `/.well-known/`".into());
+                errs.push(
+                    gn,
+                    sn,
+                    sat("path"),
+                    "path must not be under `/.well-known/`".into(),
+                );
             }
             let resource = format!("{}{}", g.public_url, s.path);
             if let Some(prev) = resources.insert(resource.clone(), s.name.clone()) {
-                errs.push(gn, sn, sat("path"), format!("resource `{resource}` is already server `{prev}`'s"));
+                errs.push(
+                    gn,
+                    sn,
+                    sat("path"),
+                    format!("resource `{resource}` is already server `{prev}`'s"),
+                );
             }
             let server = compile_server(g, gid, &index, s, resource, &sat, &mut errs);
             ids.push(servers.len());
@@ -245,7 +308,12 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
                     .copied()
                     .find(|i| servers.get(*i).is_some_and(|s: &Server| &s.name == name));
                 if found.is_none() {
-                    errs.push(gn, None, at("default_server"), format!("default_server `{name}` is not a server of this gateway"));
+                    errs.push(
+                        gn,
+                        None,
+                        at("default_server"),
+                        format!("default_server `{name}` is not a server of this gateway"),
+                    );
                 }
                 found
             }
@@ -270,7 +338,14 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
     warnings.extend(shared_boundaries(&doc.gateways));
 
     if errs.0.is_empty() {
-        Ok(Policy::new(doc, gateways, servers, jwks_sources, filter, warnings))
+        Ok(Policy::new(
+            doc,
+            gateways,
+            servers,
+            jwks_sources,
+            filter,
+            warnings,
+        ))
     } else {
         Err(errs.0)
     }
@@ -285,20 +360,45 @@ fn filter_settings(doc: &Document, errs: &mut Errors) -> FilterSettings {
         ));
     }
     if f.max_body_bytes < 1024 || f.max_body_bytes > MAX_BODY_BYTES {
-        errs.push(None, None, "filter.max_body_bytes".into(), format!("must be between 1024 and {MAX_BODY_BYTES}"));
+        errs.push(
+            None,
+            None,
+            "filter.max_body_bytes".into(),
+            format!("must be between 1024 and {MAX_BODY_BYTES}"),
+        );
     }
     if f.token_cache_entries == 0 {
-        errs.push(None, None, "filter.token_cache_entries".into(), "must be at least 1".into());
+        errs.push(
+            None,
+            None,
+            "filter.token_cache_entries".into(),
+            "must be at least 1".into(),
+        );
     }
     let broker = f.broker.as_ref().map(|b| {
         if b.cluster.is_empty() {
-            errs.push(None, None, "filter.broker.cluster".into(), "cluster must not be empty".into());
+            errs.push(
+                None,
+                None,
+                "filter.broker.cluster".into(),
+                "cluster must not be empty".into(),
+            );
         }
         if !b.path.starts_with('/') {
-            errs.push(None, None, "filter.broker.path".into(), "path must start with `/`".into());
+            errs.push(
+                None,
+                None,
+                "filter.broker.path".into(),
+                "path must start with `/`".into(),
+            );
         }
         if b.timeout_ms == 0 || b.timeout_ms > 60_000 {
-            errs.push(None, None, "filter.broker.timeout_ms".into(), "must be between 1 and 60000".into());
+            errs.push(
+                None,
+                None,
+                "filter.broker.timeout_ms".into(),
+                "must be between 1 and 60000".into(),
+            );
         }
         BrokerCall {
             cluster: b.cluster.clone(),
@@ -363,10 +463,20 @@ fn check_gateway_extras(g: &GatewayDoc, gi: usize, errs: &mut Errors) {
             errs.push(gn, None, at("downstream.authorization_server"), m);
         }
         if d.client_id.is_empty() {
-            errs.push(gn, None, at("downstream.client_id"), "client_id must not be empty".into());
+            errs.push(
+                gn,
+                None,
+                at("downstream.client_id"),
+                "client_id must not be empty".into(),
+            );
         }
         if d.client_secret_env.is_some() && d.client_secret_file.is_some() {
-            errs.push(gn, None, at("downstream"), "set client_secret_env or client_secret_file, not both".into());
+            errs.push(
+                gn,
+                None,
+                at("downstream"),
+                "set client_secret_env or client_secret_file, not both".into(),
+            );
         }
         if let Some(r) = &d.resource {
             if let Err(m) = check_url(r) {
@@ -375,11 +485,21 @@ fn check_gateway_extras(g: &GatewayDoc, gi: usize, errs: &mut Errors) {
         }
     }
     if g.identity.subject_claim.is_empty() {
-        errs.push(gn, None, at("identity.subject_claim"), "subject_claim must not be empty".into());
+        errs.push(
+            gn,
+            None,
+            at("identity.subject_claim"),
+            "subject_claim must not be empty".into(),
+        );
     }
     if let Some(c) = &g.clients.cimd {
         if c.allowed_hosts.is_empty() {
-            errs.push(gn, None, at("clients.cimd.allowed_hosts"), "list at least one host, or `*`".into());
+            errs.push(
+                gn,
+                None,
+                at("clients.cimd.allowed_hosts"),
+                "list at least one host, or `*`".into(),
+            );
         }
     }
     let mut ids = HashSet::new();
@@ -389,13 +509,28 @@ fn check_gateway_extras(g: &GatewayDoc, gi: usize, errs: &mut Errors) {
             errs.push(gn, None, f.clone(), "client_id must not be empty".into());
         }
         if !ids.insert(c.client_id.as_str()) {
-            errs.push(gn, None, f.clone(), format!("duplicate client_id `{}`", c.client_id));
+            errs.push(
+                gn,
+                None,
+                f.clone(),
+                format!("duplicate client_id `{}`", c.client_id),
+            );
         }
         if c.redirect_uris.is_empty() {
-            errs.push(gn, None, f.clone(), "redirect_uris must not be empty".into());
+            errs.push(
+                gn,
+                None,
+                f.clone(),
+                "redirect_uris must not be empty".into(),
+            );
         }
         if c.client_secret_env.is_some() && c.client_secret_file.is_some() {
-            errs.push(gn, None, f, "set client_secret_env or client_secret_file, not both".into());
+            errs.push(
+                gn,
+                None,
+                f,
+                "set client_secret_env or client_secret_file, not both".into(),
+            );
         }
     }
 }
@@ -416,30 +551,48 @@ fn compile_server(
     let scopes = match index.set_of(&s.scopes) {
         Ok(set) => set,
         Err(bad) => {
-            errs.push(gn, sn, sat("scopes"), format!(
-                "scope `{bad}` is not in the gateway's allowed_scopes [{allowed}]"
-            ));
+            errs.push(
+                gn,
+                sn,
+                sat("scopes"),
+                format!("scope `{bad}` is not in the gateway's allowed_scopes [{allowed}]"),
+            );
             ScopeSet::EMPTY
         }
     };
     if s.scopes.is_empty() {
-        errs.push(gn, sn, sat("scopes"), "scopes must not be empty: list the subset this server needs".into());
+        errs.push(
+            gn,
+            sn,
+            sat("scopes"),
+            "scopes must not be empty: list the subset this server needs".into(),
+        );
     }
     let within = |names: &[String], field: String, what: &str, errs: &mut Errors| -> ScopeSet {
         match index.set_of(names) {
             Ok(set) if set.is_subset_of(scopes) => set,
             Ok(set) => {
                 let outside = index.render(set.minus(scopes));
-                errs.push(gn, sn, field, format!(
-                    "{what} needs `{outside}`, which is not in the server's scopes [{}]",
-                    index.render(scopes)
-                ));
+                errs.push(
+                    gn,
+                    sn,
+                    field,
+                    format!(
+                        "{what} needs `{outside}`, which is not in the server's scopes [{}]",
+                        index.render(scopes)
+                    ),
+                );
                 set
             }
             Err(bad) => {
-                errs.push(gn, sn, field, format!(
+                errs.push(
+                    gn,
+                    sn,
+                    field,
+                    format!(
                     "{what} needs `{bad}`, which is not in the gateway's allowed_scopes [{allowed}]"
-                ));
+                ),
+                );
                 ScopeSet::EMPTY
             }
         }
@@ -450,20 +603,39 @@ fn compile_server(
         if tool.is_empty() {
             errs.push(gn, sn, sat("tools"), "tool name must not be empty".into());
         }
-        let set = within(needs, sat(&format!("tools.{tool}")), &format!("tool `{tool}`"), errs);
+        let set = within(
+            needs,
+            sat(&format!("tools.{tool}")),
+            &format!("tool `{tool}`"),
+            errs,
+        );
         tools.insert(tool.clone(), set);
     }
     let mut methods = BTreeMap::new();
     for (method, needs) in &s.methods {
         if method.is_empty() {
-            errs.push(gn, sn, sat("methods"), "method name must not be empty".into());
+            errs.push(
+                gn,
+                sn,
+                sat("methods"),
+                "method name must not be empty".into(),
+            );
         }
-        let set = within(needs, sat(&format!("methods.{method}")), &format!("method `{method}`"), errs);
+        let set = within(
+            needs,
+            sat(&format!("methods.{method}")),
+            &format!("method `{method}`"),
+            errs,
+        );
         methods.insert(method.clone(), set);
     }
 
     let subset = index.names(scopes);
-    let advertised: Vec<&str> = subset.iter().copied().filter(|x| prm::is_advertised(x)).collect();
+    let advertised: Vec<&str> = subset
+        .iter()
+        .copied()
+        .filter(|x| prm::is_advertised(x))
+        .collect();
     Server {
         name: s.name.clone(),
         gateway: gid,
@@ -487,7 +659,11 @@ fn shared_boundaries(gateways: &[GatewayDoc]) -> Vec<String> {
         (
             g.issuer.clone(),
             g.downstream.as_ref().map(|d| {
-                (d.authorization_server.clone(), d.client_id.clone(), d.resource.clone())
+                (
+                    d.authorization_server.clone(),
+                    d.client_id.clone(),
+                    d.resource.clone(),
+                )
             }),
             g.identity.subject_claim.clone(),
         )

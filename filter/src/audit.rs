@@ -25,7 +25,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn counter(&mut self, server: &str, decision: &'static str, reason: &'static str) -> Option<u32> {
+    fn counter(
+        &mut self,
+        server: &str,
+        decision: &'static str,
+        reason: &'static str,
+    ) -> Option<u32> {
         if let Some(id) = self.ids.get(&(server.to_string(), decision, reason)) {
             return *id;
         }

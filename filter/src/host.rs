@@ -57,7 +57,8 @@ pub fn now() -> Duration {
 
 /// Answers the request locally.
 pub fn send_response(status: u16, headers: Vec<(&str, &str)>, body: &str) {
-    if let Err(e) = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes())) {
+    if let Err(e) = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()))
+    {
         log::error!("cannot send local reply {status}: {e:?}");
     }
 }

@@ -29,7 +29,10 @@ enum Phase {
         token: String,
     },
     /// The token was admitted; holding the headers until the JSON-RPC body is complete.
-    AwaitingBody { server: ServerId, principal: Principal },
+    AwaitingBody {
+        server: ServerId,
+        principal: Principal,
+    },
 }
 
 /// What the headers told us that later phases need.
@@ -57,12 +60,20 @@ pub struct Request {
 
 impl Request {
     pub fn new(worker: Option<Rc<Worker>>) -> Request {
-        Request { worker, phase: Phase::Start, head: Head::default(), body: BodySeen::default() }
+        Request {
+            worker,
+            phase: Phase::Start,
+            head: Head::default(),
+            body: BodySeen::default(),
+        }
     }
 
     fn reply(&mut self, worker: &Worker, decision: &Decision) -> Action {
         if let Outcome::Deny(d) = &decision.outcome {
-            let mut headers = vec![("content-type", "application/json"), ("cache-control", "no-store")];
+            let mut headers = vec![
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ];
             if let Some(w) = &d.www_authenticate {
                 headers.push(("www-authenticate", w.as_str()));
             }
@@ -78,8 +89,14 @@ impl Request {
         log::error!("{what}; refusing the request");
         host::send_response(
             503,
-            vec![("content-type", "application/json"), ("cache-control", "no-store")],
-            &oauth_error_body("temporarily_unavailable", "the gateway could not check this request"),
+            vec![
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ],
+            &oauth_error_body(
+                "temporarily_unavailable",
+                "the gateway could not check this request",
+            ),
         );
         self.phase = Phase::Replied;
         Action::Pause
@@ -108,7 +125,13 @@ impl Request {
     }
 
     /// Verifies (or finds cached) the token, admits it, then decides or waits for the body.
-    fn authenticate(&mut self, worker: &Rc<Worker>, server: ServerId, token: &str, retried: bool) -> Action {
+    fn authenticate(
+        &mut self,
+        worker: &Rc<Worker>,
+        server: ServerId,
+        token: &str,
+        retried: bool,
+    ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
             return self.fail_closed("server vanished from the policy");
@@ -120,14 +143,28 @@ impl Request {
             Some(c) => c,
             None => {
                 let source = target.gateway.jwks_source;
-                let Some(keyset) = worker.keys.borrow().keys(source) else {
+                let loaded = worker.keys.borrow().keys(source);
+                // Another worker may have fetched them since this worker's last tick.
+                let loaded = loaded.or_else(|| {
+                    let mut store = worker.keys.borrow_mut();
+                    store.sync(source);
+                    store.keys(source)
+                });
+                let Some(keyset) = loaded else {
                     return self.reply(worker, &authorize::keys_unavailable(target));
                 };
-                let opts = VerifyOptions { issuer: &target.gateway.issuer, now, leeway };
+                let opts = VerifyOptions {
+                    issuer: &target.gateway.issuer,
+                    now,
+                    leeway,
+                };
                 match jwt::verify(token, &keyset, &opts) {
                     Ok(c) => {
                         let c = Rc::new(c);
-                        worker.tokens.borrow_mut().insert(token, Rc::clone(&c), now, leeway);
+                        worker
+                            .tokens
+                            .borrow_mut()
+                            .insert(token, Rc::clone(&c), now, leeway);
                         c
                     }
                     Err(TokenError::UnknownKid(_)) if !retried => {
@@ -153,7 +190,13 @@ impl Request {
     }
 
     /// An unknown `kid`: use keys another worker already fetched, else refetch if the rate limit allows.
-    fn refetch_keys(&mut self, worker: &Rc<Worker>, server: ServerId, source: usize, token: &str) -> Action {
+    fn refetch_keys(
+        &mut self,
+        worker: &Rc<Worker>,
+        server: ServerId,
+        source: usize,
+        token: &str,
+    ) -> Action {
         if worker.keys.borrow_mut().sync(source) {
             worker.tokens.borrow_mut().clear();
             return self.authenticate(worker, server, token, true);
@@ -168,7 +211,12 @@ impl Request {
         };
         match dispatched {
             Some(call) => {
-                self.phase = Phase::AwaitingKeys { call, source, server, token: token.to_string() };
+                self.phase = Phase::AwaitingKeys {
+                    call,
+                    source,
+                    server,
+                    token: token.to_string(),
+                };
                 Action::Pause
             }
             // Rate-limited (or inline keys): the kid is simply unknown.
@@ -176,7 +224,12 @@ impl Request {
         }
     }
 
-    fn decide_with_body(&mut self, worker: &Worker, server: ServerId, principal: &Principal) -> Action {
+    fn decide_with_body(
+        &mut self,
+        worker: &Worker,
+        server: ServerId,
+        principal: &Principal,
+    ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
             return self.fail_closed("server vanished from the policy");
@@ -189,7 +242,11 @@ impl Request {
                 Err(e) => return self.fail_closed(&format!("cannot read the request body: {e:?}")),
             }
         };
-        let decision = match mcp::classify(&body, self.head.mcp_method.as_deref(), self.head.mcp_name.as_deref()) {
+        let decision = match mcp::classify(
+            &body,
+            self.head.mcp_method.as_deref(),
+            self.head.mcp_name.as_deref(),
+        ) {
             Ok(calls) => authorize::decide(target, principal, &calls),
             Err(e) => authorize::bad_request(target, &e),
         };
@@ -218,10 +275,22 @@ impl Request {
 }
 
 impl Context for Request {
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        let Some(worker) = self.worker.clone() else { return };
-        let Phase::AwaitingKeys { call, source, server, token } =
-            std::mem::replace(&mut self.phase, Phase::Start)
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        let Phase::AwaitingKeys {
+            call,
+            source,
+            server,
+            token,
+        } = std::mem::replace(&mut self.phase, Phase::Start)
         else {
             return;
         };
@@ -253,7 +322,12 @@ impl HttpContext for Request {
             Ok(h) => h,
             Err(e) => return self.fail_closed(&format!("cannot read request headers: {e:?}")),
         };
-        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         let path = header(":path").unwrap_or("");
         if path.starts_with(PRM_WELL_KNOWN) && matches!(header(":method"), Some("GET" | "HEAD")) {
             if let Some(server) = worker.policy.prm_server(path, header(":authority")) {
@@ -273,7 +347,10 @@ impl HttpContext for Request {
         };
 
         // Identity headers are ours alone: never let a client supply them.
-        for (name, _) in headers.iter().filter(|(k, _)| k.starts_with("x-scopegate-")) {
+        for (name, _) in headers
+            .iter()
+            .filter(|(k, _)| k.starts_with("x-scopegate-"))
+        {
             if host::remove_request_header(name).is_err() {
                 return self.fail_closed("cannot strip client-supplied x-scopegate headers");
             }
@@ -289,17 +366,19 @@ impl HttpContext for Request {
             return self.fail_closed("server vanished from the policy");
         };
         match authorize::bearer_token(target, header("authorization")) {
-            Ok(token) => {
-                let token = token.to_string();
-                self.authenticate(&worker, server, &token, false)
-            }
+            Ok(token) => self.authenticate(&worker, server, token, false),
             Err(d) => self.reply(&worker, &d),
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.body = BodySeen { size: body_size, complete: end_of_stream };
-        let Some(worker) = self.worker.clone() else { return Action::Pause };
+        self.body = BodySeen {
+            size: body_size,
+            complete: end_of_stream,
+        };
+        let Some(worker) = self.worker.clone() else {
+            return Action::Pause;
+        };
         match &self.phase {
             Phase::Done | Phase::Start => Action::Continue,
             Phase::Replied | Phase::AwaitingKeys { .. } => Action::Pause,

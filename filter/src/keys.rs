@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// Retry period while a source has no keys at all (governed requests get 503 until then).
-const RETRY_MS: u64 = 2_000;
+const RETRY_MS: u64 = 500;
 
 struct SourceState {
     spec: JwksSource,
@@ -43,10 +43,16 @@ impl KeyStore {
             .iter()
             .map(|spec| {
                 let keys = match &spec.location {
-                    JwksLocation::Inline(doc) => KeySet::from_json(doc.as_bytes()).ok().map(Rc::new),
+                    JwksLocation::Inline(doc) => {
+                        KeySet::from_json(doc.as_bytes()).ok().map(Rc::new)
+                    }
                     JwksLocation::Fetch { .. } => None,
                 };
-                SourceState { spec: spec.clone(), keys, cas: None }
+                SourceState {
+                    spec: spec.clone(),
+                    keys,
+                    cas: None,
+                }
             })
             .collect();
         KeyStore { sources }
@@ -60,10 +66,19 @@ impl KeyStore {
         self.sources.get(id).and_then(|s| s.keys.clone())
     }
 
+    /// Whether every source has keys (until then the root ticks faster).
+    pub fn all_loaded(&self) -> bool {
+        self.sources.iter().all(|s| s.keys.is_some())
+    }
+
     pub fn fetch_spec(&self, id: JwksSourceId) -> Option<Fetch<'_>> {
         let s = self.sources.get(id)?;
         match &s.spec.location {
-            JwksLocation::Fetch { cluster, path, authority } => Some(Fetch {
+            JwksLocation::Fetch {
+                cluster,
+                path,
+                authority,
+            } => Some(Fetch {
                 cluster,
                 path,
                 authority,
@@ -75,7 +90,9 @@ impl KeyStore {
 
     /// Picks up keys another worker stored. Returns true when the keys changed.
     pub fn sync(&mut self, id: JwksSourceId) -> bool {
-        let Some(s) = self.sources.get_mut(id) else { return false };
+        let Some(s) = self.sources.get_mut(id) else {
+            return false;
+        };
         if matches!(s.spec.location, JwksLocation::Inline(_)) {
             return false;
         }
@@ -101,30 +118,46 @@ impl KeyStore {
 
     /// Parses a fetched document and, if usable, publishes it to every worker.
     pub fn install(&mut self, id: JwksSourceId, doc: &[u8]) -> Result<usize, String> {
-        let Some(s) = self.sources.get_mut(id) else { return Err("no such JWKS source".into()) };
+        let Some(s) = self.sources.get_mut(id) else {
+            return Err("no such JWKS source".into());
+        };
         let keys = KeySet::from_json(doc).map_err(|e| e.to_string())?;
         let n = keys.len();
         if let Err(e) = hostcalls::set_shared_data(&s.spec.shared_key, Some(doc), None) {
             log::warn!("cannot share JWKS with other workers: {e:?}");
         }
-        s.cas = hostcalls::get_shared_data(&s.spec.shared_key).ok().and_then(|(_, cas)| cas);
+        s.cas = hostcalls::get_shared_data(&s.spec.shared_key)
+            .ok()
+            .and_then(|(_, cas)| cas);
         s.keys = Some(Rc::new(keys));
         Ok(n)
     }
 
     /// Whether this worker should run the periodic fetch now (a process-wide lease).
     pub fn claim_refresh(&self, id: JwksSourceId, now_ms: u64) -> bool {
-        let Some(s) = self.sources.get(id) else { return false };
+        let Some(s) = self.sources.get(id) else {
+            return false;
+        };
         if matches!(s.spec.location, JwksLocation::Inline(_)) {
             return false;
         }
-        let period = if s.keys.is_some() { s.spec.refresh_s.saturating_mul(1000) } else { RETRY_MS };
-        claim(&format!("{}.refresh_due", s.spec.shared_key), now_ms, period)
+        let period = if s.keys.is_some() {
+            s.spec.refresh_s.saturating_mul(1000)
+        } else {
+            RETRY_MS
+        };
+        claim(
+            &format!("{}.refresh_due", s.spec.shared_key),
+            now_ms,
+            period,
+        )
     }
 
     /// Whether an unknown `kid` may trigger a refetch now (process-wide rate limit).
     pub fn claim_unknown_kid(&self, id: JwksSourceId, now_ms: u64) -> bool {
-        let Some(s) = self.sources.get(id) else { return false };
+        let Some(s) = self.sources.get(id) else {
+            return false;
+        };
         if matches!(s.spec.location, JwksLocation::Inline(_)) {
             return false;
         }

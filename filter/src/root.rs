@@ -1,9 +1,9 @@
 //! The root context: loads the document, keeps the signing keys fresh, and creates HTTP contexts.
 
+use crate::host;
 use crate::http::Request;
 use crate::keys;
 use crate::worker::Worker;
-use crate::host;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// How often each worker checks for new keys and due refreshes.
 const TICK: Duration = Duration::from_secs(1);
+/// Until keys are loaded governed requests get 503, so look more often.
+const TICK_LOADING: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 pub struct Root {
@@ -20,11 +22,21 @@ pub struct Root {
     /// JWKS fetches in flight: callout token -> source.
     fetches: HashMap<u32, usize>,
     ticks: u64,
+    /// The tick period in force, so it is only changed when it must be.
+    period: Duration,
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        let Some(source) = self.fetches.remove(&token_id) else { return };
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(source) = self.fetches.remove(&token_id) else {
+            return;
+        };
         let Some(worker) = &self.worker else { return };
         match keys::read_response(body_size) {
             Ok(doc) => match worker.keys.borrow_mut().install(source, &doc) {
@@ -39,9 +51,28 @@ impl Context for Root {
     }
 }
 
+impl Root {
+    fn set_period(&mut self, period: Duration) -> bool {
+        match hostcalls::set_tick_period(period) {
+            Ok(()) => {
+                self.period = period;
+                true
+            }
+            Err(e) => {
+                log::error!("cannot start the key refresh timer: {e:?}");
+                false
+            }
+        }
+    }
+}
+
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
-        let text = match hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, size) {
+        let text = match hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            size,
+        ) {
             Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
             Ok(None) => String::new(),
             Err(e) => {
@@ -69,8 +100,7 @@ impl RootContext for Root {
             policy.servers.len()
         );
         self.worker = Some(Rc::new(Worker::new(policy)));
-        if let Err(e) = hostcalls::set_tick_period(TICK) {
-            log::error!("cannot start the key refresh timer: {e:?}");
+        if !self.set_period(TICK_LOADING) {
             return false;
         }
         // Don't wait a whole tick for the first keys.
@@ -79,7 +109,9 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(worker) = self.worker.clone() else { return };
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
         self.ticks = self.ticks.wrapping_add(1);
         let now = host::now();
         let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
@@ -95,7 +127,9 @@ impl RootContext for Root {
                 continue;
             }
             let store = worker.keys.borrow();
-            let Some(spec) = store.fetch_spec(id) else { continue };
+            let Some(spec) = store.fetch_spec(id) else {
+                continue;
+            };
             match keys::dispatch(&spec) {
                 Ok(token) => {
                     self.fetches.insert(token, id);
@@ -103,8 +137,19 @@ impl RootContext for Root {
                 Err(e) => log::warn!("cannot fetch JWKS from cluster {}: {e:?}", spec.cluster),
             }
         }
-        if self.ticks % 30 == 0 {
-            worker.tokens.borrow_mut().evict_expired(now.as_secs(), worker.policy.filter.leeway_s);
+        let wanted = if worker.keys.borrow().all_loaded() {
+            TICK
+        } else {
+            TICK_LOADING
+        };
+        if wanted != self.period {
+            self.set_period(wanted);
+        }
+        if self.ticks.is_multiple_of(30) {
+            worker
+                .tokens
+                .borrow_mut()
+                .evict_expired(now.as_secs(), worker.policy.filter.leeway_s);
         }
     }
 

@@ -14,7 +14,10 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
-        TokenCache { entries: HashMap::new(), capacity: capacity.max(1) }
+        TokenCache {
+            entries: HashMap::new(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// A cached verification still within its `exp` (+ leeway); the caller re-checks audience.
@@ -37,7 +40,8 @@ impl TokenCache {
     }
 
     pub fn evict_expired(&mut self, now: u64, leeway: u64) {
-        self.entries.retain(|_, c| c.exp.saturating_add(leeway) > now);
+        self.entries
+            .retain(|_, c| c.exp.saturating_add(leeway) > now);
     }
 
     /// Forgets everything, e.g. when signing keys change (a revoked key must stop working).

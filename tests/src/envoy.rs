@@ -39,7 +39,16 @@ pub fn access_log_format() -> Value {
         "status": "%RESPONSE_CODE%",
         "upstream_cluster": "%UPSTREAM_CLUSTER%",
     });
-    for field in ["server", "decision", "reason", "subject", "client_id", "scopes", "tool", "foreign_scopes"] {
+    for field in [
+        "server",
+        "decision",
+        "reason",
+        "subject",
+        "client_id",
+        "scopes",
+        "tool",
+        "foreign_scopes",
+    ] {
         f[field] = json!(format!("%FILTER_STATE(wasm.scopegate_{field}:PLAIN)%"));
     }
     f
@@ -153,7 +162,12 @@ impl Envoy {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(Envoy { proc, port, admin_port, access_log })
+        Ok(Envoy {
+            proc,
+            port,
+            admin_port,
+            access_log,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -162,10 +176,14 @@ impl Envoy {
 
     /// A counter or gauge from `/stats`, by exact name.
     pub fn stat(&self, name: &str) -> Option<u64> {
-        let text = reqwest::blocking::get(format!("http://127.0.0.1:{}/stats?filter=^{}$", self.admin_port, regex_escape(name)))
-            .ok()?
-            .text()
-            .ok()?;
+        let text = reqwest::blocking::get(format!(
+            "http://127.0.0.1:{}/stats?filter=^{}$",
+            self.admin_port,
+            regex_escape(name)
+        ))
+        .ok()?
+        .text()
+        .ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
             .and_then(|v| v.trim().parse().ok())
@@ -194,6 +212,12 @@ impl Envoy {
 
 fn regex_escape(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_string() } else { format!("\\{c}") })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
         .collect()
 }

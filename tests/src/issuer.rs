@@ -29,7 +29,10 @@ impl Signer {
     }
 
     fn sign(&self, claims: JWTClaims<Map<String, Value>>) -> String {
-        let o = HeaderOptions { signature_type: Some("at+jwt".into()), ..Default::default() };
+        let o = HeaderOptions {
+            signature_type: Some("at+jwt".into()),
+            ..Default::default()
+        };
         match self {
             Signer::Rs256(k) => k.sign_with_options(claims, &o),
             Signer::Ps256(k) => k.sign_with_options(claims, &o),
@@ -82,17 +85,29 @@ impl Issuer {
     /// (`rs256`, `ps256`, `es256`, `eddsa`).
     pub fn start() -> Issuer {
         let mut signers = BTreeMap::new();
-        for (alg, kid) in [("RS256", "rs256"), ("PS256", "ps256"), ("ES256", "es256"), ("EdDSA", "eddsa")] {
+        for (alg, kid) in [
+            ("RS256", "rs256"),
+            ("PS256", "ps256"),
+            ("ES256", "es256"),
+            ("EdDSA", "eddsa"),
+        ] {
             signers.insert(kid.to_string(), Signer::generate(alg, kid));
         }
         let published = signers.keys().cloned().collect();
-        let state = Arc::new(Mutex::new(State { signers, published, fetches: 0 }));
+        let state = Arc::new(Mutex::new(State {
+            signers,
+            published,
+            fetches: 0,
+        }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let served = Arc::clone(&state);
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let app = axum::Router::new().route(
                     "/jwks",
@@ -101,8 +116,12 @@ impl Issuer {
                         async move {
                             let mut s = s.lock().unwrap();
                             s.fetches += 1;
-                            let keys: Vec<Value> =
-                                s.published.iter().filter_map(|k| s.signers.get(k)).map(Signer::jwk).collect();
+                            let keys: Vec<Value> = s
+                                .published
+                                .iter()
+                                .filter_map(|k| s.signers.get(k))
+                                .map(Signer::jwk)
+                                .collect();
                             axum::Json(json!({ "keys": keys }))
                         }
                     }),
@@ -111,12 +130,20 @@ impl Issuer {
                 axum::serve(l, app).await.unwrap();
             });
         });
-        Issuer { url: format!("http://127.0.0.1:{port}"), port, state }
+        Issuer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            state,
+        }
     }
 
     /// Adds a key that is not yet in the JWKS (for rotation tests).
     pub fn add_unpublished(&self, alg: &str, kid: &str) {
-        self.state.lock().unwrap().signers.insert(kid.to_string(), Signer::generate(alg, kid));
+        self.state
+            .lock()
+            .unwrap()
+            .signers
+            .insert(kid.to_string(), Signer::generate(alg, kid));
     }
 
     pub fn publish(&self, kid: &str) {
@@ -135,7 +162,10 @@ impl Issuer {
     pub fn sign(&self, kid: &str, claims: Value) -> String {
         let parsed: JWTClaims<Map<String, Value>> = serde_json::from_value(claims).expect("claims");
         let s = self.state.lock().unwrap();
-        s.signers.get(kid).unwrap_or_else(|| panic!("no key {kid}")).sign(parsed)
+        s.signers
+            .get(kid)
+            .unwrap_or_else(|| panic!("no key {kid}"))
+            .sign(parsed)
     }
 
     /// Typical good claims for `resource` with `scope`, valid for five minutes.
@@ -153,14 +183,23 @@ impl Issuer {
     }
 
     pub fn public_pem(&self, kid: &str) -> String {
-        self.state.lock().unwrap().signers.get(kid).and_then(Signer::public_pem).expect("an RSA key")
+        self.state
+            .lock()
+            .unwrap()
+            .signers
+            .get(kid)
+            .and_then(Signer::public_pem)
+            .expect("an RSA key")
     }
 }
 
 /// An HS256 token keyed with `secret` (the key-confusion attack), and an unsigned `alg: none` one.
 pub fn hs256_token(secret: &[u8], claims: Value) -> String {
     let parsed: JWTClaims<Map<String, Value>> = serde_json::from_value(claims).unwrap();
-    HS256Key::from_bytes(secret).with_key_id("rs256").authenticate(parsed).unwrap()
+    HS256Key::from_bytes(secret)
+        .with_key_id("rs256")
+        .authenticate(parsed)
+        .unwrap()
 }
 
 pub fn unsigned_token(claims: &Value) -> String {

@@ -1,6 +1,7 @@
 //! Harness for the integration tests: real processes (Envoy, MCP servers, authorization servers)
 //! started per test binary, torn down when it exits.
 
+pub mod authz;
 pub mod envoy;
 pub mod issuer;
 pub mod mcp;
@@ -20,7 +21,11 @@ pub fn repo_root() -> PathBuf {
 /// A file the build must have produced; a missing one fails the test with the command that makes it.
 pub fn built(rel: &str, how: &str) -> PathBuf {
     let p = repo_root().join(rel);
-    assert!(p.exists(), "{} is missing: run `{how}` (or `make test`)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `{how}` (or `make test`)",
+        p.display()
+    );
     p
 }
 

@@ -21,11 +21,19 @@ impl Reply {
         let headers = r.headers().clone();
         let body = r.text().unwrap_or_default();
         let messages = parse_messages(&body);
-        Reply { status, headers, body, messages }
+        Reply {
+            status,
+            headers,
+            body,
+            messages,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 
     /// The JSON-RPC `result` answering a request, if any.
@@ -72,7 +80,10 @@ impl Client {
             url: url.to_string(),
             token: token.map(str::to_string),
             session: None,
-            http: Http::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            http: Http::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
             next_id: 1,
         }
     }
@@ -100,7 +111,10 @@ impl Client {
     pub fn request(&mut self, method: &str, params: Value, extra: &[(&str, &str)]) -> Reply {
         let id = self.next_id;
         self.next_id += 1;
-        self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}), extra)
+        self.post(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+            extra,
+        )
     }
 
     /// `initialize` + `notifications/initialized`; keeps the session id.
@@ -113,8 +127,16 @@ impl Client {
         );
         if r.status == 200 {
             self.session = r.header("mcp-session-id");
-            let n = self.post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}), &[]);
-            assert!(n.status == 202 || n.status == 200, "initialized: {} {}", n.status, n.body);
+            let n = self.post(
+                &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                &[],
+            );
+            assert!(
+                n.status == 202 || n.status == 200,
+                "initialized: {} {}",
+                n.status,
+                n.body
+            );
         }
         r
     }
@@ -125,7 +147,10 @@ impl Client {
 
     /// A GET without MCP framing (metadata documents, ungoverned routes).
     pub fn get(url: &str, token: Option<&str>) -> Reply {
-        let http = Http::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        let http = Http::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
         let mut req = http.get(url);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));

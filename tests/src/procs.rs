@@ -47,7 +47,12 @@ impl Proc {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
         LIVE.lock().expect("pid list").push(child.id());
-        Proc { name: name.to_string(), child, stderr_path, stdout_path }
+        Proc {
+            name: name.to_string(),
+            child,
+            stderr_path,
+            stdout_path,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -66,9 +71,18 @@ impl Proc {
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited ({status}) before printing `{prefix}`:\n{}", self.name, self.stderr());
+                panic!(
+                    "{} exited ({status}) before printing `{prefix}`:\n{}",
+                    self.name,
+                    self.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "{} did not print `{prefix}` in time:\n{}", self.name, self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print `{prefix}` in time:\n{}",
+                self.name,
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

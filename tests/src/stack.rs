@@ -26,7 +26,11 @@ impl McpServer {
         cmd.args(["--name", name, "--listen", "127.0.0.1:0"]);
         let mut proc = Proc::start(name, cmd, &log_dir(dir));
         let addr = proc.wait_stdout_line("listening on ", Duration::from_secs(20));
-        let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
         McpServer { proc, port }
     }
 
@@ -51,7 +55,10 @@ pub fn start_echo() -> u16 {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
                 let h: serde_json::Map<String, Value> = headers
@@ -127,7 +134,14 @@ impl Stack {
             concurrency: 1,
             port: Some(port),
         });
-        let stack = Stack { issuer, support, ops, echo_port, envoy, public_url };
+        let stack = Stack {
+            issuer,
+            support,
+            ops,
+            echo_port,
+            envoy,
+            public_url,
+        };
         stack.wait_keys_loaded();
         stack
     }
@@ -139,10 +153,17 @@ impl Stack {
     /// Until the filter has its keys, governed requests get 503; wait that out.
     pub fn wait_keys_loaded(&self) {
         let token = self.issuer.token(&self.resource(SUPPORT), "tickets.read");
-        wait_for("the filter to load its signing keys", Duration::from_secs(20), || {
-            let r = crate::mcp::Client::new(&self.envoy.url(SUPPORT), Some(&token))
-                .request("tools/list", json!({}), &[]);
-            (r.status != 503).then_some(())
-        });
+        wait_for(
+            "the filter to load its signing keys",
+            Duration::from_secs(20),
+            || {
+                let r = crate::mcp::Client::new(&self.envoy.url(SUPPORT), Some(&token)).request(
+                    "tools/list",
+                    json!({}),
+                    &[],
+                );
+                (r.status != 503).then_some(())
+            },
+        );
     }
 }

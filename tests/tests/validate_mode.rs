@@ -15,19 +15,29 @@ fn stack() -> &'static Stack {
 }
 
 fn prm_url(s: &Stack, path: &str) -> String {
-    format!("{}/.well-known/oauth-protected-resource{path}", s.public_url)
+    format!(
+        "{}/.well-known/oauth-protected-resource{path}",
+        s.public_url
+    )
 }
 
 fn challenge(r: &Reply) -> String {
-    r.header("www-authenticate").unwrap_or_else(|| panic!("no WWW-Authenticate on {} {}", r.status, r.body))
+    r.header("www-authenticate")
+        .unwrap_or_else(|| panic!("no WWW-Authenticate on {} {}", r.status, r.body))
 }
 
 fn assert_invalid_token(r: &Reply, what: &str) {
     let s = stack();
     assert_eq!(r.status, 401, "{what}: {}", r.body);
     let h = challenge(r);
-    assert!(h.starts_with("Bearer error=\"invalid_token\""), "{what}: {h}");
-    assert!(h.contains(&format!("resource_metadata=\"{}\"", prm_url(s, SUPPORT))), "{what}: {h}");
+    assert!(
+        h.starts_with("Bearer error=\"invalid_token\""),
+        "{what}: {h}"
+    );
+    assert!(
+        h.contains(&format!("resource_metadata=\"{}\"", prm_url(s, SUPPORT))),
+        "{what}: {h}"
+    );
 }
 
 fn support_call(token: &str) -> Reply {
@@ -39,15 +49,30 @@ fn support_call(token: &str) -> Reply {
 fn protected_resource_metadata_for_both_servers_at_both_well_known_forms() {
     let s = stack();
     for (path, name, scopes) in [
-        (SUPPORT, "support-assistant", json!(["tickets.read", "accounts.read"])),
+        (
+            SUPPORT,
+            "support-assistant",
+            json!(["tickets.read", "accounts.read"]),
+        ),
         (OPS, "ops-console", json!(["tickets.write", "admin.read"])),
     ] {
-        let r = Client::get(&s.envoy.url(&format!("/.well-known/oauth-protected-resource{path}")), None);
+        let r = Client::get(
+            &s.envoy
+                .url(&format!("/.well-known/oauth-protected-resource{path}")),
+            None,
+        );
         assert_eq!(r.status, 200, "{path}: {}", r.body);
-        assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json")
+        );
         let doc = r.json();
         assert_eq!(doc["resource"], json!(s.resource(path)), "{name}");
-        assert_eq!(doc["authorization_servers"], json!([s.issuer.url]), "{name}");
+        assert_eq!(
+            doc["authorization_servers"],
+            json!([s.issuer.url]),
+            "{name}"
+        );
         assert_eq!(doc["scopes_supported"], scopes, "{name}");
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]), "{name}");
     }
@@ -72,7 +97,10 @@ fn no_token_gets_the_exact_challenge() {
     let r = Client::new(&s.envoy.url(OPS), None).initialize();
     assert_eq!(
         challenge(&r),
-        format!("Bearer resource_metadata=\"{}\", scope=\"tickets.write admin.read\"", prm_url(s, OPS))
+        format!(
+            "Bearer resource_metadata=\"{}\", scope=\"tickets.write admin.read\"",
+            prm_url(s, OPS)
+        )
     );
 }
 
@@ -80,7 +108,9 @@ fn no_token_gets_the_exact_challenge() {
 fn every_supported_algorithm_is_accepted() {
     let s = stack();
     for kid in ["rs256", "ps256", "es256", "eddsa"] {
-        let token = s.issuer.sign(kid, s.issuer.claims(&s.resource(SUPPORT), "tickets.read"));
+        let token = s
+            .issuer
+            .sign(kid, s.issuer.claims(&s.resource(SUPPORT), "tickets.read"));
         let mut c = Client::new(&s.envoy.url(SUPPORT), Some(&token));
         let r = c.initialize();
         assert_eq!(r.status, 200, "{kid}: {}", r.body);
@@ -107,16 +137,25 @@ fn broken_tokens_are_invalid_token() {
 
     let mut no_exp = good.clone();
     no_exp.as_object_mut().unwrap().remove("exp");
-    assert_invalid_token(&support_call(&s.issuer.sign("es256", no_exp)), "missing exp");
+    assert_invalid_token(
+        &support_call(&s.issuer.sign("es256", no_exp)),
+        "missing exp",
+    );
 
     let mut other_issuer = good.clone();
     other_issuer["iss"] = json!("https://evil.example.com");
-    assert_invalid_token(&support_call(&s.issuer.sign("es256", other_issuer)), "wrong issuer");
+    assert_invalid_token(
+        &support_call(&s.issuer.sign("es256", other_issuer)),
+        "wrong issuer",
+    );
 
     assert_invalid_token(&support_call(&unsigned_token(&good)), "alg none");
 
     let pem = s.issuer.public_pem("rs256");
-    assert_invalid_token(&support_call(&hs256_token(pem.as_bytes(), good.clone())), "HS256 keyed with the RSA public key");
+    assert_invalid_token(
+        &support_call(&hs256_token(pem.as_bytes(), good.clone())),
+        "HS256 keyed with the RSA public key",
+    );
 
     assert_invalid_token(&support_call("not-a-jwt"), "garbage");
 }
@@ -124,7 +163,9 @@ fn broken_tokens_are_invalid_token() {
 #[test]
 fn a_token_for_one_server_is_refused_by_the_other() {
     let s = stack();
-    let token = s.issuer.token(&s.resource(SUPPORT), "tickets.read tickets.write");
+    let token = s
+        .issuer
+        .token(&s.resource(SUPPORT), "tickets.read tickets.write");
     let r = Client::new(&s.envoy.url(OPS), Some(&token)).initialize();
     assert_eq!(r.status, 401, "{}", r.body);
     let h = challenge(&r);
@@ -135,20 +176,32 @@ fn a_token_for_one_server_is_refused_by_the_other() {
 #[test]
 fn allowed_call_reaches_the_server_with_identity_and_without_the_client_token() {
     let s = stack();
-    let token = s.issuer.token(&s.resource(SUPPORT), "tickets.read accounts.read");
+    let token = s
+        .issuer
+        .token(&s.resource(SUPPORT), "tickets.read accounts.read");
     let mut c = Client::new(&s.envoy.url(SUPPORT), Some(&token));
     assert_eq!(c.initialize().status, 200);
     let r = c.call_tool("get_account", json!({"account_id": "acme"}));
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = r.tool_json();
-    assert_eq!(seen["authorization"], Value::Null, "client token passed through: {seen}");
+    assert_eq!(
+        seen["authorization"],
+        Value::Null,
+        "client token passed through: {seen}"
+    );
     assert_eq!(seen["scopegate_subject"], json!("alice"));
     assert_eq!(seen["scopegate_client_id"], json!("test-client"));
-    assert_eq!(seen["scopegate_scopes"], json!("tickets.read accounts.read"));
+    assert_eq!(
+        seen["scopegate_scopes"],
+        json!("tickets.read accounts.read")
+    );
     // No request the server saw ever carried the token.
     for req in s.support.seen() {
         let text = req.to_string();
-        assert!(!text.contains(&token), "upstream saw the client token: {text}");
+        assert!(
+            !text.contains(&token),
+            "upstream saw the client token: {text}"
+        );
     }
 }
 
@@ -161,21 +214,31 @@ fn client_supplied_identity_headers_are_stripped() {
     let r = c.request(
         "tools/call",
         json!({"name": "list_tickets", "arguments": {}}),
-        &[("x-scopegate-subject", "root"), ("x-scopegate-scopes", "admin.read"), ("x-scopegate-extra", "1")],
+        &[
+            ("x-scopegate-subject", "root"),
+            ("x-scopegate-scopes", "admin.read"),
+            ("x-scopegate-extra", "1"),
+        ],
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let seen = r.tool_json();
     assert_eq!(seen["scopegate_subject"], json!("alice"));
     assert_eq!(seen["scopegate_scopes"], json!("tickets.read"));
     for req in s.support.seen() {
-        assert!(!req.to_string().contains("x-scopegate-extra"), "client header reached upstream: {req}");
+        assert!(
+            !req.to_string().contains("x-scopegate-extra"),
+            "client header reached upstream: {req}"
+        );
     }
 }
 
 #[test]
 fn foreign_scopes_are_dropped_and_named_in_the_access_log() {
     let s = stack();
-    let token = s.issuer.token(&s.resource(SUPPORT), "openid tickets.read offline_access billing.write");
+    let token = s.issuer.token(
+        &s.resource(SUPPORT),
+        "openid tickets.read offline_access billing.write",
+    );
     let mut c = Client::new(&s.envoy.url(SUPPORT), Some(&token));
     assert_eq!(c.initialize().status, 200);
     let r = c.call_tool("list_tickets", json!({}));
@@ -196,7 +259,10 @@ fn missing_tool_scope_gets_403_with_the_step_up_challenge_and_the_upstream_sees_
     let mut c = Client::new(&s.envoy.url(OPS), Some(&token));
     assert_eq!(c.initialize().status, 200);
     s.ops.clear_seen();
-    let r = c.call_tool("update_ticket", json!({"ticket_id": "T-1", "status": "closed"}));
+    let r = c.call_tool(
+        "update_ticket",
+        json!({"ticket_id": "T-1", "status": "closed"}),
+    );
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(
         challenge(&r),
@@ -206,7 +272,11 @@ fn missing_tool_scope_gets_403_with_the_step_up_challenge_and_the_upstream_sees_
         )
     );
     assert_eq!(r.json()["error"], "insufficient_scope");
-    assert!(s.ops.seen().is_empty(), "upstream saw the refused request: {:?}", s.ops.seen());
+    assert!(
+        s.ops.seen().is_empty(),
+        "upstream saw the refused request: {:?}",
+        s.ops.seen()
+    );
     // The tool it may use passes.
     let r = c.call_tool("admin_report", json!({}));
     assert_eq!(r.status, 200, "{}", r.body);
@@ -219,7 +289,9 @@ fn missing_tool_scope_gets_403_with_the_step_up_challenge_and_the_upstream_sees_
 #[test]
 fn mcp_headers_must_match_the_body() {
     let s = stack();
-    let token = s.issuer.token(&s.resource(SUPPORT), "tickets.read accounts.read");
+    let token = s
+        .issuer
+        .token(&s.resource(SUPPORT), "tickets.read accounts.read");
     let mut c = Client::new(&s.envoy.url(SUPPORT), Some(&token));
     assert_eq!(c.initialize().status, 200);
     let r = c.request(
@@ -248,18 +320,34 @@ fn sse_responses_arrive_intact() {
         &[],
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.header("content-type").unwrap_or_default().starts_with("text/event-stream"), "{:?}", r.headers);
-    assert!(r.messages.len() >= 4, "expected 3 notifications and a result: {}", r.body);
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/event-stream"),
+        "{:?}",
+        r.headers
+    );
+    assert!(
+        r.messages.len() >= 4,
+        "expected 3 notifications and a result: {}",
+        r.body
+    );
     assert!(r.result().is_some(), "{}", r.body);
 }
 
 #[test]
 fn ungoverned_traffic_passes_untouched() {
     let s = stack();
-    let r = Client::get(&s.envoy.url("/plain/anything"), Some("opaque-upstream-credential"));
+    let r = Client::get(
+        &s.envoy.url("/plain/anything"),
+        Some("opaque-upstream-credential"),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let echo = r.json();
-    assert_eq!(echo["headers"]["authorization"], json!("Bearer opaque-upstream-credential"));
+    assert_eq!(
+        echo["headers"]["authorization"],
+        json!("Bearer opaque-upstream-credential")
+    );
     assert!(echo["headers"].get("x-scopegate-subject").is_none());
 }
 
@@ -267,9 +355,15 @@ fn ungoverned_traffic_passes_untouched() {
 fn decisions_are_counted_in_envoy_stats() {
     let s = stack();
     let _ = Client::new(&s.envoy.url(SUPPORT), None).initialize();
-    let n = scopegate_tests::procs::wait_for("the no_token counter", std::time::Duration::from_secs(10), || {
-        s.envoy.stat("wasmcustom.scopegate.support-assistant.deny.no_token").filter(|n| *n > 0)
-    });
+    let n = scopegate_tests::procs::wait_for(
+        "the no_token counter",
+        std::time::Duration::from_secs(10),
+        || {
+            s.envoy
+                .stat("wasmcustom.scopegate.support-assistant.deny.no_token")
+                .filter(|n| *n > 0)
+        },
+    );
     assert!(n >= 1);
 }
 
@@ -277,14 +371,21 @@ fn decisions_are_counted_in_envoy_stats() {
 fn a_rotated_key_is_accepted_after_refetch() {
     let s = stack();
     s.issuer.add_unpublished("ES256", "rotated-1");
-    let token = s.issuer.sign("rotated-1", s.issuer.claims(&s.resource(SUPPORT), "tickets.read"));
+    let token = s.issuer.sign(
+        "rotated-1",
+        s.issuer.claims(&s.resource(SUPPORT), "tickets.read"),
+    );
     // Not yet published: unknown kid, refetch finds nothing, 401.
     assert_invalid_token(&support_call(&token), "unpublished key");
     s.issuer.publish("rotated-1");
     // The unknown-kid refetch is rate-limited to one a second in this document.
-    let status = scopegate_tests::procs::wait_for("the rotated key to be accepted", std::time::Duration::from_secs(15), || {
-        let r = support_call(&token);
-        (r.status != 401).then_some(r.status)
-    });
+    let status = scopegate_tests::procs::wait_for(
+        "the rotated key to be accepted",
+        std::time::Duration::from_secs(15),
+        || {
+            let r = support_call(&token);
+            (r.status != 401).then_some(r.status)
+        },
+    );
     assert_ne!(status, 503);
 }

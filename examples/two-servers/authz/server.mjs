@@ -326,11 +326,7 @@ async function main() {
     providerCallback(req, res);
   };
 
-  // One line on stdout, which test harnesses wait for; the write callback fires once it is flushed.
-  await new Promise((resolve) => {
-    process.stdout.write(`listening on http://${config.host}:${port}\n`, resolve);
-  });
-
+  // Handlers go in before the "listening" line: a harness may signal as soon as it reads it.
   const shutdown = () => {
     server.close(() => process.exit(0));
     // Keep-alive connections would hold close() open; do not wait for them.
@@ -338,6 +334,11 @@ async function main() {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+
+  // One line on stdout, which test harnesses wait for; the write callback fires once it is flushed.
+  await new Promise((resolve) => {
+    process.stdout.write(`listening on http://${config.host}:${port}\n`, resolve);
+  });
 }
 
 main().catch((err) => fail(err.stack ?? String(err)));

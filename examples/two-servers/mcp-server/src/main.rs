@@ -81,28 +81,30 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
     Ok(Some(Args { role, listen, path }))
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            // Without a SIGTERM handler, SIGTERM still ends the process (default action).
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that resolves on the
+/// first of them. Installing before the "listening" line matters: a harness may signal as soon
+/// as it has read that line, and an uninstalled handler would mean death by signal, not exit 0.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
+    })
+}
+
+/// Elsewhere only Ctrl-C exists; tokio registers it when the future is first polled.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -131,6 +133,7 @@ async fn run(args: Args) -> Result<(), String> {
         // Outermost, so it also records requests that match no route (404s).
         .layer(axum::middleware::from_fn_with_state(log, seen::record));
 
+    let signalled = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -147,7 +150,7 @@ async fn run(args: Args) -> Result<(), String> {
 
     let stop = cancel.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signalled.await;
         // Ends rmcp's sessions and SSE streams too, so graceful shutdown does not wait on them.
         stop.cancel();
         // A client holding a connection open must not keep the process alive.

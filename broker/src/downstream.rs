@@ -1,0 +1,261 @@
+//! The broker as a confidential client of a gateway's downstream authorization server (`oauth2` crate).
+
+use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+};
+use scopegate_core::config::GatewayDoc;
+use scopegate_core::jwks::KeySet;
+use scopegate_core::jwt::{self, VerifyOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// `id_token` comes back next to the OAuth fields when `openid` was asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdFields {
+    #[serde(default)]
+    pub id_token: Option<String>,
+}
+impl ExtraTokenFields for IdFields {}
+
+type Response = StandardTokenResponse<IdFields, BasicTokenType>;
+type OClient = oauth2::Client<BasicErrorResponse, Response, BasicTokenIntrospectionResponse, StandardRevocableToken, BasicRevocationErrorResponse>;
+
+/// What discovery told us.
+struct Discovered {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    userinfo_endpoint: Option<String>,
+    jwks: Option<KeySet>,
+}
+
+/// Tokens from the downstream token endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
+    #[serde(skip)]
+    pub id_token: Option<String>,
+}
+
+/// Why a refresh failed.
+#[derive(Debug)]
+pub enum RefreshError {
+    /// `invalid_grant`: the downstream grant is gone; the user must authorize again.
+    Dead,
+    /// Network, 5xx, unparseable answer: try again later.
+    Unavailable(String),
+}
+
+pub struct Downstream {
+    authorization_server: String,
+    client_id: String,
+    client_secret: Option<String>,
+    redirect_uri: String,
+    resource: Option<String>,
+    extra_scopes: Vec<String>,
+    subject_claim: String,
+    http: reqwest::Client,
+    meta: OnceCell<Discovered>,
+}
+
+fn now() -> u64 {
+    crate::now()
+}
+
+impl Downstream {
+    /// `secret` is read by the caller from the env var or file the document names.
+    pub fn new(g: &GatewayDoc, secret: Option<String>, http: reqwest::Client) -> Option<Downstream> {
+        let d = g.downstream.as_ref()?;
+        Some(Downstream {
+            authorization_server: d.authorization_server.clone(),
+            client_id: d.client_id.clone(),
+            client_secret: secret,
+            redirect_uri: format!("{}{}", g.issuer, scopegate_core::oauth::metadata::CALLBACK),
+            resource: d.resource.clone(),
+            extra_scopes: d.extra_scopes.clone(),
+            subject_claim: g.identity.subject_claim.clone(),
+            http,
+            meta: OnceCell::new(),
+        })
+    }
+
+    /// OIDC discovery, else RFC 8414; the document's `issuer` must be the configured one exactly.
+    async fn meta(&self) -> Result<&Discovered, String> {
+        self.meta.get_or_try_init(|| self.discover()).await
+    }
+
+    async fn discover(&self) -> Result<Discovered, String> {
+        let base = &self.authorization_server;
+        let path = scopegate_core::oauth::metadata::issuer_path(base);
+        let origin = base.strip_suffix(path).unwrap_or(base);
+        let candidates = [
+            format!("{base}/.well-known/openid-configuration"),
+            format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        ];
+        let mut last = String::new();
+        for url in candidates {
+            match self.get_json(&url).await {
+                Ok(doc) => {
+                    let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+                    if s("issuer").as_deref() != Some(base.as_str()) {
+                        return Err(format!("downstream metadata at {url} names another issuer"));
+                    }
+                    let jwks = match s("jwks_uri") {
+                        Some(u) => self.get_json(&u).await.ok().and_then(|v| KeySet::from_json(v.to_string().as_bytes()).ok()),
+                        None => None,
+                    };
+                    return Ok(Discovered {
+                        issuer: base.clone(),
+                        authorization_endpoint: s("authorization_endpoint").ok_or("downstream metadata has no authorization_endpoint")?,
+                        token_endpoint: s("token_endpoint").ok_or("downstream metadata has no token_endpoint")?,
+                        userinfo_endpoint: s("userinfo_endpoint"),
+                        jwks,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("downstream discovery failed: {last}"))
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, String> {
+        let r = self.http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", r.status()));
+        }
+        r.json::<Value>().await.map_err(|e| format!("GET {url}: {e}"))
+    }
+
+    fn client(&self, d: &Discovered) -> Result<oauth2::Client<BasicErrorResponse, Response, BasicTokenIntrospectionResponse, StandardRevocableToken, BasicRevocationErrorResponse, oauth2::EndpointSet, oauth2::EndpointNotSet, oauth2::EndpointNotSet, oauth2::EndpointNotSet, oauth2::EndpointSet>, String> {
+        let mut c = OClient::new(ClientId::new(self.client_id.clone()))
+            .set_auth_uri(AuthUrl::new(d.authorization_endpoint.clone()).map_err(|e| e.to_string())?)
+            .set_token_uri(TokenUrl::new(d.token_endpoint.clone()).map_err(|e| e.to_string())?)
+            .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| e.to_string())?);
+        if let Some(s) = &self.client_secret {
+            c = c.set_client_secret(ClientSecret::new(s.clone()));
+        }
+        Ok(c)
+    }
+
+    /// Where to send the user: the server's subset plus the configured extra scopes, our own
+    /// PKCE, `state` and `nonce`. Returns (url, state, pkce verifier, nonce).
+    pub async fn authorize_url(&self, scopes: &[&str]) -> Result<(String, String, String, String), String> {
+        let d = self.meta().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = crate::crypto::token()?;
+        let client = self.client(d)?;
+        let mut req = client.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge);
+        for s in scopes.iter().copied().chain(self.extra_scopes.iter().map(String::as_str)) {
+            req = req.add_scope(Scope::new(s.to_string()));
+        }
+        req = req.add_extra_param("nonce", nonce.clone());
+        if let Some(r) = &self.resource {
+            req = req.add_extra_param("resource", r.clone());
+        }
+        let (url, state) = req.url();
+        Ok((url.to_string(), state.secret().clone(), verifier.secret().clone(), nonce))
+    }
+
+    /// RFC 9207: when the downstream sends `iss` on the callback it must be its issuer.
+    pub async fn check_iss(&self, iss: Option<&str>) -> Result<(), String> {
+        let d = self.meta().await?;
+        match iss {
+            Some(i) if i != d.issuer => Err("callback iss is not the downstream issuer".into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<Tokens, String> {
+        let d = self.meta().await?;
+        let client = self.client(d)?;
+        let mut req = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()));
+        if let Some(r) = &self.resource {
+            req = req.add_extra_param("resource", r.clone());
+        }
+        let resp = req.request_async(&self.http).await.map_err(describe)?;
+        Ok(tokens(&resp, None))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, RefreshError> {
+        let d = self.meta().await.map_err(RefreshError::Unavailable)?;
+        let client = self.client(d).map_err(RefreshError::Unavailable)?;
+        let token = RefreshToken::new(refresh_token.to_string());
+        match client.exchange_refresh_token(&token).request_async(&self.http).await {
+            Ok(resp) => Ok(tokens(&resp, Some(refresh_token))),
+            Err(RequestTokenError::ServerResponse(e)) if *e.error() == BasicErrorResponseType::InvalidGrant => Err(RefreshError::Dead),
+            Err(e) => Err(RefreshError::Unavailable(describe(e))),
+        }
+    }
+
+    /// The gateway subject, by the identity rule: a claim of the (verified) ID token, else of userinfo.
+    pub async fn subject(&self, t: &Tokens, nonce: &str) -> Result<String, String> {
+        let d = self.meta().await?;
+        if let Some(id_token) = &t.id_token {
+            let keys = d.jwks.as_ref().ok_or("downstream JWKS is unavailable")?;
+            let c = jwt::verify(id_token, keys, &VerifyOptions::new(&d.issuer, now())).map_err(|e| format!("ID token: {e}"))?;
+            if !c.aud.iter().any(|a| a == &self.client_id) {
+                return Err("ID token is not for our client_id".into());
+            }
+            if c.extra.get("nonce").and_then(Value::as_str) != Some(nonce) {
+                return Err("ID token nonce does not match".into());
+            }
+            let claim = if self.subject_claim == "sub" { c.sub.clone() } else { c.extra.get(&self.subject_claim).and_then(Value::as_str).map(str::to_string) };
+            if let Some(s) = claim.filter(|s| !s.is_empty()) {
+                return Ok(s);
+            }
+        }
+        let url = d.userinfo_endpoint.as_ref().ok_or_else(|| format!("no `{}` claim and no userinfo endpoint", self.subject_claim))?;
+        let r = self.http.get(url).bearer_auth(&t.access_token).send().await.map_err(|e| format!("userinfo: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("userinfo: HTTP {}", r.status()));
+        }
+        let v: Value = r.json().await.map_err(|e| format!("userinfo: {e}"))?;
+        v.get(&self.subject_claim)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| format!("userinfo has no `{}` claim", self.subject_claim))
+    }
+}
+
+fn tokens(resp: &Response, previous_refresh: Option<&str>) -> Tokens {
+    let ttl = resp.expires_in().map(|d| d.as_secs()).unwrap_or(300);
+    Tokens {
+        access_token: resp.access_token().secret().clone(),
+        // A server that does not rotate keeps the old refresh token valid.
+        refresh_token: resp.refresh_token().map(|r| r.secret().clone()).or(previous_refresh.map(str::to_string)),
+        expires_at: now() + ttl,
+        id_token: resp.extra_fields().id_token.clone(),
+    }
+}
+
+/// An error without the response body (which could echo a token).
+fn describe<E: std::error::Error>(e: RequestTokenError<E, BasicErrorResponse>) -> String {
+    match e {
+        RequestTokenError::ServerResponse(r) => format!("downstream token endpoint: {}", r.error()),
+        RequestTokenError::Request(e) => format!("downstream token endpoint unreachable: {e}"),
+        RequestTokenError::Parse(e, _) => format!("downstream token response unparseable: {e}"),
+        RequestTokenError::Other(s) => format!("downstream token endpoint: {s}"),
+    }
+}
+
+/// The HTTP client for downstream calls: no redirects (SSRF), bounded time.
+pub fn http_client(extra_roots: &[reqwest::Certificate]) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5));
+    for c in extra_roots {
+        b = b.add_root_certificate(c.clone());
+    }
+    b.build().map_err(|e| format!("HTTP client: {e}"))
+}

@@ -1,0 +1,2 @@
+//! scopegate-broker (being built).
+fn main() {}

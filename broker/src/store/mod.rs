@@ -1,0 +1,116 @@
+//! The broker's storage interface; SQLite implements it now, PostgreSQL (for replicas) later.
+//!
+//! Every method is one transaction, so a crash between any two leaves rows either before or after
+//! a change, never half-way. Methods are blocking: callers run them on tokio's blocking pool.
+
+pub mod sqlite;
+
+use scopegate_core::oauth::refresh::TokenStatus;
+
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub gateway: String,
+    pub metadata: String,
+    pub secret_hash: Option<String>,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PendingRow {
+    pub id_hash: String,
+    pub gateway: String,
+    pub data: String,
+    pub csrf_hash: String,
+    pub state_hash: Option<String>,
+    pub secret: Option<Vec<u8>>,
+    pub expires_at: u64,
+}
+
+/// Grant status: `active`, `revoked` (by us: revocation, reuse, code replay) or `dead`
+/// (the downstream authorization server refused to refresh it).
+#[derive(Debug, Clone)]
+pub struct GrantRow {
+    pub id: String,
+    pub gateway: String,
+    pub server: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scope: String,
+    pub status: String,
+    pub downstream: Vec<u8>,
+    pub downstream_expires_at: u64,
+    pub version: i64,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeRow {
+    pub code_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub resource: String,
+    pub expires_at: u64,
+    pub used: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshRow {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub status: TokenStatus,
+    pub expires_at: u64,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub kid: String,
+    pub private_key: Vec<u8>,
+    pub created_at: u64,
+}
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// What the broker needs from a database.
+pub trait Store: Send + Sync + 'static {
+    fn put_client(&self, c: &ClientRow) -> Result<()>;
+    fn client(&self, client_id: &str) -> Result<Option<ClientRow>>;
+
+    fn put_pending(&self, p: &PendingRow) -> Result<()>;
+    fn pending(&self, id_hash: &str) -> Result<Option<PendingRow>>;
+    /// Records the downstream leg of an approved request; false if it was gone or already approved.
+    fn approve_pending(&self, id_hash: &str, state_hash: &str, secret: &[u8]) -> Result<bool>;
+    /// Removes and returns the request a downstream `state` belongs to (single use).
+    fn take_pending_by_state(&self, state_hash: &str) -> Result<Option<PendingRow>>;
+    fn delete_pending(&self, id_hash: &str) -> Result<()>;
+
+    /// Stores a new grant together with the authorization code that hands it to the client.
+    fn create_grant(&self, g: &GrantRow, code: &CodeRow) -> Result<()>;
+    fn grant(&self, id: &str) -> Result<Option<GrantRow>>;
+    /// Replaces the downstream credential if the grant is still at `version` and active.
+    fn update_downstream(&self, id: &str, version: i64, sealed: &[u8], expires_at: u64, now: u64) -> Result<bool>;
+    fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()>;
+    /// Revokes a grant and every refresh token of its family.
+    fn revoke_family(&self, grant_id: &str, now: u64) -> Result<()>;
+
+    fn code(&self, code_hash: &str) -> Result<Option<CodeRow>>;
+    /// Marks the code used and stores the first refresh token; false if it was used meanwhile.
+    fn redeem_code(&self, code_hash: &str, refresh: &RefreshRow) -> Result<bool>;
+
+    fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRow>>;
+    /// Marks `old` rotated and stores `new`; false if `old` was no longer active.
+    fn rotate_refresh(&self, old_hash: &str, new: &RefreshRow) -> Result<bool>;
+
+    fn put_key(&self, k: &KeyRow) -> Result<()>;
+    fn keys(&self) -> Result<Vec<KeyRow>>;
+    fn delete_key(&self, kid: &str) -> Result<()>;
+
+    /// Drops expired pending requests, codes and refresh tokens.
+    fn purge(&self, now: u64) -> Result<()>;
+    /// A cheap query, for `/readyz`.
+    fn ping(&self) -> Result<()>;
+}

@@ -1,0 +1,337 @@
+//! Client metadata: redirect-URI rules and RFC 7591 dynamic registration requests.
+
+use super::OAuthError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Most redirect URIs one client may register.
+pub const MAX_REDIRECT_URIS: usize = 10;
+/// Longest URI accepted in client metadata.
+pub const MAX_URI_LEN: usize = 2048;
+/// Longest `client_name` (it is shown on the consent page).
+pub const MAX_NAME_LEN: usize = 200;
+
+/// What the broker keeps about a client, whichever way it registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    /// `none` (public), `client_secret_basic` or `client_secret_post`.
+    pub token_endpoint_auth_method: String,
+    /// `web` or `native` (OpenID Connect Dynamic Registration).
+    pub application_type: String,
+    pub scope: Option<String>,
+    pub client_uri: Option<String>,
+}
+
+impl ClientMetadata {
+    pub fn is_public(&self) -> bool {
+        self.token_endpoint_auth_method == "none"
+    }
+}
+
+/// A redirect URI a client may register: absolute `https`, or `http` on a loopback host
+/// (RFC 8252 §7.3), never with a fragment (RFC 6749 §3.1.2) or user info.
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    if uri.len() > MAX_URI_LEN {
+        return Err(format!(
+            "redirect URI is longer than {MAX_URI_LEN} characters"
+        ));
+    }
+    if uri.contains('#') {
+        return Err(format!("redirect URI `{uri}` must not have a fragment"));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "redirect URI `{uri}` has whitespace or control characters"
+        ));
+    }
+    let (scheme, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| format!("redirect URI `{uri}` is not an absolute URL"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("redirect URI `{uri}` has no host"));
+    }
+    if authority.contains('@') {
+        return Err(format!("redirect URI `{uri}` must not carry user info"));
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback_authority(authority) => Ok(()),
+        "http" => Err(format!(
+            "redirect URI `{uri}` must use https (http only for loopback)"
+        )),
+        _ => Err(format!(
+            "redirect URI `{uri}` must use https, or http on a loopback host"
+        )),
+    }
+}
+
+/// `127.0.0.0/8`, `[::1]` or `localhost`, with any port.
+pub fn is_loopback_authority(authority: &str) -> bool {
+    let host = if authority.starts_with('[') {
+        authority
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or_default()
+    } else {
+        authority
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Exact string comparison (OAuth 2.1 §4.1.1): no prefix, no normalisation.
+pub fn redirect_registered(registered: &[String], requested: &str) -> bool {
+    registered.iter().any(|r| r == requested)
+}
+
+/// Validates an RFC 7591 registration request into the metadata the broker keeps.
+/// Unknown members are ignored, as RFC 7591 §2 allows.
+pub fn validate_registration(body: &Value) -> Result<ClientMetadata, OAuthError> {
+    let obj = body.as_object().ok_or_else(|| {
+        OAuthError::invalid_client_metadata("the request body must be a JSON object")
+    })?;
+    let redirect_uris = string_list(obj, "redirect_uris")?
+        .ok_or_else(|| OAuthError::invalid_redirect_uri("redirect_uris is required"))?;
+    metadata_from(obj, redirect_uris, "client_secret_basic")
+}
+
+/// Shared by DCR and CIMD: everything but where `redirect_uris` came from and the default auth method.
+pub(crate) fn metadata_from(
+    obj: &Map<String, Value>,
+    redirect_uris: Vec<String>,
+    default_auth: &str,
+) -> Result<ClientMetadata, OAuthError> {
+    if redirect_uris.is_empty() {
+        return Err(OAuthError::invalid_redirect_uri(
+            "redirect_uris must not be empty",
+        ));
+    }
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "at most {MAX_REDIRECT_URIS} redirect_uris"
+        )));
+    }
+    for uri in &redirect_uris {
+        check_redirect_uri(uri).map_err(OAuthError::invalid_redirect_uri)?;
+    }
+    let grant_types =
+        string_list(obj, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| *g != "authorization_code" && *g != "refresh_token")
+    {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "grant_type `{g}` is not supported (authorization_code, refresh_token)"
+        )));
+    }
+    if !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(OAuthError::invalid_client_metadata(
+            "grant_types must include authorization_code",
+        ));
+    }
+    let response_types = string_list(obj, "response_types")?.unwrap_or_else(|| vec!["code".into()]);
+    if response_types.iter().any(|r| r != "code") {
+        return Err(OAuthError::invalid_client_metadata(
+            "response_types must be [\"code\"]",
+        ));
+    }
+    let auth = string_member(obj, "token_endpoint_auth_method")?
+        .unwrap_or_else(|| default_auth.to_string());
+    if !matches!(
+        auth.as_str(),
+        "none" | "client_secret_basic" | "client_secret_post"
+    ) {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "token_endpoint_auth_method `{auth}` is not supported (none, client_secret_basic, client_secret_post)"
+        )));
+    }
+    let application_type =
+        string_member(obj, "application_type")?.unwrap_or_else(|| "web".to_string());
+    if application_type != "web" && application_type != "native" {
+        return Err(OAuthError::invalid_client_metadata(
+            "application_type must be `web` or `native`",
+        ));
+    }
+    let client_name = string_member(obj, "client_name")?;
+    if let Some(name) = &client_name {
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_LEN
+            || name.chars().any(char::is_control)
+        {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "client_name must be 1 to {MAX_NAME_LEN} printable characters"
+            )));
+        }
+    }
+    let scope = string_member(obj, "scope")?;
+    if let Some(s) = &scope {
+        if let Some(bad) =
+            crate::scopes::split_scope(s).find(|t| !crate::scopes::is_valid_scope_token(t))
+        {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "scope `{bad}` is not a valid scope token"
+            )));
+        }
+    }
+    let client_uri = string_member(obj, "client_uri")?;
+    if let Some(u) = &client_uri {
+        if u.len() > MAX_URI_LEN || !u.starts_with("https://") {
+            return Err(OAuthError::invalid_client_metadata(
+                "client_uri must be an https URL",
+            ));
+        }
+    }
+    Ok(ClientMetadata {
+        client_name,
+        redirect_uris,
+        grant_types,
+        response_types,
+        token_endpoint_auth_method: auth,
+        application_type,
+        scope,
+        client_uri,
+    })
+}
+
+fn string_member(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, OAuthError> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(OAuthError::invalid_client_metadata(format!(
+            "{name} must be a string"
+        ))),
+    }
+}
+
+fn string_list(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<String>>, OAuthError> {
+    let bad = || {
+        let msg = format!("{name} must be an array of strings");
+        if name == "redirect_uris" {
+            OAuthError::invalid_redirect_uri(msg)
+        } else {
+            OAuthError::invalid_client_metadata(msg)
+        }
+    };
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redirect_uri_rules() {
+        assert!(check_redirect_uri("https://app.example.com/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:3000/cb").is_ok());
+        assert!(check_redirect_uri("http://localhost:3000/cb").is_ok());
+        assert!(check_redirect_uri("http://[::1]:3000/cb").is_ok());
+        for bad in [
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#x",
+            "com.example.app:/cb",
+            "https:///cb",
+            "https://u@app.example.com/cb",
+            "javascript://x",
+            "/cb",
+            "http://127.0.0.1.evil.com/cb",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad} accepted");
+        }
+        assert!(redirect_registered(
+            &["https://a/cb".into()],
+            "https://a/cb"
+        ));
+        assert!(!redirect_registered(
+            &["https://a/cb".into()],
+            "https://a/cb/"
+        ));
+    }
+
+    #[test]
+    fn registration_defaults_and_errors() {
+        let m = validate_registration(&json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "token_endpoint_auth_method": "none", "client_name": "C"})).unwrap();
+        assert_eq!(m.grant_types, vec!["authorization_code"]);
+        assert_eq!(m.application_type, "web");
+        assert!(m.is_public());
+        let m = validate_registration(&json!({"redirect_uris": ["https://a.example/cb"]})).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, "client_secret_basic");
+
+        let cases = [
+            (
+                json!([1]),
+                "invalid_client_metadata",
+                "the request body must be a JSON object",
+            ),
+            (
+                json!({}),
+                "invalid_redirect_uri",
+                "redirect_uris is required",
+            ),
+            (
+                json!({"redirect_uris": "https://a/cb"}),
+                "invalid_redirect_uri",
+                "redirect_uris must be an array of strings",
+            ),
+            (
+                json!({"redirect_uris": []}),
+                "invalid_redirect_uri",
+                "redirect_uris must not be empty",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb#f"]}),
+                "invalid_redirect_uri",
+                "redirect URI `https://a/cb#f` must not have a fragment",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "grant_types": ["implicit"]}),
+                "invalid_client_metadata",
+                "grant_type `implicit` is not supported (authorization_code, refresh_token)",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "application_type": "desktop"}),
+                "invalid_client_metadata",
+                "application_type must be `web` or `native`",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "client_name": 7}),
+                "invalid_client_metadata",
+                "client_name must be a string",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]}),
+                "invalid_client_metadata",
+                "response_types must be [\"code\"]",
+            ),
+        ];
+        for (body, error, description) in cases {
+            let e = validate_registration(&body).unwrap_err();
+            assert_eq!(
+                (e.error, e.description.as_str()),
+                (error, description),
+                "{body}"
+            );
+        }
+    }
+}
