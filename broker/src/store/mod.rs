@@ -98,8 +98,9 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_family(&self, grant_id: &str, now: u64) -> Result<()>;
 
     fn code(&self, code_hash: &str) -> Result<Option<CodeRow>>;
-    /// Marks the code used and stores the first refresh token; false if it was used meanwhile.
-    fn redeem_code(&self, code_hash: &str, refresh: &RefreshRow) -> Result<bool>;
+    /// Marks the code used and stores the first refresh token (if the client gets one); false if
+    /// the code was used meanwhile.
+    fn redeem_code(&self, code_hash: &str, refresh: Option<&RefreshRow>) -> Result<bool>;
 
     fn refresh(&self, token_hash: &str) -> Result<Option<RefreshRow>>;
     /// Marks `old` rotated and stores `new`; false if `old` was no longer active.

@@ -249,17 +249,19 @@ impl Store for Sqlite {
         })
     }
 
-    fn redeem_code(&self, code_hash: &str, t: &RefreshRow) -> Result<bool> {
+    fn redeem_code(&self, code_hash: &str, refresh: Option<&RefreshRow>) -> Result<bool> {
         self.with(|db| {
             let tx = db.transaction()?;
             let n = tx.execute("UPDATE codes SET used = 1 WHERE code_hash = ?1 AND used = 0", [code_hash])?;
             if n != 1 {
                 return Ok(false);
             }
-            tx.execute(
-                "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, status, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![t.token_hash, t.grant_id, t.client_id, t.status.as_str(), i(t.expires_at), i(t.created_at)],
-            )?;
+            if let Some(t) = refresh {
+                tx.execute(
+                    "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, status, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![t.token_hash, t.grant_id, t.client_id, t.status.as_str(), i(t.expires_at), i(t.created_at)],
+                )?;
+            }
             tx.commit()?;
             Ok(true)
         })
@@ -351,8 +353,8 @@ mod tests {
     fn family_lifecycle() {
         let db = Sqlite::open(":memory:").unwrap();
         db.create_grant(&grant("g1"), &code("c1", "g1")).unwrap();
-        assert!(db.redeem_code("c1", &rt("r1", "g1")).unwrap());
-        assert!(!db.redeem_code("c1", &rt("r1b", "g1")).unwrap());
+        assert!(db.redeem_code("c1", Some(&rt("r1", "g1"))).unwrap());
+        assert!(!db.redeem_code("c1", Some(&rt("r1b", "g1"))).unwrap());
         assert!(db.rotate_refresh("r1", &rt("r2", "g1")).unwrap());
         assert!(!db.rotate_refresh("r1", &rt("r3", "g1")).unwrap());
         assert_eq!(db.refresh("r1").unwrap().unwrap().status, TokenStatus::Rotated);

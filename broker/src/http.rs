@@ -1,0 +1,89 @@
+//! Small HTTP helpers shared by both listeners: parameters, OAuth error and JSON responses.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use scopegate_core::oauth::OAuthError;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Form or query parameters; a repeated parameter is an error (RFC 6749 §3.1).
+pub fn params(raw: &str) -> Result<HashMap<String, String>, OAuthError> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if out.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(OAuthError::invalid_request(format!("parameter `{k}` is repeated")));
+        }
+    }
+    Ok(out)
+}
+
+/// A JSON response that no cache keeps (RFC 6749 §5.1).
+pub fn json(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, axum::Json(body)).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// An OAuth error as JSON; `invalid_client` is 401 with a challenge (RFC 6749 §5.2).
+pub fn error(e: &OAuthError) -> Response {
+    let status = match e.error {
+        "invalid_client" => StatusCode::UNAUTHORIZED,
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut r = json(status, e.body());
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"scopegate\""));
+    }
+    r
+}
+
+/// An error shown to the user instead of redirecting (unverified client or redirect URI).
+pub fn error_page(e: &OAuthError) -> Response {
+    json(StatusCode::BAD_REQUEST, e.body())
+}
+
+pub fn redirect(status: StatusCode, location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            let mut r = status.into_response();
+            r.headers_mut().insert(header::LOCATION, v);
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(_) => error_page(&OAuthError::invalid_request("redirect target is not a valid header value")),
+    }
+}
+
+/// `uri` with parameters appended to its query.
+pub fn with_params(uri: &str, pairs: &[(&str, &str)]) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in pairs {
+                    q.append_pair(k, v);
+                }
+            }
+            u.to_string()
+        }
+        Err(_) => uri.to_string(),
+    }
+}
+
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
