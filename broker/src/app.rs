@@ -53,10 +53,18 @@ pub struct App {
 }
 
 /// Reads a secret named by env var or file; `Ok(None)` when neither is named.
-pub fn read_secret(env: Option<&str>, file: Option<&str>, what: &str) -> Result<Option<String>, String> {
+pub fn read_secret(
+    env: Option<&str>,
+    file: Option<&str>,
+    what: &str,
+) -> Result<Option<String>, String> {
     match (env, file) {
-        (Some(var), _) => std::env::var(var).map(|s| Some(s.trim().to_string())).map_err(|_| format!("{what}: environment variable {var} is not set")),
-        (None, Some(path)) => std::fs::read_to_string(path).map(|s| Some(s.trim().to_string())).map_err(|e| format!("{what}: cannot read {path}: {e}")),
+        (Some(var), _) => std::env::var(var)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|_| format!("{what}: environment variable {var} is not set")),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("{what}: cannot read {path}: {e}")),
         (None, None) => Ok(None),
     }
 }
@@ -69,8 +77,10 @@ impl App {
         let sealer = Sealer::from_text(&key)?;
         let roots = match &broker.tls_ca_file {
             Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| format!("broker.tls_ca_file {path}: {e}"))?;
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("broker.tls_ca_file {path}: {e}"))?
+                let pem =
+                    std::fs::read(path).map_err(|e| format!("broker.tls_ca_file {path}: {e}"))?;
+                reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| format!("broker.tls_ca_file {path}: {e}"))?
             }
             None => Vec::new(),
         };
@@ -79,8 +89,13 @@ impl App {
         for (id, g) in policy.document.gateways.iter().enumerate() {
             let Some(d) = &g.downstream else { continue };
             let what = format!("gateway `{}` downstream client secret", g.name);
-            let secret = read_secret(d.client_secret_env.as_deref(), d.client_secret_file.as_deref(), &what)?;
-            let downstream = Downstream::new(g, secret, http.clone()).ok_or("downstream missing")?;
+            let secret = read_secret(
+                d.client_secret_env.as_deref(),
+                d.client_secret_file.as_deref(),
+                &what,
+            )?;
+            let downstream =
+                Downstream::new(g, secret, http.clone()).ok_or("downstream missing")?;
             let cimd = match &g.clients.cimd {
                 Some(c) => Some(Fetcher::new(c, broker.cimd_timeout_ms, &roots)?),
                 None => None,
@@ -88,21 +103,37 @@ impl App {
             let mut prereg = HashMap::new();
             for c in &g.clients.preregistered {
                 let what = format!("gateway `{}` client `{}` secret", g.name, c.client_id);
-                let secret = read_secret(c.client_secret_env.as_deref(), c.client_secret_file.as_deref(), &what)?;
+                let secret = read_secret(
+                    c.client_secret_env.as_deref(),
+                    c.client_secret_file.as_deref(),
+                    &what,
+                )?;
                 let meta = ClientMetadata {
                     client_name: c.client_name.clone(),
                     redirect_uris: c.redirect_uris.clone(),
                     grant_types: vec!["authorization_code".into(), "refresh_token".into()],
                     response_types: vec!["code".into()],
-                    token_endpoint_auth_method: if secret.is_some() { "client_secret_basic".into() } else { "none".into() },
+                    token_endpoint_auth_method: if secret.is_some() {
+                        "client_secret_basic".into()
+                    } else {
+                        "none".into()
+                    },
                     application_type: "web".into(),
                     scope: None,
                     client_uri: None,
                 };
                 for uri in &meta.redirect_uris {
-                    scopegate_core::oauth::client::check_redirect_uri(uri).map_err(|e| format!("gateway `{}` client `{}`: {e}", g.name, c.client_id))?;
+                    scopegate_core::oauth::client::check_redirect_uri(uri).map_err(|e| {
+                        format!("gateway `{}` client `{}`: {e}", g.name, c.client_id)
+                    })?;
                 }
-                prereg.insert(c.client_id.clone(), Prereg { meta, secret_hash: secret.as_deref().map(crypto::hash) });
+                prereg.insert(
+                    c.client_id.clone(),
+                    Prereg {
+                        meta,
+                        secret_hash: secret.as_deref().map(crypto::hash),
+                    },
+                );
             }
             let gw = policy.gateway(id).ok_or("gateway index")?;
             gateways.push(GatewayRt {
@@ -120,8 +151,23 @@ impl App {
         if gateways.is_empty() {
             return Err("no gateway has `downstream`: the broker has nothing to broker".into());
         }
-        let keys = KeyRing::load(Arc::clone(&store), sealer.clone(), broker.signing_key_rotation_s, broker.access_token_ttl_s, now)?;
-        Ok(App { policy, broker, store, sealer, keys, gateways, stats: Stats::default(), refresh_locks: Mutex::new(HashMap::new()) })
+        let keys = KeyRing::load(
+            Arc::clone(&store),
+            sealer.clone(),
+            broker.signing_key_rotation_s,
+            broker.access_token_ttl_s,
+            now,
+        )?;
+        Ok(App {
+            policy,
+            broker,
+            store,
+            sealer,
+            keys,
+            gateways,
+            stats: Stats::default(),
+            refresh_locks: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn gateway(&self, id: GatewayId) -> Option<&GatewayRt> {
@@ -129,8 +175,13 @@ impl App {
     }
 
     /// Runs a blocking store call on tokio's blocking pool.
-    pub async fn db<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&dyn Store) -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    pub async fn db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&dyn Store) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
         let app = Arc::clone(self);
-        tokio::task::spawn_blocking(move || f(app.store.as_ref())).await.map_err(|e| format!("store task: {e}"))?
+        tokio::task::spawn_blocking(move || f(app.store.as_ref()))
+            .await
+            .map_err(|e| format!("store task: {e}"))?
     }
 }

@@ -25,10 +25,16 @@ impl Resolve for GuardedResolver {
         let allow = Arc::clone(&self.allow_private_hosts);
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let ok: Vec<SocketAddr> = addrs.into_iter().filter(|a| cimd::address_allowed(&host, a.ip(), &allow)).collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let ok: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| cimd::address_allowed(&host, a.ip(), &allow))
+                .collect();
             if ok.is_empty() {
-                return Err(format!("{host} resolves only to private or loopback addresses").into());
+                return Err(
+                    format!("{host} resolves only to private or loopback addresses").into(),
+                );
             }
             let addrs: Addrs = Box::new(ok.into_iter());
             Ok(addrs)
@@ -43,8 +49,14 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    pub fn new(policy: &CimdDoc, timeout_ms: u64, extra_roots: &[reqwest::Certificate]) -> Result<Fetcher, String> {
-        let resolver = GuardedResolver { allow_private_hosts: Arc::new(policy.allow_private_hosts.clone()) };
+    pub fn new(
+        policy: &CimdDoc,
+        timeout_ms: u64,
+        extra_roots: &[reqwest::Certificate],
+    ) -> Result<Fetcher, String> {
+        let resolver = GuardedResolver {
+            allow_private_hosts: Arc::new(policy.allow_private_hosts.clone()),
+        };
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(timeout_ms))
@@ -53,14 +65,21 @@ impl Fetcher {
         for c in extra_roots {
             b = b.add_root_certificate(c.clone());
         }
-        Ok(Fetcher { policy: policy.clone(), http: b.build().map_err(|e| format!("CIMD client: {e}"))?, cache: Mutex::new(HashMap::new()) })
+        Ok(Fetcher {
+            policy: policy.clone(),
+            http: b.build().map_err(|e| format!("CIMD client: {e}"))?,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The metadata a `client_id` URL stands for, from the cache or fetched now.
     pub async fn get(&self, client_id: &str, now: u64) -> Result<ClientMetadata, OAuthError> {
         let url = cimd::check_url(client_id)?;
         if !cimd::host_allowed(&url.host, &self.policy.allowed_hosts) {
-            return Err(OAuthError::invalid_client(format!("client metadata documents from `{}` are not allowed", url.host)));
+            return Err(OAuthError::invalid_client(format!(
+                "client metadata documents from `{}` are not allowed",
+                url.host
+            )));
         }
         if let Some(ip) = url.ip {
             if !cimd::address_allowed(&url.host, ip, &self.policy.allow_private_hosts) {
@@ -69,7 +88,12 @@ impl Fetcher {
                 )));
             }
         }
-        if let Some((meta, until)) = self.cache.lock().ok().and_then(|c| c.get(client_id).cloned()) {
+        if let Some((meta, until)) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(client_id).cloned())
+        {
             if now < until {
                 return Ok(meta);
             }
@@ -90,7 +114,11 @@ impl Fetcher {
     }
 
     async fn fetch(&self, url: &str) -> Result<(ClientMetadata, u64), OAuthError> {
-        let fail = |why: String| OAuthError::invalid_client(format!("client metadata document could not be fetched: {why}"));
+        let fail = |why: String| {
+            OAuthError::invalid_client(format!(
+                "client metadata document could not be fetched: {why}"
+            ))
+        };
         let mut resp = self
             .http
             .get(url)
@@ -101,13 +129,20 @@ impl Fetcher {
         if !resp.status().is_success() {
             return Err(fail(format!("HTTP {}", resp.status().as_u16())));
         }
-        if resp.content_length().is_some_and(|n| n > cimd::MAX_DOCUMENT_BYTES as u64) {
+        if resp
+            .content_length()
+            .is_some_and(|n| n > cimd::MAX_DOCUMENT_BYTES as u64)
+        {
             return Err(OAuthError::invalid_client(format!(
                 "client metadata document is larger than {} bytes",
                 cimd::MAX_DOCUMENT_BYTES
             )));
         }
-        let cache_control = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let cache_control = resp
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| fail(error_chain(&e)))? {
             body.extend_from_slice(&chunk);

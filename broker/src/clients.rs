@@ -25,24 +25,43 @@ impl Client {
 }
 
 /// Looks a client up in the order clients prefer: preregistered, CIMD URL, DCR.
-pub async fn resolve(app: &Arc<App>, gw: &GatewayRt, client_id: &str) -> Result<Client, OAuthError> {
+pub async fn resolve(
+    app: &Arc<App>,
+    gw: &GatewayRt,
+    client_id: &str,
+) -> Result<Client, OAuthError> {
     if let Some(p) = gw.prereg.get(client_id) {
-        return Ok(Client { id: client_id.to_string(), meta: p.meta.clone(), secret_hash: p.secret_hash.clone() });
+        return Ok(Client {
+            id: client_id.to_string(),
+            meta: p.meta.clone(),
+            secret_hash: p.secret_hash.clone(),
+        });
     }
     if cimd::is_document_url(client_id) {
-        let fetcher = gw
-            .cimd
-            .as_ref()
-            .ok_or_else(|| OAuthError::invalid_client("client metadata documents are not enabled for this gateway"))?;
+        let fetcher = gw.cimd.as_ref().ok_or_else(|| {
+            OAuthError::invalid_client("client metadata documents are not enabled for this gateway")
+        })?;
         let meta = fetcher.get(client_id, crate::now()).await?;
-        return Ok(Client { id: client_id.to_string(), meta, secret_hash: None });
+        return Ok(Client {
+            id: client_id.to_string(),
+            meta,
+            secret_hash: None,
+        });
     }
     let id = client_id.to_string();
-    let row = app.db(move |s| s.client(&id)).await.map_err(|e| server_error(&e))?;
+    let row = app
+        .db(move |s| s.client(&id))
+        .await
+        .map_err(|e| server_error(&e))?;
     match row {
         Some(r) if r.gateway == gw.name => {
-            let meta: ClientMetadata = serde_json::from_str(&r.metadata).map_err(|_| OAuthError::invalid_client("client record is damaged"))?;
-            Ok(Client { id: r.client_id, meta, secret_hash: r.secret_hash })
+            let meta: ClientMetadata = serde_json::from_str(&r.metadata)
+                .map_err(|_| OAuthError::invalid_client("client record is damaged"))?;
+            Ok(Client {
+                id: r.client_id,
+                meta,
+                secret_hash: r.secret_hash,
+            })
         }
         _ => Err(OAuthError::invalid_client("unknown client_id")),
     }
@@ -63,29 +82,54 @@ pub async fn authenticate(
 ) -> Result<Client, OAuthError> {
     let basic = match authorization.and_then(|h| h.strip_prefix("Basic ")) {
         Some(b64) => {
-            let raw = STANDARD.decode(b64.trim()).map_err(|_| OAuthError::invalid_client("malformed Basic credentials"))?;
-            let text = String::from_utf8(raw).map_err(|_| OAuthError::invalid_client("malformed Basic credentials"))?;
-            let (id, secret) = text.split_once(':').ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
+            let raw = STANDARD
+                .decode(b64.trim())
+                .map_err(|_| OAuthError::invalid_client("malformed Basic credentials"))?;
+            let text = String::from_utf8(raw)
+                .map_err(|_| OAuthError::invalid_client("malformed Basic credentials"))?;
+            let (id, secret) = text
+                .split_once(':')
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
             Some((form_decode(id), form_decode(secret)))
         }
         None => None,
     };
     let (id, secret) = match (basic, form.get("client_id")) {
-        (Some((id, _)), Some(f)) if &id != f => return Err(OAuthError::invalid_client("client_id differs from the Basic credentials")),
+        (Some((id, _)), Some(f)) if &id != f => {
+            return Err(OAuthError::invalid_client(
+                "client_id differs from the Basic credentials",
+            ))
+        }
         (Some((id, secret)), _) => (id, Some(secret)),
-        (None, Some(id)) => (id.clone(), form.get("client_secret").filter(|s| !s.is_empty()).cloned()),
-        (None, None) => return Err(OAuthError::invalid_client("client authentication is required (client_id)")),
+        (None, Some(id)) => (
+            id.clone(),
+            form.get("client_secret").filter(|s| !s.is_empty()).cloned(),
+        ),
+        (None, None) => {
+            return Err(OAuthError::invalid_client(
+                "client authentication is required (client_id)",
+            ))
+        }
     };
     let client = resolve(app, gw, &id).await?;
     match (&client.secret_hash, secret) {
-        (Some(expected), Some(given)) if pkce::ct_eq(expected.as_bytes(), crypto::hash(&given).as_bytes()) => Ok(client),
+        (Some(expected), Some(given))
+            if pkce::ct_eq(expected.as_bytes(), crypto::hash(&given).as_bytes()) =>
+        {
+            Ok(client)
+        }
         (Some(_), _) => Err(OAuthError::invalid_client("client authentication failed")),
         (None, None) => Ok(client),
-        (None, Some(_)) => Err(OAuthError::invalid_client("client is public: it has no secret")),
+        (None, Some(_)) => Err(OAuthError::invalid_client(
+            "client is public: it has no secret",
+        )),
     }
 }
 
 /// `application/x-www-form-urlencoded` decoding of one Basic credential part (RFC 6749 §2.3.1).
 fn form_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }

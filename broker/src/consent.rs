@@ -28,7 +28,11 @@ pub fn escape(s: &str) -> String {
 }
 
 pub fn render(c: &Consent) -> String {
-    let scopes: String = c.scopes.iter().map(|s| format!("<li><code>{}</code></li>", escape(s))).collect();
+    let scopes: String = c
+        .scopes
+        .iter()
+        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+        .collect();
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Authorize {name}</title>

@@ -32,9 +32,13 @@ impl Sealer {
                 .map_err(|_| "encryption key is neither base64 nor hex".to_string())?
         };
         if bytes.len() != 32 {
-            return Err(format!("encryption key must be 32 bytes, got {}", bytes.len()));
+            return Err(format!(
+                "encryption key must be 32 bytes, got {}",
+                bytes.len()
+            ));
         }
-        let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| "bad key length".to_string())?;
+        let cipher =
+            XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| "bad key length".to_string())?;
         Ok(Sealer { cipher })
     }
 
@@ -45,7 +49,13 @@ impl Sealer {
         random(&mut nonce)?;
         let ct = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: context.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| "encryption failed".to_string())?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(VERSION);
@@ -61,7 +71,13 @@ impl Sealer {
         }
         let (nonce, ct) = rest.split_at(NONCE_LEN);
         self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: context.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| "sealed value does not open with this key (wrong key or tampered)".into())
     }
 }

@@ -1,9 +1,13 @@
 //! The broker as a confidential client of a gateway's downstream authorization server (`oauth2` crate).
 
-use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+    BasicTokenIntrospectionResponse, BasicTokenType,
+};
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use scopegate_core::config::GatewayDoc;
 use scopegate_core::jwks::KeySet;
@@ -22,7 +26,13 @@ pub struct IdFields {
 impl ExtraTokenFields for IdFields {}
 
 type Response = StandardTokenResponse<IdFields, BasicTokenType>;
-type OClient = oauth2::Client<BasicErrorResponse, Response, BasicTokenIntrospectionResponse, StandardRevocableToken, BasicRevocationErrorResponse>;
+type OClient = oauth2::Client<
+    BasicErrorResponse,
+    Response,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+>;
 
 /// What discovery told us.
 struct Discovered {
@@ -71,7 +81,11 @@ fn now() -> u64 {
 
 impl Downstream {
     /// `secret` is read by the caller from the env var or file the document names.
-    pub fn new(g: &GatewayDoc, secret: Option<String>, http: reqwest::Client) -> Option<Downstream> {
+    pub fn new(
+        g: &GatewayDoc,
+        secret: Option<String>,
+        http: reqwest::Client,
+    ) -> Option<Downstream> {
         let d = g.downstream.as_ref()?;
         Some(Downstream {
             authorization_server: d.authorization_server.clone(),
@@ -108,13 +122,19 @@ impl Downstream {
                         return Err(format!("downstream metadata at {url} names another issuer"));
                     }
                     let jwks = match s("jwks_uri") {
-                        Some(u) => self.get_json(&u).await.ok().and_then(|v| KeySet::from_json(v.to_string().as_bytes()).ok()),
+                        Some(u) => self
+                            .get_json(&u)
+                            .await
+                            .ok()
+                            .and_then(|v| KeySet::from_json(v.to_string().as_bytes()).ok()),
                         None => None,
                     };
                     return Ok(Discovered {
                         issuer: base.clone(),
-                        authorization_endpoint: s("authorization_endpoint").ok_or("downstream metadata has no authorization_endpoint")?,
-                        token_endpoint: s("token_endpoint").ok_or("downstream metadata has no token_endpoint")?,
+                        authorization_endpoint: s("authorization_endpoint")
+                            .ok_or("downstream metadata has no authorization_endpoint")?,
+                        token_endpoint: s("token_endpoint")
+                            .ok_or("downstream metadata has no token_endpoint")?,
                         userinfo_endpoint: s("userinfo_endpoint"),
                         jwks,
                     });
@@ -126,18 +146,46 @@ impl Downstream {
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, String> {
-        let r = self.http.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
         if !r.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", r.status()));
         }
-        r.json::<Value>().await.map_err(|e| format!("GET {url}: {e}"))
+        r.json::<Value>()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))
     }
 
-    fn client(&self, d: &Discovered) -> Result<oauth2::Client<BasicErrorResponse, Response, BasicTokenIntrospectionResponse, StandardRevocableToken, BasicRevocationErrorResponse, oauth2::EndpointSet, oauth2::EndpointNotSet, oauth2::EndpointNotSet, oauth2::EndpointNotSet, oauth2::EndpointSet>, String> {
+    fn client(
+        &self,
+        d: &Discovered,
+    ) -> Result<
+        oauth2::Client<
+            BasicErrorResponse,
+            Response,
+            BasicTokenIntrospectionResponse,
+            StandardRevocableToken,
+            BasicRevocationErrorResponse,
+            oauth2::EndpointSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointSet,
+        >,
+        String,
+    > {
         let mut c = OClient::new(ClientId::new(self.client_id.clone()))
-            .set_auth_uri(AuthUrl::new(d.authorization_endpoint.clone()).map_err(|e| e.to_string())?)
+            .set_auth_uri(
+                AuthUrl::new(d.authorization_endpoint.clone()).map_err(|e| e.to_string())?,
+            )
             .set_token_uri(TokenUrl::new(d.token_endpoint.clone()).map_err(|e| e.to_string())?)
-            .set_redirect_uri(RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| e.to_string())?);
+            .set_redirect_uri(
+                RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| e.to_string())?,
+            );
         if let Some(s) = &self.client_secret {
             c = c.set_client_secret(ClientSecret::new(s.clone()));
         }
@@ -146,13 +194,22 @@ impl Downstream {
 
     /// Where to send the user: the server's subset plus the configured extra scopes, our own
     /// PKCE, `state` and `nonce`. Returns (url, state, pkce verifier, nonce).
-    pub async fn authorize_url(&self, scopes: &[&str]) -> Result<(String, String, String, String), String> {
+    pub async fn authorize_url(
+        &self,
+        scopes: &[&str],
+    ) -> Result<(String, String, String, String), String> {
         let d = self.meta().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let nonce = crate::crypto::token()?;
         let client = self.client(d)?;
-        let mut req = client.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge);
-        for s in scopes.iter().copied().chain(self.extra_scopes.iter().map(String::as_str)) {
+        let mut req = client
+            .authorize_url(CsrfToken::new_random)
+            .set_pkce_challenge(challenge);
+        for s in scopes
+            .iter()
+            .copied()
+            .chain(self.extra_scopes.iter().map(String::as_str))
+        {
             req = req.add_scope(Scope::new(s.to_string()));
         }
         req = req.add_extra_param("nonce", nonce.clone());
@@ -160,7 +217,12 @@ impl Downstream {
             req = req.add_extra_param("resource", r.clone());
         }
         let (url, state) = req.url();
-        Ok((url.to_string(), state.secret().clone(), verifier.secret().clone(), nonce))
+        Ok((
+            url.to_string(),
+            state.secret().clone(),
+            verifier.secret().clone(),
+            nonce,
+        ))
     }
 
     /// RFC 9207: when the downstream sends `iss` on the callback it must be its issuer.
@@ -189,9 +251,17 @@ impl Downstream {
         let d = self.meta().await.map_err(RefreshError::Unavailable)?;
         let client = self.client(d).map_err(RefreshError::Unavailable)?;
         let token = RefreshToken::new(refresh_token.to_string());
-        match client.exchange_refresh_token(&token).request_async(&self.http).await {
+        match client
+            .exchange_refresh_token(&token)
+            .request_async(&self.http)
+            .await
+        {
             Ok(resp) => Ok(tokens(&resp, Some(refresh_token))),
-            Err(RequestTokenError::ServerResponse(e)) if *e.error() == BasicErrorResponseType::InvalidGrant => Err(RefreshError::Dead),
+            Err(RequestTokenError::ServerResponse(e))
+                if *e.error() == BasicErrorResponseType::InvalidGrant =>
+            {
+                Err(RefreshError::Dead)
+            }
             Err(e) => Err(RefreshError::Unavailable(describe(e))),
         }
     }
@@ -201,20 +271,37 @@ impl Downstream {
         let d = self.meta().await?;
         if let Some(id_token) = &t.id_token {
             let keys = d.jwks.as_ref().ok_or("downstream JWKS is unavailable")?;
-            let c = jwt::verify(id_token, keys, &VerifyOptions::new(&d.issuer, now())).map_err(|e| format!("ID token: {e}"))?;
+            let c = jwt::verify(id_token, keys, &VerifyOptions::new(&d.issuer, now()))
+                .map_err(|e| format!("ID token: {e}"))?;
             if !c.aud.iter().any(|a| a == &self.client_id) {
                 return Err("ID token is not for our client_id".into());
             }
             if c.extra.get("nonce").and_then(Value::as_str) != Some(nonce) {
                 return Err("ID token nonce does not match".into());
             }
-            let claim = if self.subject_claim == "sub" { c.sub.clone() } else { c.extra.get(&self.subject_claim).and_then(Value::as_str).map(str::to_string) };
+            let claim = if self.subject_claim == "sub" {
+                c.sub.clone()
+            } else {
+                c.extra
+                    .get(&self.subject_claim)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
             if let Some(s) = claim.filter(|s| !s.is_empty()) {
                 return Ok(s);
             }
         }
-        let url = d.userinfo_endpoint.as_ref().ok_or_else(|| format!("no `{}` claim and no userinfo endpoint", self.subject_claim))?;
-        let r = self.http.get(url).bearer_auth(&t.access_token).send().await.map_err(|e| format!("userinfo: {e}"))?;
+        let url = d
+            .userinfo_endpoint
+            .as_ref()
+            .ok_or_else(|| format!("no `{}` claim and no userinfo endpoint", self.subject_claim))?;
+        let r = self
+            .http
+            .get(url)
+            .bearer_auth(&t.access_token)
+            .send()
+            .await
+            .map_err(|e| format!("userinfo: {e}"))?;
         if !r.status().is_success() {
             return Err(format!("userinfo: HTTP {}", r.status()));
         }
@@ -232,7 +319,10 @@ fn tokens(resp: &Response, previous_refresh: Option<&str>) -> Tokens {
     Tokens {
         access_token: resp.access_token().secret().clone(),
         // A server that does not rotate keeps the old refresh token valid.
-        refresh_token: resp.refresh_token().map(|r| r.secret().clone()).or(previous_refresh.map(str::to_string)),
+        refresh_token: resp
+            .refresh_token()
+            .map(|r| r.secret().clone())
+            .or(previous_refresh.map(str::to_string)),
         expires_at: now() + ttl,
         id_token: resp.extra_fields().id_token.clone(),
     }

@@ -11,7 +11,9 @@ pub fn params(raw: &str) -> Result<HashMap<String, String>, OAuthError> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
         if out.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter `{k}` is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{k}` is repeated"
+            )));
         }
     }
     Ok(out)
@@ -20,8 +22,10 @@ pub fn params(raw: &str) -> Result<HashMap<String, String>, OAuthError> {
 /// A JSON response that no cache keeps (RFC 6749 §5.1).
 pub fn json(status: StatusCode, body: Value) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -35,7 +39,10 @@ pub fn error(e: &OAuthError) -> Response {
     };
     let mut r = json(status, e.body());
     if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"scopegate\""));
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"scopegate\""),
+        );
     }
     r
 }
@@ -50,10 +57,13 @@ pub fn redirect(status: StatusCode, location: &str) -> Response {
         Ok(v) => {
             let mut r = status.into_response();
             r.headers_mut().insert(header::LOCATION, v);
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        Err(_) => error_page(&OAuthError::invalid_request("redirect target is not a valid header value")),
+        Err(_) => error_page(&OAuthError::invalid_request(
+            "redirect target is not a valid header value",
+        )),
     }
 }
 

@@ -44,13 +44,23 @@ fn context(kid: &str) -> String {
 }
 
 impl KeyRing {
-    pub fn load(store: Arc<dyn Store>, sealer: Sealer, rotation_s: u64, token_ttl_s: u64, now: u64) -> Result<KeyRing, String> {
+    pub fn load(
+        store: Arc<dyn Store>,
+        sealer: Sealer,
+        rotation_s: u64,
+        token_ttl_s: u64,
+        now: u64,
+    ) -> Result<KeyRing, String> {
         let ring = KeyRing {
             store,
             sealer,
             rotation_s,
             token_ttl_s,
-            ring: RwLock::new(Ring { keys: Vec::new(), jwks: json!({"keys": []}), verifier: None }),
+            ring: RwLock::new(Ring {
+                keys: Vec::new(),
+                jwks: json!({"keys": []}),
+                verifier: None,
+            }),
         };
         ring.maintain(now)?;
         Ok(ring)
@@ -68,23 +78,37 @@ impl KeyRing {
             let pair = ES256KeyPair::generate();
             let kid = pair.public_key().jwk_thumbprint();
             let sealed = self.sealer.seal(&context(&kid), &pair.to_bytes())?;
-            self.store.put_key(&KeyRow { kid: kid.clone(), private_key: sealed, created_at: now })?;
+            self.store.put_key(&KeyRow {
+                kid: kid.clone(),
+                private_key: sealed,
+                created_at: now,
+            })?;
             tracing::info!(kid = %kid, "signing key created");
         }
         let rows = self.store.keys()?;
         let mut live = Vec::new();
         for row in &rows {
             let bytes = self.sealer.open(&context(&row.kid), &row.private_key)?;
-            let pair = ES256KeyPair::from_bytes(&bytes).map_err(|e| format!("signing key {}: {e}", row.kid))?;
-            live.push(Live { kid: row.kid.clone(), created_at: row.created_at, pair: pair.with_key_id(&row.kid) });
+            let pair = ES256KeyPair::from_bytes(&bytes)
+                .map_err(|e| format!("signing key {}: {e}", row.kid))?;
+            live.push(Live {
+                kid: row.kid.clone(),
+                created_at: row.created_at,
+                pair: pair.with_key_id(&row.kid),
+            });
         }
         live.sort_by_key(|k| k.created_at);
         // A key is retired once a newer one has signed for longer than any token lives.
-        let signer_since = self.signer_index(&live, now).and_then(|i| live.get(i)).map(|k| k.created_at + self.lead());
+        let signer_since = self
+            .signer_index(&live, now)
+            .and_then(|i| live.get(i))
+            .map(|k| k.created_at + self.lead());
         if let Some(since) = signer_since {
             let retire: Vec<String> = live
                 .iter()
-                .filter(|k| k.created_at + self.lead() < since && now > since + self.token_ttl_s + 60)
+                .filter(|k| {
+                    k.created_at + self.lead() < since && now > since + self.token_ttl_s + 60
+                })
                 .map(|k| k.kid.clone())
                 .collect();
             for kid in &retire {
@@ -106,8 +130,15 @@ impl KeyRing {
             .collect();
         let jwks = json!({ "keys": keys });
         let verifier = KeySet::from_json(jwks.to_string().as_bytes()).ok();
-        let mut ring = self.ring.write().map_err(|_| "key ring lock poisoned".to_string())?;
-        *ring = Ring { keys: live, jwks, verifier };
+        let mut ring = self
+            .ring
+            .write()
+            .map_err(|_| "key ring lock poisoned".to_string())?;
+        *ring = Ring {
+            keys: live,
+            jwks,
+            verifier,
+        };
         Ok(())
     }
 
@@ -119,14 +150,28 @@ impl KeyRing {
     }
 
     pub fn sign(&self, claims: JWTClaims<AccessClaims>, now: u64) -> Result<String, String> {
-        let ring = self.ring.read().map_err(|_| "key ring lock poisoned".to_string())?;
-        let key = self.signer_index(&ring.keys, now).and_then(|i| ring.keys.get(i)).ok_or("no signing key")?;
-        let opts = HeaderOptions { signature_type: Some("at+jwt".into()), ..Default::default() };
-        key.pair.sign_with_options(claims, &opts).map_err(|e| format!("signing failed: {e}"))
+        let ring = self
+            .ring
+            .read()
+            .map_err(|_| "key ring lock poisoned".to_string())?;
+        let key = self
+            .signer_index(&ring.keys, now)
+            .and_then(|i| ring.keys.get(i))
+            .ok_or("no signing key")?;
+        let opts = HeaderOptions {
+            signature_type: Some("at+jwt".into()),
+            ..Default::default()
+        };
+        key.pair
+            .sign_with_options(claims, &opts)
+            .map_err(|e| format!("signing failed: {e}"))
     }
 
     pub fn jwks(&self) -> Value {
-        self.ring.read().map(|r| r.jwks.clone()).unwrap_or_else(|_| json!({"keys": []}))
+        self.ring
+            .read()
+            .map(|r| r.jwks.clone())
+            .unwrap_or_else(|_| json!({"keys": []}))
     }
 
     /// The same keys as a verifier for our own tokens (token exchange, revocation).

@@ -8,6 +8,7 @@ pub mod broker_config;
 pub mod challenge;
 pub mod config;
 pub mod decision;
+pub mod exchange;
 pub mod jwks;
 pub mod jwt;
 pub mod mcp;

@@ -287,6 +287,9 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
                     "path must not be under `/.well-known/`".into(),
                 );
             }
+            if g.downstream.is_some() && s.forward_client_token {
+                errs.push(gn, sn, sat("forward_client_token"), "a brokered gateway sends the downstream credential in `Authorization`; the client's token cannot be forwarded too".into());
+            }
             let resource = format!("{}{}", g.public_url, s.path);
             if let Some(prev) = resources.insert(resource.clone(), s.name.clone()) {
                 errs.push(

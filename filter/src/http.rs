@@ -7,7 +7,8 @@ use crate::worker::Worker;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::{self, Principal, Target};
-use scopegate_core::decision::{oauth_error_body, Decision, Outcome};
+use scopegate_core::decision::{oauth_error_body, Decision, Grant, Outcome};
+use scopegate_core::exchange;
 use scopegate_core::jwt::{self, Claims, TokenError, VerifyOptions};
 use scopegate_core::mcp;
 use scopegate_core::policy::{ServerId, PRM_WELL_KNOWN};
@@ -33,6 +34,13 @@ enum Phase {
         server: ServerId,
         principal: Principal,
     },
+    /// Allowed; waiting for the broker's downstream credential (callout `call`).
+    AwaitingCredential {
+        call: u32,
+        server: ServerId,
+        decision: Box<Decision>,
+        cache_key: String,
+    },
 }
 
 /// What the headers told us that later phases need.
@@ -56,6 +64,8 @@ pub struct Request {
     phase: Phase,
     head: Head,
     body: BodySeen,
+    /// The client's token, kept only on brokered gateways: it is the exchange's subject token.
+    subject_token: Option<String>,
 }
 
 impl Request {
@@ -65,6 +75,7 @@ impl Request {
             phase: Phase::Start,
             head: Head::default(),
             body: BodySeen::default(),
+            subject_token: None,
         }
     }
 
@@ -102,13 +113,90 @@ impl Request {
         Action::Pause
     }
 
-    /// Applies an allow (identity headers, token removal) or sends the refusal.
-    fn enforce(&mut self, worker: &Worker, decision: Decision) -> Action {
+    /// Applies an allow, fetching the downstream credential first on brokered gateways, or
+    /// sends the refusal.
+    fn enforce(&mut self, worker: &Worker, server: ServerId, decision: Decision) -> Action {
         let Outcome::Allow(grant) = &decision.outcome else {
             return self.reply(worker, &decision);
         };
-        if !grant.forward_client_token && host::remove_request_header("authorization").is_err() {
-            return self.fail_closed("cannot remove the client's token");
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            return self.fail_closed("server vanished from the policy");
+        };
+        if !target.gateway.brokered {
+            return self.forward(worker, grant, &decision, None);
+        }
+        let Some(grant_id) = grant.grant_id.as_deref() else {
+            return self.reply(worker, &exchange::no_grant(target, &decision.audit));
+        };
+        let cache_key = exchange::cache_key(grant_id, &target.server.name);
+        let now = host::now_s();
+        if let Some(c) = worker.credentials.borrow_mut().get(&cache_key, now) {
+            return self.forward(worker, grant, &decision, Some(&c.access_token));
+        }
+        let Some(broker) = &policy.filter.broker else {
+            return self.fail_closed("brokered gateway without filter.broker");
+        };
+        let Some(subject_token) = self.subject_token.take() else {
+            return self.fail_closed("the client's token was not kept for the exchange");
+        };
+        let body = exchange::request_body(&subject_token, &target.server.resource);
+        let call = proxy_wasm::hostcalls::dispatch_http_call(
+            &broker.cluster,
+            vec![
+                (":method", "POST"),
+                (":path", broker.path.as_str()),
+                (":authority", broker.authority.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("accept", "application/json"),
+            ],
+            Some(body.as_bytes()),
+            vec![],
+            std::time::Duration::from_millis(broker.timeout_ms),
+        );
+        match call {
+            Ok(call) => {
+                self.phase = Phase::AwaitingCredential {
+                    call,
+                    server,
+                    decision: Box::new(decision),
+                    cache_key,
+                };
+                Action::Pause
+            }
+            Err(e) => {
+                log::warn!(
+                    "cannot call the broker on cluster {}: {e:?}",
+                    broker.cluster
+                );
+                let d = exchange::refusal(
+                    target,
+                    exchange::ExchangeError::Unavailable,
+                    &decision.audit,
+                );
+                self.reply(worker, &d)
+            }
+        }
+    }
+
+    /// Rewrites the request for the upstream: no client token (unless opted in), the downstream
+    /// credential when there is one, and the identity headers.
+    fn forward(
+        &mut self,
+        worker: &Worker,
+        grant: &Grant,
+        decision: &Decision,
+        downstream: Option<&str>,
+    ) -> Action {
+        let auth = match downstream {
+            Some(token) => {
+                host::set_request_header("authorization", Some(&format!("Bearer {token}")))
+            }
+            None if grant.forward_client_token => Ok(()),
+            None => host::remove_request_header("authorization"),
+        };
+        if auth.is_err() {
+            return self.fail_closed("cannot replace the client's token");
         }
         for (name, value) in [
             ("x-scopegate-subject", grant.subject.as_str()),
@@ -122,6 +210,51 @@ impl Request {
         audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
         self.phase = Phase::Done;
         Action::Continue
+    }
+
+    /// The broker answered (or the call failed): forward with the credential, or refuse.
+    fn credential_arrived(
+        &mut self,
+        worker: &Worker,
+        server: ServerId,
+        decision: &Decision,
+        cache_key: &str,
+        body_size: usize,
+    ) {
+        let status = host::call_response_status();
+        let body = match host::call_response_body(body_size) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let now = host::now_s();
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            self.fail_closed("server vanished from the policy");
+            return;
+        };
+        let Outcome::Allow(grant) = &decision.outcome else {
+            return;
+        };
+        match exchange::parse_response(status, &body, now) {
+            Ok(credential) => {
+                worker
+                    .credentials
+                    .borrow_mut()
+                    .insert(cache_key, &credential);
+                if let Action::Continue =
+                    self.forward(worker, grant, decision, Some(&credential.access_token))
+                {
+                    host::resume_request();
+                }
+            }
+            Err(e) => {
+                if e == exchange::ExchangeError::Unavailable {
+                    log::warn!("broker exchange failed (status {status:?})");
+                }
+                let d = exchange::refusal(target, e, &decision.audit);
+                self.reply(worker, &d);
+            }
+        }
     }
 
     /// Verifies (or finds cached) the token, admits it, then decides or waits for the body.
@@ -186,7 +319,7 @@ impl Request {
             return Action::Pause;
         }
         let decision = authorize::decide(target, &principal, &[]);
-        self.enforce(worker, decision)
+        self.enforce(worker, server, decision)
     }
 
     /// An unknown `kid`: use keys another worker already fetched, else refetch if the rate limit allows.
@@ -250,7 +383,7 @@ impl Request {
             Ok(calls) => authorize::decide(target, principal, &calls),
             Err(e) => authorize::bad_request(target, &e),
         };
-        self.enforce(worker, decision)
+        self.enforce(worker, server, decision)
     }
 
     fn serve_metadata(&mut self, worker: &Worker, server: ServerId) -> Action {
@@ -285,30 +418,36 @@ impl Context for Request {
         let Some(worker) = self.worker.clone() else {
             return;
         };
-        let Phase::AwaitingKeys {
-            call,
-            source,
-            server,
-            token,
-        } = std::mem::replace(&mut self.phase, Phase::Start)
-        else {
-            return;
-        };
-        if call != token_id {
-            return;
-        }
-        match keys::read_response(body_size) {
-            Ok(doc) => match worker.keys.borrow_mut().install(source, &doc) {
-                Ok(n) => {
-                    worker.tokens.borrow_mut().clear();
-                    log::info!("refetched {n} signing keys after an unknown kid");
+        match std::mem::replace(&mut self.phase, Phase::Start) {
+            Phase::AwaitingKeys {
+                call,
+                source,
+                server,
+                token,
+            } if call == token_id => {
+                match keys::read_response(body_size) {
+                    Ok(doc) => match worker.keys.borrow_mut().install(source, &doc) {
+                        Ok(n) => {
+                            worker.tokens.borrow_mut().clear();
+                            log::info!("refetched {n} signing keys after an unknown kid");
+                        }
+                        Err(e) => log::warn!("refetched JWKS unusable: {e}"),
+                    },
+                    Err(e) => log::warn!("JWKS refetch: {e}"),
                 }
-                Err(e) => log::warn!("refetched JWKS unusable: {e}"),
-            },
-            Err(e) => log::warn!("JWKS refetch: {e}"),
-        }
-        if let Action::Continue = self.authenticate(&worker, server, &token, true) {
-            host::resume_request();
+                if let Action::Continue = self.authenticate(&worker, server, &token, true) {
+                    host::resume_request();
+                }
+            }
+            Phase::AwaitingCredential {
+                call,
+                server,
+                decision,
+                cache_key,
+            } if call == token_id => {
+                self.credential_arrived(&worker, server, &decision, &cache_key, body_size);
+            }
+            other => self.phase = other,
         }
     }
 }
@@ -366,7 +505,12 @@ impl HttpContext for Request {
             return self.fail_closed("server vanished from the policy");
         };
         match authorize::bearer_token(target, header("authorization")) {
-            Ok(token) => self.authenticate(&worker, server, token, false),
+            Ok(token) => {
+                if target.gateway.brokered {
+                    self.subject_token = Some(token.to_string());
+                }
+                self.authenticate(&worker, server, token, false)
+            }
             Err(d) => self.reply(&worker, &d),
         }
     }
@@ -381,7 +525,9 @@ impl HttpContext for Request {
         };
         match &self.phase {
             Phase::Done | Phase::Start => Action::Continue,
-            Phase::Replied | Phase::AwaitingKeys { .. } => Action::Pause,
+            Phase::Replied | Phase::AwaitingKeys { .. } | Phase::AwaitingCredential { .. } => {
+                Action::Pause
+            }
             Phase::AwaitingBody { server, principal } => {
                 let (server, principal) = (*server, principal.clone());
                 if body_size > worker.policy.filter.max_body_bytes {

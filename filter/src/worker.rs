@@ -1,6 +1,7 @@
 //! The state one Envoy worker's VM shares between its root context and its HTTP contexts.
 
 use crate::audit::Stats;
+use crate::credentials::Credentials;
 use crate::keys::KeyStore;
 use crate::token_cache::TokenCache;
 use scopegate_core::Policy;
@@ -12,6 +13,7 @@ pub struct Worker {
     pub keys: RefCell<KeyStore>,
     pub tokens: RefCell<TokenCache>,
     pub stats: RefCell<Stats>,
+    pub credentials: RefCell<Credentials>,
 }
 
 impl Worker {
@@ -23,6 +25,7 @@ impl Worker {
             keys: RefCell::new(keys),
             tokens: RefCell::new(tokens),
             stats: RefCell::new(Stats::default()),
+            credentials: RefCell::new(Credentials::default()),
         }
     }
 }

@@ -92,7 +92,14 @@ pub trait Store: Send + Sync + 'static {
     fn create_grant(&self, g: &GrantRow, code: &CodeRow) -> Result<()>;
     fn grant(&self, id: &str) -> Result<Option<GrantRow>>;
     /// Replaces the downstream credential if the grant is still at `version` and active.
-    fn update_downstream(&self, id: &str, version: i64, sealed: &[u8], expires_at: u64, now: u64) -> Result<bool>;
+    fn update_downstream(
+        &self,
+        id: &str,
+        version: i64,
+        sealed: &[u8],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool>;
     fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()>;
     /// Revokes a grant and every refresh token of its family.
     fn revoke_family(&self, grant_id: &str, now: u64) -> Result<()>;

@@ -25,11 +25,16 @@ impl Sqlite {
         )
         .map_err(e)?;
         migrate(&mut conn)?;
-        Ok(Sqlite { conn: Mutex::new(conn) })
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut conn = self.conn.lock().map_err(|_| "database lock poisoned".to_string())?;
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| "database lock poisoned".to_string())?;
         f(&mut conn).map_err(e)
     }
 }
@@ -49,7 +54,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().map_err(e)?;
         tx.execute_batch(sql).map_err(e)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(e)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(e)?;
         tx.commit().map_err(e)?;
     }
     Ok(())
@@ -137,8 +143,18 @@ impl Store for Sqlite {
     fn put_pending(&self, p: &PendingRow) -> Result<()> {
         self.with(|db| {
             db.execute(
-                &format!("INSERT INTO pending ({PENDING_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-                params![p.id_hash, p.gateway, p.data, p.csrf_hash, p.state_hash, p.secret, i(p.expires_at)],
+                &format!(
+                    "INSERT INTO pending ({PENDING_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ),
+                params![
+                    p.id_hash,
+                    p.gateway,
+                    p.data,
+                    p.csrf_hash,
+                    p.state_hash,
+                    p.secret,
+                    i(p.expires_at)
+                ],
             )
             .map(|_| ())
         })
@@ -146,8 +162,12 @@ impl Store for Sqlite {
 
     fn pending(&self, id_hash: &str) -> Result<Option<PendingRow>> {
         self.with(|db| {
-            db.query_row(&format!("SELECT {PENDING_COLS} FROM pending WHERE id_hash = ?1"), [id_hash], pending_row)
-                .optional()
+            db.query_row(
+                &format!("SELECT {PENDING_COLS} FROM pending WHERE id_hash = ?1"),
+                [id_hash],
+                pending_row,
+            )
+            .optional()
         })
     }
 
@@ -165,7 +185,11 @@ impl Store for Sqlite {
         self.with(|db| {
             let tx = db.transaction()?;
             let row = tx
-                .query_row(&format!("SELECT {PENDING_COLS} FROM pending WHERE state_hash = ?1"), [state_hash], pending_row)
+                .query_row(
+                    &format!("SELECT {PENDING_COLS} FROM pending WHERE state_hash = ?1"),
+                    [state_hash],
+                    pending_row,
+                )
                 .optional()?;
             if row.is_some() {
                 tx.execute("DELETE FROM pending WHERE state_hash = ?1", [state_hash])?;
@@ -176,7 +200,10 @@ impl Store for Sqlite {
     }
 
     fn delete_pending(&self, id_hash: &str) -> Result<()> {
-        self.with(|db| db.execute("DELETE FROM pending WHERE id_hash = ?1", [id_hash]).map(|_| ()))
+        self.with(|db| {
+            db.execute("DELETE FROM pending WHERE id_hash = ?1", [id_hash])
+                .map(|_| ())
+        })
     }
 
     fn create_grant(&self, g: &GrantRow, c: &CodeRow) -> Result<()> {
@@ -195,10 +222,24 @@ impl Store for Sqlite {
     }
 
     fn grant(&self, id: &str) -> Result<Option<GrantRow>> {
-        self.with(|db| db.query_row(&format!("SELECT {GRANT_COLS} FROM grants WHERE id = ?1"), [id], grant_row).optional())
+        self.with(|db| {
+            db.query_row(
+                &format!("SELECT {GRANT_COLS} FROM grants WHERE id = ?1"),
+                [id],
+                grant_row,
+            )
+            .optional()
+        })
     }
 
-    fn update_downstream(&self, id: &str, version: i64, sealed: &[u8], expires_at: u64, now: u64) -> Result<bool> {
+    fn update_downstream(
+        &self,
+        id: &str,
+        version: i64,
+        sealed: &[u8],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool> {
         self.with(|db| {
             db.execute(
                 "UPDATE grants SET downstream = ?3, downstream_expires_at = ?4, version = version + 1, updated_at = ?5 WHERE id = ?1 AND version = ?2 AND status = 'active'",
@@ -210,8 +251,11 @@ impl Store for Sqlite {
 
     fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()> {
         self.with(|db| {
-            db.execute("UPDATE grants SET status = ?2, updated_at = ?3 WHERE id = ?1", params![id, status, i(now)])
-                .map(|_| ())
+            db.execute(
+                "UPDATE grants SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, status, i(now)],
+            )
+            .map(|_| ())
         })
     }
 
@@ -309,14 +353,25 @@ impl Store for Sqlite {
 
     fn keys(&self) -> Result<Vec<KeyRow>> {
         self.with(|db| {
-            let mut st = db.prepare("SELECT kid, private_key, created_at FROM signing_keys ORDER BY created_at, kid")?;
-            let rows = st.query_map([], |r| Ok(KeyRow { kid: r.get(0)?, private_key: r.get(1)?, created_at: u(r.get(2)?) }))?;
+            let mut st = db.prepare(
+                "SELECT kid, private_key, created_at FROM signing_keys ORDER BY created_at, kid",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(KeyRow {
+                    kid: r.get(0)?,
+                    private_key: r.get(1)?,
+                    created_at: u(r.get(2)?),
+                })
+            })?;
             rows.collect()
         })
     }
 
     fn delete_key(&self, kid: &str) -> Result<()> {
-        self.with(|db| db.execute("DELETE FROM signing_keys WHERE kid = ?1", [kid]).map(|_| ()))
+        self.with(|db| {
+            db.execute("DELETE FROM signing_keys WHERE kid = ?1", [kid])
+                .map(|_| ())
+        })
     }
 
     fn purge(&self, now: u64) -> Result<()> {
@@ -325,7 +380,10 @@ impl Store for Sqlite {
             tx.execute("DELETE FROM pending WHERE expires_at <= ?1", [i(now)])?;
             // Used codes are kept until expiry so a replay is still recognised (and revokes).
             tx.execute("DELETE FROM codes WHERE expires_at <= ?1", [i(now)])?;
-            tx.execute("DELETE FROM refresh_tokens WHERE expires_at <= ?1", [i(now)])?;
+            tx.execute(
+                "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+                [i(now)],
+            )?;
             tx.commit()
         })
     }
@@ -340,13 +398,41 @@ mod tests {
     use super::*;
 
     fn grant(id: &str) -> GrantRow {
-        GrantRow { id: id.into(), gateway: "g".into(), server: "s".into(), client_id: "c".into(), subject: "u".into(), scope: "a".into(), status: "active".into(), downstream: vec![1], downstream_expires_at: 10, version: 0, created_at: 1 }
+        GrantRow {
+            id: id.into(),
+            gateway: "g".into(),
+            server: "s".into(),
+            client_id: "c".into(),
+            subject: "u".into(),
+            scope: "a".into(),
+            status: "active".into(),
+            downstream: vec![1],
+            downstream_expires_at: 10,
+            version: 0,
+            created_at: 1,
+        }
     }
     fn code(h: &str, g: &str) -> CodeRow {
-        CodeRow { code_hash: h.into(), grant_id: g.into(), client_id: "c".into(), redirect_uri: "r".into(), code_challenge: "x".into(), resource: "res".into(), expires_at: 100, used: false }
+        CodeRow {
+            code_hash: h.into(),
+            grant_id: g.into(),
+            client_id: "c".into(),
+            redirect_uri: "r".into(),
+            code_challenge: "x".into(),
+            resource: "res".into(),
+            expires_at: 100,
+            used: false,
+        }
     }
     fn rt(h: &str, g: &str) -> RefreshRow {
-        RefreshRow { token_hash: h.into(), grant_id: g.into(), client_id: "c".into(), status: TokenStatus::Active, expires_at: 100, created_at: 1 }
+        RefreshRow {
+            token_hash: h.into(),
+            grant_id: g.into(),
+            client_id: "c".into(),
+            status: TokenStatus::Active,
+            expires_at: 100,
+            created_at: 1,
+        }
     }
 
     #[test]
@@ -357,12 +443,18 @@ mod tests {
         assert!(!db.redeem_code("c1", Some(&rt("r1b", "g1"))).unwrap());
         assert!(db.rotate_refresh("r1", &rt("r2", "g1")).unwrap());
         assert!(!db.rotate_refresh("r1", &rt("r3", "g1")).unwrap());
-        assert_eq!(db.refresh("r1").unwrap().unwrap().status, TokenStatus::Rotated);
+        assert_eq!(
+            db.refresh("r1").unwrap().unwrap().status,
+            TokenStatus::Rotated
+        );
         assert!(db.update_downstream("g1", 0, &[2], 20, 5).unwrap());
         assert!(!db.update_downstream("g1", 0, &[3], 30, 5).unwrap());
         db.revoke_family("g1", 6).unwrap();
         assert_eq!(db.grant("g1").unwrap().unwrap().status, "revoked");
-        assert_eq!(db.refresh("r2").unwrap().unwrap().status, TokenStatus::Revoked);
+        assert_eq!(
+            db.refresh("r2").unwrap().unwrap().status,
+            TokenStatus::Revoked
+        );
         assert!(!db.update_downstream("g1", 1, &[3], 30, 7).unwrap());
     }
 }

@@ -1,0 +1,245 @@
+//! The internal listener, for the filter only: RFC 8693 token exchange, JWKS, counters.
+//!
+//! It is bound to an address only the mesh reaches; it trusts no header and re-verifies every
+//! subject token.
+
+use crate::app::App;
+use crate::clients::server_error;
+use crate::downstream::RefreshError;
+use crate::http::{error, json, params};
+use crate::store::GrantRow;
+use crate::tokens;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use scopegate_core::oauth::OAuthError;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/internal/token-exchange", post(exchange))
+        .route("/internal/stats", get(stats))
+        .route(
+            "/jwks",
+            get(|State(app): State<Arc<App>>| async move { axum::Json(app.keys.jwks()) }),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(app)
+}
+
+async fn stats(State(app): State<Arc<App>>) -> Response {
+    let s = &app.stats;
+    axum::Json(json!({
+        "token_exchanges": s.token_exchanges.load(Ordering::Relaxed),
+        "downstream_refreshes": s.downstream_refreshes.load(Ordering::Relaxed),
+        "downstream_refresh_failures": s.downstream_refresh_failures.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+async fn exchange(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    app.stats.token_exchanges.fetch_add(1, Ordering::Relaxed);
+    match do_exchange(&app, &body).await {
+        Ok((token, expires_in)) => json(
+            StatusCode::OK,
+            json!({
+                "access_token": token,
+                "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "Bearer",
+                "expires_in": expires_in,
+            }),
+        ),
+        Err(e) => error(&e),
+    }
+}
+
+async fn do_exchange(app: &Arc<App>, body: &[u8]) -> Result<(String, u64), OAuthError> {
+    let form = params(&String::from_utf8_lossy(body))?;
+    if form.get("grant_type").map(String::as_str) != Some(TOKEN_EXCHANGE) {
+        return Err(OAuthError::new(
+            "unsupported_grant_type",
+            "grant_type must be token-exchange",
+        ));
+    }
+    if form.get("subject_token_type").map(String::as_str) != Some(ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::invalid_request(
+            "subject_token_type must be an access token",
+        ));
+    }
+    let subject = form
+        .get("subject_token")
+        .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
+    let resource = form
+        .get("resource")
+        .ok_or_else(|| OAuthError::invalid_target("resource is required"))?;
+    let server_id = app
+        .policy
+        .server_for_resource(resource)
+        .ok_or_else(|| OAuthError::invalid_target("resource is not a configured server"))?;
+    let server = app
+        .policy
+        .server(server_id)
+        .ok_or_else(|| server_error("server index"))?;
+    let gw = app
+        .gateway(server.gateway)
+        .ok_or_else(|| OAuthError::invalid_target("resource's gateway is not brokered"))?;
+    let claims = tokens::verify_own(app, gw, subject).map_err(|e| {
+        OAuthError::invalid_request(format!(
+            "subject_token is not a valid access token: {}",
+            e.reason()
+        ))
+    })?;
+    if !claims.aud.iter().any(|a| a == resource) {
+        return Err(OAuthError::invalid_request(
+            "subject_token is not for this resource",
+        ));
+    }
+    let grant_id = claims
+        .grant_id
+        .ok_or_else(|| OAuthError::invalid_request("subject_token has no grant_id"))?;
+    let grant = load(app, &grant_id).await?;
+    if grant.server != server.name {
+        return Err(OAuthError::invalid_grant("the grant is for another server"));
+    }
+    current_downstream(app, gw, grant).await
+}
+
+async fn load(app: &Arc<App>, grant_id: &str) -> Result<GrantRow, OAuthError> {
+    let id = grant_id.to_string();
+    match app
+        .db(move |s| s.grant(&id))
+        .await
+        .map_err(|e| server_error(&e))?
+    {
+        Some(g) if g.status == "active" => Ok(g),
+        _ => Err(OAuthError::invalid_grant(
+            "the grant is revoked or the downstream grant is gone",
+        )),
+    }
+}
+
+/// The grant's downstream access token, refreshed first if it is within the margin of expiry.
+/// Concurrent callers for one grant wait for a single refresh (single-flight) and then reuse it.
+async fn current_downstream(
+    app: &Arc<App>,
+    gw: &crate::app::GatewayRt,
+    grant: GrantRow,
+) -> Result<(String, u64), OAuthError> {
+    let margin = app.broker.downstream_refresh_margin_s;
+    let fresh = |g: &GrantRow| g.downstream_expires_at > crate::now() + margin;
+    if fresh(&grant) {
+        return hand_out(app, &grant);
+    }
+    let lock = {
+        let mut locks = app
+            .refresh_locks
+            .lock()
+            .map_err(|_| server_error("lock poisoned"))?;
+        Arc::clone(locks.entry(grant.id.clone()).or_default())
+    };
+    let result = {
+        let _guard = lock.lock().await;
+        // Someone may have refreshed while we waited.
+        let grant = load(app, &grant.id).await?;
+        if fresh(&grant) {
+            hand_out(app, &grant)
+        } else {
+            refresh(app, gw, grant).await
+        }
+    };
+    drop(lock);
+    if let Ok(mut locks) = app.refresh_locks.lock() {
+        if locks
+            .get(&grant.id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&grant.id);
+        }
+    }
+    result
+}
+
+fn hand_out(app: &App, g: &GrantRow) -> Result<(String, u64), OAuthError> {
+    let sealed = tokens::open_downstream(app, g).map_err(|e| server_error(&e))?;
+    Ok((
+        sealed.access_token,
+        g.downstream_expires_at.saturating_sub(crate::now()),
+    ))
+}
+
+async fn refresh(
+    app: &Arc<App>,
+    gw: &crate::app::GatewayRt,
+    grant: GrantRow,
+) -> Result<(String, u64), OAuthError> {
+    let sealed = tokens::open_downstream(app, &grant).map_err(|e| server_error(&e))?;
+    let Some(rt) = sealed.refresh_token else {
+        mark_dead(app, &grant.id, "no downstream refresh token").await;
+        return Err(dead());
+    };
+    app.stats
+        .downstream_refreshes
+        .fetch_add(1, Ordering::Relaxed);
+    match gw.downstream.refresh(&rt).await {
+        Ok(t) => {
+            let blob = tokens::seal_downstream(app, &grant.id, &t).map_err(|e| server_error(&e))?;
+            let (id, version, expires_at) = (grant.id.clone(), grant.version, t.expires_at);
+            let stored = app
+                .db(move |s| s.update_downstream(&id, version, &blob, expires_at, crate::now()))
+                .await
+                .map_err(|e| server_error(&e))?;
+            if !stored {
+                // Revoked meanwhile, or another replica won: what is stored now is the truth.
+                let g = load(app, &grant.id).await?;
+                return hand_out(app, &g);
+            }
+            tracing::info!(gateway = %gw.name, grant_id = %grant.id, "downstream token refreshed");
+            Ok((t.access_token, t.expires_at.saturating_sub(crate::now())))
+        }
+        Err(RefreshError::Dead) => {
+            app.stats
+                .downstream_refresh_failures
+                .fetch_add(1, Ordering::Relaxed);
+            mark_dead(
+                app,
+                &grant.id,
+                "downstream refused the refresh (invalid_grant)",
+            )
+            .await;
+            Err(dead())
+        }
+        Err(RefreshError::Unavailable(e)) => {
+            app.stats
+                .downstream_refresh_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(gateway = %gw.name, grant_id = %grant.id, error = %e, "downstream refresh failed");
+            Err(OAuthError::new(
+                "temporarily_unavailable",
+                "the downstream authorization server is unavailable",
+            ))
+        }
+    }
+}
+
+fn dead() -> OAuthError {
+    OAuthError::invalid_grant("the downstream grant is gone; the user must authorize again")
+}
+
+async fn mark_dead(app: &Arc<App>, grant_id: &str, why: &str) {
+    let id = grant_id.to_string();
+    if let Err(e) = app
+        .db(move |s| s.set_grant_status(&id, "dead", crate::now()))
+        .await
+    {
+        tracing::error!(grant_id = %grant_id, error = %e, "could not mark grant dead");
+    }
+    tracing::warn!(grant_id = %grant_id, reason = why, "grant is dead");
+}
