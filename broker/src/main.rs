@@ -177,7 +177,10 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     println!("listening public={pa} internal={ia}");
     let _ = std::io::stdout().flush();
 
-    let servers = tokio::spawn(async move { tokio::try_join!(async move { s1.await }, async move { s2.await }) });
+    let servers =
+        tokio::spawn(
+            async move { tokio::try_join!(async move { s1.await }, async move { s2.await }) },
+        );
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);

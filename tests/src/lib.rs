@@ -2,10 +2,15 @@
 //! started per test binary, torn down when it exits.
 
 pub mod authz;
+pub mod broker;
+pub mod cimd_host;
+pub mod downstream;
 pub mod envoy;
 pub mod issuer;
 pub mod mcp;
+pub mod oauth;
 pub mod procs;
+pub mod proxy;
 pub mod stack;
 
 use std::path::PathBuf;
