@@ -26,6 +26,19 @@ pub struct IdFields {
 impl ExtraTokenFields for IdFields {}
 
 type Response = StandardTokenResponse<IdFields, BasicTokenType>;
+/// A client with its authorization and token endpoints set (oauth2's typestate).
+type ReadyClient = oauth2::Client<
+    BasicErrorResponse,
+    Response,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    oauth2::EndpointSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
 type OClient = oauth2::Client<
     BasicErrorResponse,
     Response,
@@ -160,24 +173,7 @@ impl Downstream {
             .map_err(|e| format!("GET {url}: {e}"))
     }
 
-    fn client(
-        &self,
-        d: &Discovered,
-    ) -> Result<
-        oauth2::Client<
-            BasicErrorResponse,
-            Response,
-            BasicTokenIntrospectionResponse,
-            StandardRevocableToken,
-            BasicRevocationErrorResponse,
-            oauth2::EndpointSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointSet,
-        >,
-        String,
-    > {
+    fn client(&self, d: &Discovered) -> Result<ReadyClient, String> {
         let mut c = OClient::new(ClientId::new(self.client_id.clone()))
             .set_auth_uri(
                 AuthUrl::new(d.authorization_endpoint.clone()).map_err(|e| e.to_string())?,

@@ -179,3 +179,60 @@ impl KeyRing {
         self.ring.read().ok().and_then(|r| r.verifier.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::Sqlite;
+
+    fn claims() -> JWTClaims<AccessClaims> {
+        Claims::with_custom_claims(
+            AccessClaims {
+                scope: "a".into(),
+                client_id: "c".into(),
+                grant_id: "g".into(),
+            },
+            Duration::from_secs(60),
+        )
+        .with_issuer("https://i.example")
+    }
+
+    fn kid(token: &str) -> String {
+        jwt_simple::token::Token::decode_metadata(token)
+            .unwrap()
+            .key_id()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn rotation_publishes_first_then_signs_then_retires() {
+        let store: Arc<dyn Store> = Arc::new(Sqlite::open(":memory:").unwrap());
+        let sealer = Sealer::from_text(&"11".repeat(32)).unwrap();
+        // rotation 1000 s (lead 100 s), tokens live 300 s.
+        let ring = KeyRing::load(Arc::clone(&store), sealer, 1000, 300, 10_000).unwrap();
+        let first = kid(&ring.sign(claims(), 10_000).unwrap());
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 1);
+        // Due: a second key is published but the first still signs.
+        ring.maintain(10_900).unwrap();
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(kid(&ring.sign(claims(), 10_950).unwrap()), first);
+        // After the lead the new key signs; the old one stays published for the token lifetime.
+        let second = kid(&ring.sign(claims(), 11_000).unwrap());
+        assert_ne!(second, first);
+        ring.maintain(11_100).unwrap();
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
+        ring.maintain(11_400).unwrap();
+        assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 1);
+        assert_eq!(ring.jwks()["keys"][0]["kid"], json!(second));
+        // The published set verifies what the current key signs.
+        let keys = ring.verifier().unwrap();
+        let t = ring.sign(claims(), 11_400).unwrap();
+        assert!(scopegate_core::jwt::verify(
+            &t,
+            &keys,
+            &scopegate_core::jwt::VerifyOptions::new("https://i.example", crate::now())
+        )
+        .is_ok());
+    }
+}

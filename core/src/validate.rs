@@ -551,18 +551,20 @@ fn compile_server(
     let sn = Some(s.name.as_str());
     let allowed = index.render(index.all());
 
-    let scopes = match index.set_of(&s.scopes) {
-        Ok(set) => set,
-        Err(bad) => {
-            errs.push(
+    // Each unknown scope is reported; the known ones still form the subset, so the tool checks
+    // below do not pile misleading errors on top of the real one.
+    let mut scopes = ScopeSet::EMPTY;
+    for name in &s.scopes {
+        match index.set_of(std::slice::from_ref(name)) {
+            Ok(one) => scopes = scopes.union(one),
+            Err(bad) => errs.push(
                 gn,
                 sn,
                 sat("scopes"),
                 format!("scope `{bad}` is not in the gateway's allowed_scopes [{allowed}]"),
-            );
-            ScopeSet::EMPTY
+            ),
         }
-    };
+    }
     if s.scopes.is_empty() {
         errs.push(
             gn,

@@ -256,3 +256,13 @@ fn root_metadata_names_the_default_or_only_server() {
         "default_server `nope` is not a server of this gateway",
     );
 }
+
+#[test]
+fn one_bad_server_scope_is_one_error() {
+    let doc = BASE.replace(
+        "scopes: [tickets.read, accounts.read]",
+        "scopes: [tickets.read, accounts.read, billing.read]",
+    );
+    let es = errors(&doc);
+    assert_eq!(es.len(), 1, "{es:#?}");
+}

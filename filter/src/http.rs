@@ -425,16 +425,7 @@ impl Context for Request {
                 server,
                 token,
             } if call == token_id => {
-                match keys::read_response(body_size) {
-                    Ok(doc) => match worker.keys.borrow_mut().install(source, &doc) {
-                        Ok(n) => {
-                            worker.tokens.borrow_mut().clear();
-                            log::info!("refetched {n} signing keys after an unknown kid");
-                        }
-                        Err(e) => log::warn!("refetched JWKS unusable: {e}"),
-                    },
-                    Err(e) => log::warn!("JWKS refetch: {e}"),
-                }
+                worker.install_fetched_keys(source, body_size);
                 if let Action::Continue = self.authenticate(&worker, server, &token, true) {
                     host::resume_request();
                 }

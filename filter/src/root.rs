@@ -38,16 +38,7 @@ impl Context for Root {
             return;
         };
         let Some(worker) = &self.worker else { return };
-        match keys::read_response(body_size) {
-            Ok(doc) => match worker.keys.borrow_mut().install(source, &doc) {
-                Ok(n) => {
-                    worker.tokens.borrow_mut().clear();
-                    log::info!("loaded {n} signing keys for JWKS source {source}");
-                }
-                Err(e) => log::warn!("JWKS source {source} unusable: {e}"),
-            },
-            Err(e) => log::warn!("JWKS source {source}: {e}"),
-        }
+        worker.install_fetched_keys(source, body_size);
     }
 }
 

@@ -29,3 +29,20 @@ impl Worker {
         }
     }
 }
+
+impl Worker {
+    /// Reads a JWKS fetch response and, if usable, makes it this worker's (and every worker's)
+    /// keys. Verified tokens are forgotten: a key that left the set must stop working.
+    pub fn install_fetched_keys(&self, source: usize, body_size: usize) {
+        match crate::keys::read_response(body_size) {
+            Ok(doc) => match self.keys.borrow_mut().install(source, &doc) {
+                Ok(n) => {
+                    self.tokens.borrow_mut().clear();
+                    log::info!("loaded {n} signing keys for JWKS source {source}");
+                }
+                Err(e) => log::warn!("JWKS source {source} unusable: {e}"),
+            },
+            Err(e) => log::warn!("JWKS source {source}: {e}"),
+        }
+    }
+}

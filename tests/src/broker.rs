@@ -82,12 +82,14 @@ impl Broker {
         let logs = log_dir(dir);
         let config = logs.join("broker.json");
         std::fs::write(&config, serde_json::to_string_pretty(doc).unwrap()).unwrap();
+        // A fixed internal port too, so Envoy's cluster still reaches a restarted broker.
+        let internal_port = crate::free_port();
         let mut b = Broker {
-            proc: spawn(&config, port, &logs),
+            proc: spawn(&config, port, internal_port, &logs),
             public: String::new(),
             internal: String::new(),
             port,
-            internal_port: 0,
+            internal_port,
             config,
             dir: dir.to_string(),
         };
@@ -126,7 +128,12 @@ impl Broker {
     /// Starts it again on the same config, database and port.
     pub fn restart(&mut self) {
         self.proc.kill();
-        self.proc = spawn(&self.config, self.port, &log_dir(&self.dir));
+        self.proc = spawn(
+            &self.config,
+            self.port,
+            self.internal_port,
+            &log_dir(&self.dir),
+        );
         self.wait_listening();
     }
 
@@ -164,7 +171,7 @@ pub fn exchange(internal: &str, token: &str, resource: &str) -> (u16, Value) {
     (status, r.json().unwrap_or(Value::Null))
 }
 
-fn spawn(config: &PathBuf, port: u16, logs: &std::path::Path) -> Proc {
+fn spawn(config: &PathBuf, port: u16, internal_port: u16, logs: &std::path::Path) -> Proc {
     let bin = built(BIN, "cargo build -p scopegate-broker");
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
@@ -174,7 +181,7 @@ fn spawn(config: &PathBuf, port: u16, logs: &std::path::Path) -> Proc {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--internal-listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{internal_port}"),
         ])
         .env("SCOPEGATE_TEST_KEY", KEY)
         .env("SCOPEGATE_TEST_DOWNSTREAM_SECRET", CLIENT_SECRET);
@@ -200,8 +207,20 @@ impl BrokerStack {
         proxy: Option<&crate::proxy::Proxy>,
         tweak: impl FnOnce(&mut Value),
     ) -> BrokerStack {
+        BrokerStack::start_at(name, ttl, proxy, None, tweak)
+    }
+
+    /// As [`BrokerStack::start`], with the gateway's public URL on `public_port` (Envoy's
+    /// listener, in front of the broker) instead of the broker's own port.
+    pub fn start_at(
+        name: &str,
+        ttl: u64,
+        proxy: Option<&crate::proxy::Proxy>,
+        public_port: Option<u16>,
+        tweak: impl FnOnce(&mut Value),
+    ) -> BrokerStack {
         let port = crate::free_port();
-        let public = format!("http://127.0.0.1:{port}");
+        let public = format!("http://127.0.0.1:{}", public_port.unwrap_or(port));
         let spec = crate::downstream::Spec {
             redirect_uris: vec![
                 format!("{public}/callback"),

@@ -10,7 +10,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-#[derive(Clone)]
 pub enum Signer {
     Rs256(RS256KeyPair),
     Ps256(PS256KeyPair),
@@ -26,6 +25,32 @@ impl Signer {
             "ES256" => Signer::Es256(ES256KeyPair::generate().with_key_id(kid)),
             "EdDSA" => Signer::Ed(Ed25519KeyPair::generate().with_key_id(kid)),
             other => panic!("no test signer for {other}"),
+        }
+    }
+
+    /// An independent copy of the key pair (for signing on several threads), with key id `kid`.
+    pub fn duplicate(&self, kid: &str) -> Signer {
+        match self {
+            Signer::Rs256(k) => Signer::Rs256(
+                RS256KeyPair::from_der(&k.to_der().unwrap())
+                    .unwrap()
+                    .with_key_id(kid),
+            ),
+            Signer::Ps256(k) => Signer::Ps256(
+                PS256KeyPair::from_der(&k.to_der().unwrap())
+                    .unwrap()
+                    .with_key_id(kid),
+            ),
+            Signer::Es256(k) => Signer::Es256(
+                ES256KeyPair::from_bytes(&k.to_bytes())
+                    .unwrap()
+                    .with_key_id(kid),
+            ),
+            Signer::Ed(k) => Signer::Ed(
+                Ed25519KeyPair::from_bytes(&k.to_bytes())
+                    .unwrap()
+                    .with_key_id(kid),
+            ),
         }
     }
 
@@ -178,7 +203,7 @@ impl Issuer {
             .unwrap()
             .signers
             .get(kid)
-            .cloned()
+            .map(|s| s.duplicate(kid))
             .unwrap_or_else(|| panic!("no key {kid}"));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = claims.len().div_ceil(threads).max(1);
@@ -186,7 +211,7 @@ impl Issuer {
             let handles: Vec<_> = claims
                 .chunks(chunk)
                 .map(|part| {
-                    let signer = signer.clone();
+                    let signer = signer.duplicate(kid);
                     s.spawn(move || {
                         part.iter()
                             .map(|c| {

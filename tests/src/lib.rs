@@ -2,7 +2,9 @@
 //! started per test binary, torn down when it exits.
 
 pub mod authz;
+pub mod bench;
 pub mod broker;
+pub mod brokered;
 pub mod cimd_host;
 pub mod downstream;
 pub mod envoy;

@@ -5,7 +5,7 @@
 use scopegate_tests::broker::{BrokerStack, PREREG, PREREG_REDIRECT};
 use scopegate_tests::downstream::{API, USER};
 use scopegate_tests::oauth::{
-    self, form_value, pkce, post_form, query, redeem, refresh, register, Agent, AuthRequest,
+    form_value, pkce, post_form, query, redeem, refresh, register, Agent, AuthRequest,
 };
 use scopegate_tests::stack::{OPS, SUPPORT};
 use serde_json::{json, Value};
@@ -518,5 +518,4 @@ fn malformed_registrations_get_rfc7591_errors() {
             json!({"error": "invalid_grant", "error_description": "refresh token is not valid"})
         )
     );
-    let _ = oauth::query; // keep the helper in scope for readers
 }

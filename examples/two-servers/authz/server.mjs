@@ -309,6 +309,15 @@ async function main() {
   } catch (err) {
     fail(`invalid configuration: ${err.message}`);
   }
+  // oidc-provider checks static client metadata only when a client is first used; check it now
+  // so that a bad client fails the start instead of a test's first token request.
+  for (const client of config.clients) {
+    try {
+      await provider.Client.validate(client);
+    } catch (err) {
+      fail(`invalid client ${JSON.stringify(client.client_id)}: ${err.error_description ?? err.message}`);
+    }
+  }
   const providerCallback = provider.callback();
 
   handler = (req, res) => {

@@ -1,0 +1,15 @@
+//! The benchmark harness behind `make bench` and `make bench-quick` (driver: `src/bin/bench.rs`):
+//! what scopegate costs on the request path against Envoy alone and Envoy's native `jwt_authn`.
+//! BENCHMARKS.md at the repository root explains the method and the latest numbers.
+
+pub mod broker;
+pub mod cases;
+pub mod envoy;
+pub mod memory;
+pub mod paced;
+pub mod report;
+pub mod request;
+pub mod run;
+pub mod stats;
+pub mod upstream;
+pub mod wrk;

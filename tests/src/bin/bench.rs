@@ -1,0 +1,221 @@
+//! `make bench` / `make bench-quick`: what scopegate costs on the request path, against Envoy
+//! alone and Envoy's native `jwt_authn` + RBAC. See BENCHMARKS.md for the method and the numbers.
+//!
+//! cargo run --release -p scopegate-tests --bin bench -- [--quick] [--only a,b] [--reps N]
+//!     [--duration S] [--rate R] [--tokens N]
+//!
+//! Full mode writes bench/results/latest.{json,csv} and the generated block of BENCHMARKS.md;
+//! `--quick` runs each case briefly, writes target/bench/quick.{json,csv}, and only checks that
+//! every case served its requests with the expected status codes. Exits non-zero if any did not.
+
+use scopegate_tests::bench::cases::CASES;
+use scopegate_tests::bench::run::{self, Options};
+use scopegate_tests::bench::{report, wrk};
+use scopegate_tests::envoy::{ENVOY, WASM};
+use scopegate_tests::repo_root;
+use serde_json::{json, Value};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+const USAGE: &str = "usage: bench [--quick] [--only CASE,CASE] [--reps N] [--duration SECONDS] \
+                     [--rate REQ_PER_S] [--tokens N]";
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut opts = if args.iter().any(|a| a == "--quick") {
+        Options::quick()
+    } else {
+        Options::full()
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        let num = |v: String, name: &str| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|n| *n > 0.0)
+                .ok_or_else(|| format!("{name}: `{v}` is not a positive number"))
+        };
+        match a.as_str() {
+            "--quick" => {}
+            "--only" => {
+                let ids: Vec<String> = value("--only")?.split(',').map(str::to_string).collect();
+                if let Some(bad) = ids
+                    .iter()
+                    .find(|i| !CASES.iter().any(|c| c.id == i.as_str()))
+                {
+                    let known: Vec<&str> = CASES.iter().map(|c| c.id).collect();
+                    return Err(format!("unknown case `{bad}`; cases: {}", known.join(", ")));
+                }
+                opts.only = Some(ids);
+            }
+            "--reps" => opts.reps = num(value(a)?, a)? as usize,
+            "--duration" => opts.duration = Duration::from_secs_f64(num(value(a)?, a)?),
+            "--rate" => opts.rate = num(value(a)?, a)?,
+            "--tokens" => opts.miss_tokens = num(value(a)?, a)? as usize,
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(opts)
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown".to_string(), |(_, m)| m.trim().to_string());
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let envoy = sh(
+        &repo_root().join(ENVOY).display().to_string(),
+        &["--version"],
+    );
+    // "<path>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+    let envoy_version = envoy
+        .split_once("version:")
+        .and_then(|(_, v)| v.trim().split('/').nth(1))
+        .unwrap_or(envoy.as_str())
+        .to_string();
+    let root = repo_root().display().to_string();
+    let commit = sh("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
+    let dirty = !sh(
+        "git",
+        &["-C", &root, "status", "--porcelain", "--", "filter", "core"],
+    )
+    .is_empty();
+    json!({
+        "date": sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": cpu_model,
+        "memory": format!("{} GiB", (mem_kb as f64 / 1024.0 / 1024.0).round()),
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "envoy_version": envoy_version,
+        "wrk_version": wrk::version().unwrap_or_default(),
+        "git_commit": if dirty { format!("{commit} (+ uncommitted changes in filter/ or core/)") } else { commit },
+        "loadavg_start": loadavg(),
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = if opts.quick {
+        "make bench-quick".to_string()
+    } else if args.is_empty() {
+        "make bench".to_string()
+    } else {
+        format!(
+            "cargo run --release -p scopegate-tests --bin bench -- {}",
+            args.join(" ")
+        )
+    };
+    for (path, how) in [(WASM, "make wasm"), (ENVOY, "make venv")] {
+        if !repo_root().join(path).exists() {
+            eprintln!("bench: {path} is missing: run `{how}` (or `make bench`)");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = wrk::version() {
+        eprintln!("bench: {e}");
+        return ExitCode::FAILURE;
+    }
+    let wasm_bytes = std::fs::metadata(repo_root().join(WASM)).map_or(0, |m| m.len());
+    let mut machine = machine();
+    println!(
+        "bench ({}): {} on {} cores, Envoy {}, load average {}; .wasm {wasm_bytes} bytes",
+        if opts.quick {
+            "quick: checks the harness, timings are not meaningful"
+        } else {
+            "full"
+        },
+        machine["cpu_model"].as_str().unwrap_or("?"),
+        machine["nproc"],
+        machine["envoy_version"].as_str().unwrap_or("?"),
+        machine["loadavg_start"].as_str().unwrap_or("?"),
+    );
+
+    let outcome = run::run(&opts, wasm_bytes);
+    machine["loadavg_end"] = json!(loadavg());
+
+    let results = report::to_json(&outcome, &opts, &machine, &command);
+    let csv = report::to_csv(&outcome, &opts);
+    let md = report::markdown(&outcome, &opts, &machine, &command);
+    println!("\n{md}");
+    let (dir, stem) = if opts.quick || opts.only.is_some() {
+        (
+            repo_root().join("target/bench"),
+            if opts.quick { "quick" } else { "partial" },
+        )
+    } else {
+        (repo_root().join("bench/results"), "latest")
+    };
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            std::fs::write(
+                dir.join(format!("{stem}.json")),
+                serde_json::to_string_pretty(&results).unwrap_or_default() + "\n",
+            )
+        })
+        .and_then(|()| std::fs::write(dir.join(format!("{stem}.csv")), &csv));
+    match written {
+        Ok(()) => println!("results: {}/{stem}.json, {stem}.csv", dir.display()),
+        Err(e) => eprintln!("bench: cannot write results to {}: {e}", dir.display()),
+    }
+    if !opts.quick && opts.only.is_none() {
+        let path = repo_root().join("BENCHMARKS.md");
+        match report::update_markdown(&path, &md) {
+            Ok(()) => println!("updated the results block of {}", path.display()),
+            Err(e) => eprintln!("bench: {e}"),
+        }
+    }
+
+    let (passed, failed, skipped) = report::tally(&outcome);
+    for r in outcome.cases.iter().filter(|r| !r.passed()) {
+        eprintln!("FAILED {}:", r.case.id);
+        if let Some(e) = &r.error {
+            eprintln!("    {e}");
+        }
+        for c in r.checks.iter().filter(|c| !c.ok) {
+            eprintln!("    {}", c.what);
+        }
+    }
+    println!("bench: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
