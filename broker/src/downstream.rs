@@ -53,7 +53,9 @@ struct Discovered {
     authorization_endpoint: String,
     token_endpoint: String,
     userinfo_endpoint: Option<String>,
-    jwks: Option<KeySet>,
+    jwks_uri: Option<String>,
+    /// Replaced when an ID token names a key we have not seen: identity providers rotate keys.
+    jwks: std::sync::RwLock<Option<std::sync::Arc<KeySet>>>,
 }
 
 /// Tokens from the downstream token endpoint.
@@ -134,12 +136,9 @@ impl Downstream {
                     if s("issuer").as_deref() != Some(base.as_str()) {
                         return Err(format!("downstream metadata at {url} names another issuer"));
                     }
-                    let jwks = match s("jwks_uri") {
-                        Some(u) => self
-                            .get_json(&u)
-                            .await
-                            .ok()
-                            .and_then(|v| KeySet::from_json(v.to_string().as_bytes()).ok()),
+                    let jwks_uri = s("jwks_uri");
+                    let jwks = match &jwks_uri {
+                        Some(u) => self.fetch_keys(u).await.ok(),
                         None => None,
                     };
                     return Ok(Discovered {
@@ -149,13 +148,40 @@ impl Downstream {
                         token_endpoint: s("token_endpoint")
                             .ok_or("downstream metadata has no token_endpoint")?,
                         userinfo_endpoint: s("userinfo_endpoint"),
-                        jwks,
+                        jwks_uri,
+                        jwks: std::sync::RwLock::new(jwks.map(std::sync::Arc::new)),
                     });
                 }
                 Err(e) => last = e,
             }
         }
         Err(format!("downstream discovery failed: {last}"))
+    }
+
+    async fn fetch_keys(&self, url: &str) -> Result<KeySet, String> {
+        let v = self.get_json(url).await?;
+        KeySet::from_json(v.to_string().as_bytes()).map_err(|e| format!("downstream JWKS: {e}"))
+    }
+
+    /// The downstream signing keys; `refetch` after an ID token named an unknown `kid`.
+    async fn keys(&self, d: &Discovered, refetch: bool) -> Result<std::sync::Arc<KeySet>, String> {
+        let current = d
+            .jwks
+            .read()
+            .map_err(|_| "downstream JWKS lock poisoned")?
+            .clone();
+        if let (Some(keys), false) = (&current, refetch) {
+            return Ok(keys.clone());
+        }
+        let url = d
+            .jwks_uri
+            .as_deref()
+            .ok_or("downstream metadata has no jwks_uri")?;
+        let fresh = std::sync::Arc::new(self.fetch_keys(url).await?);
+        *d.jwks
+            .write()
+            .map_err(|_| "downstream JWKS lock poisoned")? = Some(fresh.clone());
+        Ok(fresh)
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, String> {
@@ -266,9 +292,16 @@ impl Downstream {
     pub async fn subject(&self, t: &Tokens, nonce: &str) -> Result<String, String> {
         let d = self.meta().await?;
         if let Some(id_token) = &t.id_token {
-            let keys = d.jwks.as_ref().ok_or("downstream JWKS is unavailable")?;
-            let c = jwt::verify(id_token, keys, &VerifyOptions::new(&d.issuer, now()))
-                .map_err(|e| format!("ID token: {e}"))?;
+            let opts = VerifyOptions::new(&d.issuer, now());
+            let keys = self.keys(d, false).await?;
+            let c = match jwt::verify(id_token, &keys, &opts) {
+                Err(jwt::TokenError::UnknownKid(_)) => {
+                    let keys = self.keys(d, true).await?;
+                    jwt::verify(id_token, &keys, &opts)
+                }
+                other => other,
+            }
+            .map_err(|e| format!("ID token: {e}"))?;
             if !c.aud.iter().any(|a| a == &self.client_id) {
                 return Err("ID token is not for our client_id".into());
             }

@@ -31,26 +31,27 @@ pub struct Session {
     pub scope: String,
 }
 
+/// Where everything listens on 127.0.0.1.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub envoy: u16,
+    pub support: u16,
+    pub ops: u16,
+    pub broker: u16,
+    pub broker_internal: u16,
+}
+
 /// Envoy in front of servers and broker: MCP paths to the servers, everything else (the OAuth
 /// endpoints) to the broker's public listener; the filter reaches the broker's internal one.
-pub fn envoy_spec(
-    name: &str,
-    doc: &Value,
-    port: u16,
-    support: u16,
-    ops: u16,
-    broker: u16,
-    internal: u16,
-    concurrency: u32,
-) -> Spec {
+pub fn envoy_spec(name: &str, doc: &Value, ports: Ports, concurrency: u32) -> Spec {
     Spec {
         name: name.to_string(),
         filter_config: doc.to_string(),
         clusters: vec![
-            ("support_assistant".into(), support),
-            ("ops_console".into(), ops),
-            ("scopegate_broker".into(), broker),
-            ("scopegate_broker_internal".into(), internal),
+            ("support_assistant".into(), ports.support),
+            ("ops_console".into(), ports.ops),
+            ("scopegate_broker".into(), ports.broker),
+            ("scopegate_broker_internal".into(), ports.broker_internal),
         ],
         routes: vec![
             (SUPPORT.into(), "support_assistant".into()),
@@ -58,7 +59,7 @@ pub fn envoy_spec(
             ("/".into(), "scopegate_broker".into()),
         ],
         concurrency,
-        port: Some(port),
+        port: Some(ports.envoy),
     }
 }
 
@@ -89,16 +90,14 @@ impl Brokered {
         let config = std::fs::read_to_string(crate::procs::log_dir(name).join("broker.json"))
             .expect("broker.json");
         let doc: Value = serde_json::from_str(&config).expect("broker document");
-        let envoy = Envoy::start(&envoy_spec(
-            name,
-            &doc,
-            port,
-            support.port,
-            ops.port,
-            stack.broker.port,
-            stack.broker.internal_port,
-            concurrency,
-        ));
+        let ports = Ports {
+            envoy: port,
+            support: support.port,
+            ops: ops.port,
+            broker: stack.broker.port,
+            broker_internal: stack.broker.internal_port,
+        };
+        let envoy = Envoy::start(&envoy_spec(name, &doc, ports, concurrency));
         let b = Brokered {
             stack,
             support,
