@@ -18,10 +18,11 @@ pub const FIELDS: [&str; 8] = [
     "scopegate_foreign_scopes",
 ];
 
-/// Counter ids, defined on first use (Envoy shows them as `wasmcustom.scopegate.…`).
+/// Counter ids, defined on first use (Envoy shows them as `wasmcustom.scopegate.…`). Looked up
+/// by server name then (decision, reason) so the per-request lookup allocates nothing.
 #[derive(Default)]
 pub struct Stats {
-    ids: HashMap<(String, &'static str, &'static str), Option<u32>>,
+    ids: HashMap<String, HashMap<(&'static str, &'static str), Option<u32>>>,
 }
 
 impl Stats {
@@ -31,7 +32,11 @@ impl Stats {
         decision: &'static str,
         reason: &'static str,
     ) -> Option<u32> {
-        if let Some(id) = self.ids.get(&(server.to_string(), decision, reason)) {
+        if let Some(id) = self
+            .ids
+            .get(server)
+            .and_then(|m| m.get(&(decision, reason)))
+        {
             return *id;
         }
         let name = format!("scopegate.{server}.{decision}.{reason}");
@@ -42,7 +47,10 @@ impl Stats {
                 None
             }
         };
-        self.ids.insert((server.to_string(), decision, reason), id);
+        self.ids
+            .entry(server.to_string())
+            .or_default()
+            .insert((decision, reason), id);
         id
     }
 

@@ -1,14 +1,22 @@
 //! Verified tokens per worker, kept until their `exp`, so a token is verified once per worker.
 //!
 //! Kept per worker rather than in shared data: shared data has no expiry or delete, so a
-//! process-wide token cache would grow without bound under many distinct tokens.
+//! process-wide token cache would grow without bound under many distinct tokens. Entries are
+//! keyed by the token's SHA-256, not the token: a kilobyte-long JWT per entry would put
+//! thousands of cached tokens well past the per-worker memory budget.
 
 use scopegate_core::jwt::Claims;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+type Digest = [u8; 32];
+
+fn digest(token: &str) -> Digest {
+    hmac_sha256::Hash::hash(token.as_bytes())
+}
+
 pub struct TokenCache {
-    entries: HashMap<String, Rc<Claims>>,
+    entries: HashMap<Digest, Rc<Claims>>,
     capacity: usize,
 }
 
@@ -23,7 +31,7 @@ impl TokenCache {
     /// A cached verification still within its `exp` (+ leeway); the caller re-checks audience.
     pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Rc<Claims>> {
         self.entries
-            .get(token)
+            .get(&digest(token))
             .filter(|c| c.exp.saturating_add(leeway) > now)
             .cloned()
     }
@@ -36,7 +44,7 @@ impl TokenCache {
             // Full of live tokens: start over rather than track recency on the hot path.
             self.entries.clear();
         }
-        self.entries.insert(token.to_string(), claims);
+        self.entries.insert(digest(token), claims);
     }
 
     pub fn evict_expired(&mut self, now: u64, leeway: u64) {

@@ -329,6 +329,14 @@ fn auth_stats(admin_port: u16) -> BTreeMap<String, u64> {
     .collect()
 }
 
+/// The last check's text when it failed, for the progress line.
+fn failed_note(r: &CaseResult) -> String {
+    match r.checks.last() {
+        Some(c) if !c.ok => format!("\n      CHECK FAILED: {}", c.what),
+        _ => String::new(),
+    }
+}
+
 fn show(r: &Result<u16, String>) -> String {
     match r {
         Ok(s) => s.to_string(),
@@ -473,7 +481,7 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
                     run.p50_us,
                     run.p99_us,
                     cpu as f64 / 1e3 / run.requests.max(1) as f64,
-                    if ok { "" } else { "  CHECK FAILED" }
+                    failed_note(r)
                 );
                 if keep {
                     r.cpu_us_per_request
@@ -515,7 +523,7 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
             run.achieved_rate(),
             run.percentile(50.0),
             run.percentile(99.0),
-            if ok { "" } else { "  CHECK FAILED" }
+            failed_note(r)
         );
         if keep {
             r.paced.push(run);

@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 const USAGE: &str = "usage: bench [--quick] [--only CASE,CASE] [--reps N] [--duration SECONDS] \
-                     [--rate REQ_PER_S] [--tokens N]";
+                     [--rate REQ_PER_S] [--tokens N] [--cache-entries N]";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = if args.iter().any(|a| a == "--quick") {
@@ -56,6 +56,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--duration" => opts.duration = Duration::from_secs_f64(num(value(a)?, a)?),
             "--rate" => opts.rate = num(value(a)?, a)?,
             "--tokens" => opts.miss_tokens = num(value(a)?, a)? as usize,
+            "--cache-entries" => opts.cache_entries = num(value(a)?, a)? as usize,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }

@@ -1,0 +1,142 @@
+//! The user's browser, played without a screen: open the authorization URL, read the broker's
+//! consent page, press "Allow", follow the redirects through the identity provider (which logs
+//! the demo user in by itself) and back, and stop at the redirect to the client's own URI.
+//!
+//! A desktop MCP client would open a real browser and receive the redirect on a loopback
+//! listener; here the redirect is taken from the `Location` header instead of being delivered.
+
+use crate::show;
+use reqwest::redirect::Policy;
+use url::Url;
+
+pub struct Browser {
+    http: reqwest::Client,
+}
+
+/// `name="NAME" value="..."` in the consent form (values are HTML-escaped by the broker).
+fn form_value(html: &str, name: &str) -> Result<String, String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .ok_or_else(|| format!("the consent page has no `{name}` field"))?
+        + marker.len();
+    let value = html[start..].split('"').next().unwrap_or_default();
+    Ok(unescape(value))
+}
+
+fn form_action(html: &str) -> Result<String, String> {
+    let marker = "<form method=\"post\" action=\"";
+    let start = html
+        .find(marker)
+        .ok_or("the consent page has no form")?
+        + marker.len();
+    Ok(unescape(html[start..].split('"').next().unwrap_or_default()))
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Visible text of the consent page's heading and list, for one line of output.
+fn page_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    let body = html.split("<body").nth(1).unwrap_or(html);
+    for c in body.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' => in_tag = false,
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    show::clip(&unescape(&out), 220)
+}
+
+impl Browser {
+    pub fn new() -> Result<Browser, String> {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .build()
+            .map_err(|e| format!("browser: {e}"))?;
+        Ok(Browser { http })
+    }
+
+    /// Runs the front channel for `auth_url` and returns the URL the browser was finally sent
+    /// to (the client's redirect URI with `code`, `state` and `iss`).
+    pub async fn authorize(&self, auth_url: &str, redirect_uri: &str) -> Result<String, String> {
+        show::request("GET", auth_url, "(the browser opens the authorization URL)");
+        let r = self
+            .http
+            .get(auth_url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {auth_url}: {e}"))?;
+        let status = r.status().as_u16();
+        let html = r.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(format!(
+                "authorization endpoint answered {status}: {}",
+                show::clip(&html, 300)
+            ));
+        }
+        show::response(200, &format!("consent page: {}", page_text(&html)));
+        let action_rel = form_action(&html)?;
+        let action = Url::parse(auth_url)
+            .and_then(|base| base.join(&action_rel))
+            .map_err(|e| format!("consent form action {action_rel}: {e}"))?;
+        let form = [
+            ("request", form_value(&html, "request")?),
+            ("csrf", form_value(&html, "csrf")?),
+            ("decision", "approve".to_string()),
+        ];
+        show::request("POST", action.as_str(), "decision=approve (the user clicks Allow)");
+        let mut r = self
+            .http
+            .post(action.as_str())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("POST {action}: {e}"))?;
+        let mut here = action;
+        for _ in 0..15 {
+            let status = r.status().as_u16();
+            let location = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let Some(location) = location else {
+                let body = r.text().await.unwrap_or_default();
+                return Err(format!(
+                    "expected a redirect, got {status}: {}",
+                    show::clip(&body, 300)
+                ));
+            };
+            let next = here
+                .join(&location)
+                .map_err(|e| format!("bad Location {location}: {e}"))?;
+            show::response(status, &format!("Location: {}", show::clip(next.as_str(), 160)));
+            if next.as_str().starts_with(redirect_uri) {
+                return Ok(next.to_string());
+            }
+            show::request("GET", &show::clip(next.as_str(), 160), "");
+            r = self
+                .http
+                .get(next.as_str())
+                .send()
+                .await
+                .map_err(|e| format!("GET {next}: {e}"))?;
+            here = next;
+        }
+        Err("too many redirects".into())
+    }
+}
