@@ -11,7 +11,7 @@ ENVOY := $(VENV)/bin/envoy
 AUTHZ := examples/two-servers/authz
 WASM := target/wasm32-wasip1/release/scopegate_filter.wasm
 
-.PHONY: help toolchain venv npm wasm bins build fmt-check clippy lint unit integration test demo clean
+.PHONY: help toolchain venv npm wasm bins build fmt-check clippy lint unit integration test demo clean bench bench-quick wrk
 
 help:
 	@echo "make demo   - build everything and walk through the two-server example (exits 0 only if every step held)"
@@ -69,8 +69,26 @@ integration: build venv npm
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
 	$(CARGO) test -p scopegate-tests
 
-test: lint unit integration
+test: lint unit integration bench-quick
 	@echo "==> all checks passed"
+
+# Benchmarks (BENCHMARKS.md): the driver is a release build, without the release profile's LTO
+# (that is for the .wasm; the driver only needs to be optimised, and builds far faster without it).
+BENCH := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 $(CARGO) run --release -p scopegate-tests --bin bench --
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+wrk:
+	@command -v wrk >/dev/null || { echo "==> installing wrk, the benchmarks' load generator (apt-get install -y wrk)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
+	@command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk"; exit 1; }
+
+bench: wasm venv wrk
+	@echo "==> benchmark: Envoy alone, scopegate (cache hits; misses RS256/ES256), native jwt_authn + RBAC; about 15 minutes"
+	$(BENCH)
+
+bench-quick: wasm venv wrk
+	@echo "==> benchmark harness check: every case briefly, expected status codes only (no timing asserted)"
+	$(BENCH) --quick
 
 demo: build venv npm
 	@echo "==> the two-server demo"

@@ -70,6 +70,7 @@ impl<'a> Target<'a> {
             outcome: Outcome::Deny(Denial {
                 status: 401,
                 www_authenticate: Some(www),
+                retry_after: None,
                 body: oauth_error_body(error, description),
             }),
             audit: self.audit("deny", reason),
@@ -133,6 +134,7 @@ pub fn keys_unavailable(target: Target<'_>) -> Decision {
         outcome: Outcome::Deny(Denial {
             status: 503,
             www_authenticate: None,
+            retry_after: None,
             body: oauth_error_body(
                 "temporarily_unavailable",
                 "signing keys are not loaded yet; retry shortly",
@@ -277,6 +279,7 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
             outcome: Outcome::Deny(Denial {
                 status: 403,
                 www_authenticate: Some(www),
+                retry_after: None,
                 body: oauth_error_body("insufficient_scope", &description),
             }),
             audit,
@@ -308,6 +311,7 @@ pub fn bad_request(target: Target<'_>, err: &McpError) -> Decision {
         outcome: Outcome::Deny(Denial {
             status: 400,
             www_authenticate: None,
+            retry_after: None,
             body,
         }),
         audit: target.audit("deny", err.reason()),
@@ -320,6 +324,7 @@ pub fn body_too_large(target: Target<'_>) -> Decision {
         outcome: Outcome::Deny(Denial {
             status: 413,
             www_authenticate: None,
+            retry_after: None,
             body: oauth_error_body("invalid_request", "request body too large to classify"),
         }),
         audit: target.audit("deny", "body_too_large"),

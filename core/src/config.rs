@@ -161,6 +161,9 @@ pub struct ServerDoc {
     /// Scopes per JSON-RPC method (e.g. `resources/read`).
     #[serde(default)]
     pub methods: BTreeMap<String, Vec<String>>,
+    /// Request budgets (429 with `Retry-After` once spent).
+    #[serde(default)]
+    pub budgets: Vec<crate::budget::Budget>,
     /// Forward the client's own token upstream (for servers that re-validate it). Off by default:
     /// the MCP spec forbids token passthrough to upstream APIs.
     #[serde(default)]

@@ -33,6 +33,8 @@ pub struct Grant {
 pub struct Denial {
     pub status: u16,
     pub www_authenticate: Option<String>,
+    /// Seconds, for `Retry-After` (429).
+    pub retry_after: Option<u64>,
     pub body: String,
 }
 

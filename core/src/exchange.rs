@@ -152,6 +152,7 @@ pub fn refusal(target: Target<'_>, err: ExchangeError, audit: &Audit) -> Decisio
                 outcome: Outcome::Deny(Denial {
                     status: 401,
                     www_authenticate: Some(www),
+                    retry_after: None,
                     body: oauth_error_body(
                         "invalid_token",
                         "the authorization behind this token is gone; authorize again",
@@ -166,6 +167,7 @@ pub fn refusal(target: Target<'_>, err: ExchangeError, audit: &Audit) -> Decisio
                 outcome: Outcome::Deny(Denial {
                     status: 503,
                     www_authenticate: None,
+                    retry_after: None,
                     body: oauth_error_body(
                         "temporarily_unavailable",
                         "the downstream credential could not be obtained; retry shortly",

@@ -5,6 +5,7 @@
 
 pub mod authorize;
 pub mod broker_config;
+pub mod budget;
 pub mod challenge;
 pub mod config;
 pub mod decision;

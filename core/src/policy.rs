@@ -63,6 +63,7 @@ pub struct Server {
     pub base_scopes: ScopeSet,
     pub tools: BTreeMap<String, ScopeSet>,
     pub methods: BTreeMap<String, ScopeSet>,
+    pub budgets: Vec<crate::budget::Budget>,
     pub forward_client_token: bool,
     /// The `scope` parameter of a plain 401 challenge: the server's subset, space-separated.
     pub challenge_scope: String,
@@ -71,9 +72,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Whether a POST must be read to decide: only when some method or tool has its own scopes.
+    /// Whether a POST must be read to decide: only when some method or tool has its own scopes
+    /// or its own budget.
     pub fn needs_body(&self) -> bool {
-        !self.tools.is_empty() || !self.methods.is_empty()
+        !self.tools.is_empty()
+            || !self.methods.is_empty()
+            || self.budgets.iter().any(|b| b.tool.is_some())
     }
 }
 

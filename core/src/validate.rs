@@ -635,6 +635,29 @@ fn compile_server(
         methods.insert(method.clone(), set);
     }
 
+    for (i, b) in s.budgets.iter().enumerate() {
+        let field = sat(&format!("budgets[{i}]"));
+        if b.requests == 0 {
+            errs.push(gn, sn, field.clone(), "requests must be at least 1".into());
+        }
+        if b.per_seconds == 0 || b.per_seconds > 86_400 {
+            errs.push(
+                gn,
+                sn,
+                field.clone(),
+                "per_seconds must be between 1 and 86400".into(),
+            );
+        }
+        if b.tool.as_deref() == Some("") {
+            errs.push(
+                gn,
+                sn,
+                field,
+                "tool must not be empty (leave it out to count every request)".into(),
+            );
+        }
+    }
+
     let subset = index.names(scopes);
     let advertised: Vec<&str> = subset
         .iter()
@@ -653,6 +676,7 @@ fn compile_server(
         base_scopes,
         tools,
         methods,
+        budgets: s.budgets.clone(),
         forward_client_token: s.forward_client_token,
         challenge_scope: advertised.join(" "),
     }

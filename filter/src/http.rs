@@ -1,12 +1,14 @@
 //! One HTTP request through the filter, as an explicit state machine over Envoy's callbacks.
 
 use crate::audit;
+use crate::budgets;
 use crate::host;
 use crate::keys;
 use crate::worker::Worker;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::{self, Principal, Target};
+use scopegate_core::budget;
 use scopegate_core::decision::{oauth_error_body, Decision, Grant, Outcome};
 use scopegate_core::exchange;
 use scopegate_core::jwt::{self, Claims, TokenError, VerifyOptions};
@@ -88,6 +90,10 @@ impl Request {
             if let Some(w) = &d.www_authenticate {
                 headers.push(("www-authenticate", w.as_str()));
             }
+            let retry_after = d.retry_after.map(|s| s.to_string());
+            if let Some(s) = &retry_after {
+                headers.push(("retry-after", s.as_str()));
+            }
             host::send_response(d.status, headers, &d.body);
         }
         audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
@@ -115,7 +121,13 @@ impl Request {
 
     /// Applies an allow, fetching the downstream credential first on brokered gateways, or
     /// sends the refusal.
-    fn enforce(&mut self, worker: &Worker, server: ServerId, decision: Decision) -> Action {
+    fn enforce(
+        &mut self,
+        worker: &Worker,
+        server: ServerId,
+        decision: Decision,
+        calls: &[mcp::Call],
+    ) -> Action {
         let Outcome::Allow(grant) = &decision.outcome else {
             return self.reply(worker, &decision);
         };
@@ -123,6 +135,10 @@ impl Request {
         let Some(target) = Target::of(&policy, server) else {
             return self.fail_closed("server vanished from the policy");
         };
+        if let Err(retry_after) = budgets::spend_all(target.server, calls, grant, host::now_s()) {
+            let d = budget::exceeded(target, &decision.audit, retry_after);
+            return self.reply(worker, &d);
+        }
         if !target.gateway.brokered {
             return self.forward(worker, grant, &decision, None);
         }
@@ -319,7 +335,7 @@ impl Request {
             return Action::Pause;
         }
         let decision = authorize::decide(target, &principal, &[]);
-        self.enforce(worker, server, decision)
+        self.enforce(worker, server, decision, &[])
     }
 
     /// An unknown `kid`: use keys another worker already fetched, else refetch if the rate limit allows.
@@ -375,15 +391,20 @@ impl Request {
                 Err(e) => return self.fail_closed(&format!("cannot read the request body: {e:?}")),
             }
         };
-        let decision = match mcp::classify(
+        match mcp::classify(
             &body,
             self.head.mcp_method.as_deref(),
             self.head.mcp_name.as_deref(),
         ) {
-            Ok(calls) => authorize::decide(target, principal, &calls),
-            Err(e) => authorize::bad_request(target, &e),
-        };
-        self.enforce(worker, server, decision)
+            Ok(calls) => {
+                let decision = authorize::decide(target, principal, &calls);
+                self.enforce(worker, server, decision, &calls)
+            }
+            Err(e) => {
+                let decision = authorize::bad_request(target, &e);
+                self.enforce(worker, server, decision, &[])
+            }
+        }
     }
 
     fn serve_metadata(&mut self, worker: &Worker, server: ServerId) -> Action {

@@ -5,6 +5,7 @@
 //! host call's `Result` is handled (the SDK's own getters unwrap, so we use `hostcalls`).
 
 mod audit;
+mod budgets;
 mod credentials;
 mod host;
 mod http;

@@ -71,6 +71,18 @@ impl Brokered {
         proxy: Option<&crate::proxy::Proxy>,
         concurrency: u32,
     ) -> Brokered {
+        Brokered::start_with(name, ttl, proxy, concurrency, |_| {})
+    }
+
+    /// As [`Brokered::start`]; `tweak` edits the gateway document (broker and filter read the
+    /// same one) after the example's per-tool scopes are in.
+    pub fn start_with(
+        name: &str,
+        ttl: u64,
+        proxy: Option<&crate::proxy::Proxy>,
+        concurrency: u32,
+        tweak: impl FnOnce(&mut Value),
+    ) -> Brokered {
         let port = free_port();
         let public_url = format!("http://127.0.0.1:{port}");
         let stack = BrokerStack::start_at(name, ttl, proxy, Some(port), |doc| {
@@ -84,6 +96,7 @@ impl Brokered {
                 json!({"list_tickets": ["tickets.read"], "get_account": ["accounts.read"]});
             doc["gateways"][0]["servers"][1]["tools"] =
                 json!({"update_ticket": ["tickets.write"], "admin_report": ["admin.read"]});
+            tweak(doc);
         });
         let support = McpServer::start("support-assistant", name);
         let ops = McpServer::start("ops-console", name);

@@ -90,7 +90,8 @@ pub fn gateway_doc(public_url: &str, issuer: &str) -> Value {
                  "tools": {"list_tickets": ["tickets.read"], "get_account": ["accounts.read"]}},
                 {"name": "ops-console", "cluster": "ops_console", "path": OPS,
                  "scopes": ["tickets.write", "admin.read"],
-                 "tools": {"update_ticket": ["tickets.write"], "admin_report": ["admin.read"]}}
+                 "tools": {"update_ticket": ["tickets.write"], "admin_report": ["admin.read"]},
+                 "budgets": [{"tool": "admin_report", "requests": 3, "per_seconds": 3600}]}
             ]
         }]
     })

@@ -280,7 +280,9 @@ fn missing_tool_scope_gets_403_with_the_step_up_challenge_and_the_upstream_sees_
     // The tool it may use passes.
     let r = c.call_tool("admin_report", json!({}));
     assert_eq!(r.status, 200, "{}", r.body);
-    let line = s.envoy.wait_access_log(|l| l["tool"] == "update_ticket");
+    let line = s
+        .envoy
+        .wait_access_log(|l| l["tool"] == "update_ticket" && l["subject"] == "alice");
     assert_eq!(line["decision"], "deny");
     assert_eq!(line["reason"], "insufficient_scope");
     assert_eq!(line["status"], 403);
@@ -388,4 +390,50 @@ fn a_rotated_key_is_accepted_after_refetch() {
         },
     );
     assert_ne!(status, 503);
+}
+
+#[test]
+fn a_spent_budget_is_429_with_retry_after_per_subject() {
+    let s = stack();
+    let mut claims = s
+        .issuer
+        .claims(&s.resource(OPS), "admin.read tickets.write");
+    claims["sub"] = json!("budget-user");
+    let token = s.issuer.sign("es256", claims);
+    let mut c = Client::new(&s.envoy.url(OPS), Some(&token));
+    assert_eq!(c.initialize().status, 200);
+    for i in 0..3 {
+        assert_eq!(
+            c.call_tool("admin_report", json!({})).status,
+            200,
+            "call {i} is within the budget"
+        );
+    }
+    let r = c.call_tool("admin_report", json!({}));
+    assert_eq!(r.status, 429, "{}", r.body);
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(r.json()["error"], "rate_limited");
+    // Other tools are not counted, and another user has a budget of their own.
+    assert_eq!(
+        c.call_tool(
+            "update_ticket",
+            json!({"ticket_id": "T-9", "status": "open"})
+        )
+        .status,
+        200
+    );
+    let other = s.issuer.token(&s.resource(OPS), "admin.read");
+    let mut c2 = Client::new(&s.envoy.url(OPS), Some(&other));
+    assert_eq!(c2.initialize().status, 200);
+    assert_eq!(c2.call_tool("admin_report", json!({})).status, 200);
+    let line = s
+        .envoy
+        .wait_access_log(|l| l["reason"] == "budget_exceeded");
+    assert_eq!(line["status"], 429);
+    assert_eq!(line["subject"], "budget-user");
 }

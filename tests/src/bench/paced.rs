@@ -120,7 +120,10 @@ async fn connection(
                 }
             }
         }
-        let Some(s) = stream.as_mut() else { continue };
+        let Some(s) = stream.as_mut() else {
+            due += interval;
+            continue;
+        };
         let i = next.fetch_add(1, Ordering::Relaxed) as usize % requests.len();
         let sent_at = Instant::now();
         let start = if prev_done > due { due } else { sent_at };

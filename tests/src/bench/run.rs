@@ -231,11 +231,14 @@ fn send_probe(
         .map_err(|e| e.to_string())
 }
 
+/// Raw requests, one per token, shared with the paced client.
+type Requests = Arc<Vec<Vec<u8>>>;
+
 /// A case's Envoy, between rounds.
 struct Live {
     envoy: Envoy,
     requests_file: PathBuf,
-    requests: Arc<Vec<Vec<u8>>>,
+    requests: Requests,
     /// Next token index: runs continue where the previous one stopped, so no token comes back
     /// before the whole pool has gone by (which is what makes every miss a miss).
     offset: u64,
@@ -374,7 +377,7 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
     std::fs::create_dir_all(&dir).expect("target/bench");
     let script = dir.join("rotate.lua");
     std::fs::write(&script, wrk::SCRIPT).expect("write wrk script");
-    let mut files: BTreeMap<&str, (PathBuf, Arc<Vec<Vec<u8>>>)> = BTreeMap::new();
+    let mut files: BTreeMap<&str, (PathBuf, Requests)> = BTreeMap::new();
     for (pool, toks) in &tokens.pools {
         let path = dir.join(format!("requests-{pool}.bin"));
         request::write_request_file(&path, HOST, toks);
@@ -457,7 +460,9 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
                 let cpu = cpu_ns(l.envoy.proc.pid()).saturating_sub(cpu);
                 let after = counters(&l.envoy);
                 let served = upstream.served() - served;
-                l.offset += run.requests + u64::from(opts.connections);
+                // Requests answered, plus at most one in flight per connection when wrk stopped,
+                // plus the one `request()` call wrk makes to check the script before sending.
+                l.offset += run.requests + u64::from(opts.connections) + 1;
                 let bad = [after[1] - before[1], after[2] - before[2]];
                 let hits = native_cache_hits(&l.envoy) - hits0;
                 let ok = run.requests > 0

@@ -26,11 +26,10 @@ fn form_value(html: &str, name: &str) -> Result<String, String> {
 
 fn form_action(html: &str) -> Result<String, String> {
     let marker = "<form method=\"post\" action=\"";
-    let start = html
-        .find(marker)
-        .ok_or("the consent page has no form")?
-        + marker.len();
-    Ok(unescape(html[start..].split('"').next().unwrap_or_default()))
+    let start = html.find(marker).ok_or("the consent page has no form")? + marker.len();
+    Ok(unescape(
+        html[start..].split('"').next().unwrap_or_default(),
+    ))
 }
 
 fn unescape(s: &str) -> String {
@@ -98,7 +97,11 @@ impl Browser {
             ("csrf", form_value(&html, "csrf")?),
             ("decision", "approve".to_string()),
         ];
-        show::request("POST", action.as_str(), "decision=approve (the user clicks Allow)");
+        show::request(
+            "POST",
+            action.as_str(),
+            "decision=approve (the user clicks Allow)",
+        );
         let mut r = self
             .http
             .post(action.as_str())
@@ -124,7 +127,10 @@ impl Browser {
             let next = here
                 .join(&location)
                 .map_err(|e| format!("bad Location {location}: {e}"))?;
-            show::response(status, &format!("Location: {}", show::clip(next.as_str(), 160)));
+            show::response(
+                status,
+                &format!("Location: {}", show::clip(next.as_str(), 160)),
+            );
             if next.as_str().starts_with(redirect_uri) {
                 return Ok(next.to_string());
             }

@@ -4,9 +4,7 @@
 
 use crate::show;
 use rmcp::transport::auth::default_oauth_http_client;
-use rmcp::transport::{
-    AuthError, OAuthHttpClient, OAuthHttpClientFuture, OAuthHttpRequest,
-};
+use rmcp::transport::{AuthError, OAuthHttpClient, OAuthHttpClientFuture, OAuthHttpRequest};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
@@ -114,8 +112,7 @@ fn summarize(path: &str, body: &Value) -> String {
     };
     if path.contains("oauth-protected-resource") {
         pick(&["resource", "authorization_servers", "scopes_supported"])
-    } else if path.contains("oauth-authorization-server") || path.contains("openid-configuration")
-    {
+    } else if path.contains("oauth-authorization-server") || path.contains("openid-configuration") {
         pick(&[
             "issuer",
             "authorization_endpoint",

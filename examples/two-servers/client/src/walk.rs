@@ -1,0 +1,693 @@
+//! The story, step by step, with a check after each step.
+
+use crate::browser::Browser;
+use crate::oauth_log::{Log, Logging, Seen};
+use crate::{show, Options};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::auth::{AuthClient, AuthorizationCallback, AuthorizationRequest, OAuthState};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+const SUPPORT_SCOPES: &str = "tickets.read accounts.read";
+const OPS_SCOPES: &str = "tickets.write admin.read";
+
+#[derive(Default)]
+pub struct Summary {
+    pub passed: Vec<String>,
+    pub failed: Vec<String>,
+    pub skipped: Vec<String>,
+    /// Dynamic client registrations made (one per MCP server connection).
+    pub registrations: usize,
+    /// Completed authorizations (each is a grant at the broker).
+    pub authorizations: usize,
+    /// Grants that carried at least one successful tool call.
+    pub grants_used: usize,
+    /// Access-token refreshes (refresh_token grants) that succeeded.
+    pub refreshes: usize,
+    /// Times the upstream was seen with a renewed downstream credential on the same grant.
+    pub downstream_renewals: usize,
+    pub tool_calls: usize,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "passed": self.passed.len(),
+            "failed": self.failed.len(),
+            "skipped": self.skipped.len(),
+            "failures": self.failed,
+            "registrations": self.registrations,
+            "authorizations": self.authorizations,
+            "grants_used": self.grants_used,
+            "refreshes": self.refreshes,
+            "downstream_renewals": self.downstream_renewals,
+            "tool_calls": self.tool_calls,
+        })
+    }
+}
+
+/// One MCP server connection: its OAuth client (rmcp's manager, shared with the transport) and
+/// its MCP session.
+struct Conn {
+    name: &'static str,
+    url: String,
+    log: Log,
+    auth: AuthClient<reqwest::Client>,
+    /// The MCP session; `None` once closed.
+    service: Option<RunningService<RoleClient, ()>>,
+    client_id: String,
+    /// When the current access token was received, and its lifetime.
+    token_at: Instant,
+    expires_in: u64,
+    grant_used: bool,
+}
+
+impl Conn {
+    async fn close(&mut self) {
+        if let Some(service) = self.service.take() {
+            show::note(&format!("closing the {} MCP session (DELETE {})", self.name, self.url));
+            let _ = service.cancel().await;
+        }
+    }
+}
+
+struct Walk {
+    s: Summary,
+    browser: Browser,
+    redirect_uri: String,
+    /// Holds the redirect URI's port for the client's lifetime (see browser.rs).
+    _loopback: std::net::TcpListener,
+}
+
+fn scope_set(s: &str) -> BTreeSet<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+fn challenge_param(h: &str, name: &str) -> Option<String> {
+    let marker = format!("{name}=\"");
+    let start = h.find(&marker)? + marker.len();
+    h[start..].split('"').next().map(str::to_string)
+}
+
+/// The last token answer rmcp received on this connection.
+fn last_token(log: &Log) -> Option<Seen> {
+    log.all()
+        .into_iter()
+        .rev()
+        .find(|s| s.grant_type.is_some() && s.status == 200)
+}
+
+impl Walk {
+    fn check(&mut self, what: &str, ok: bool, detail: &str) -> bool {
+        if ok {
+            println!("   \x1b[32m✓\x1b[0m {what}");
+            self.s.passed.push(what.to_string());
+        } else {
+            println!("   \x1b[31m✗ {what}\x1b[0m: {detail}");
+            self.s
+                .failed
+                .push(format!("{what}: {}", show::clip(detail, 300)));
+        }
+        ok
+    }
+
+    fn skip(&mut self, what: &str, why: &str) {
+        println!("   - skipped: {what} ({why})");
+        self.s.skipped.push(what.to_string());
+    }
+
+    /// Connects with no token; returns the `WWW-Authenticate` challenge of the 401.
+    async fn meet_401(&mut self, name: &str, url: &str, scopes: &str) -> Option<String> {
+        show::request("POST", url, "MCP handshake, no token");
+        match ().serve(StreamableHttpClientTransport::from_uri(url)).await {
+            Ok(service) => {
+                let _ = service.cancel().await;
+                self.check(
+                    &format!("{name}: 401 without a token"),
+                    false,
+                    "it answered",
+                );
+                None
+            }
+            Err(e) => {
+                let Some(h) = e.auth_challenge().map(str::to_string) else {
+                    self.check(
+                        &format!("{name}: 401 without a token"),
+                        false,
+                        &e.to_string(),
+                    );
+                    return None;
+                };
+                show::response(401, &format!("WWW-Authenticate: {h}"));
+                let ok = challenge_param(&h, "resource_metadata").is_some()
+                    && challenge_param(&h, "scope").as_deref() == Some(scopes);
+                self.check(
+                    &format!("{name}: 401 names its metadata and its own scopes ({scopes})"),
+                    ok,
+                    &h,
+                );
+                Some(h)
+            }
+        }
+    }
+
+    /// rmcp's reactive OAuth flow from a challenge: discovery, registration, authorization URL,
+    /// (browser), code exchange. Then an MCP session over rmcp's authorized transport.
+    async fn authorize_and_connect(
+        &mut self,
+        name: &'static str,
+        url: &str,
+        challenge: &str,
+        scopes: Option<&[&str]>,
+    ) -> Result<Conn, String> {
+        let log = Log::default();
+        let http = Logging::new(log.clone()).map_err(|e| e.to_string())?;
+        let mut state = OAuthState::new_with_oauth_http_client(url, http)
+            .await
+            .map_err(|e| format!("oauth state: {e}"))?;
+        let mut request = AuthorizationRequest::new(self.redirect_uri.clone())
+            .with_challenge(challenge)
+            .with_client_name(format!("scopegate walkthrough ({name})"));
+        if let Some(s) = scopes {
+            request = request.with_scopes(s.iter().copied());
+        }
+        show::note("discovery from the challenge, then registration (rmcp):");
+        state
+            .start_authorization(request)
+            .await
+            .map_err(|e| format!("start authorization: {e}"))?;
+        let auth_url = state
+            .get_authorization_url()
+            .await
+            .map_err(|e| format!("authorization URL: {e}"))?;
+        self.show_auth_url(&auth_url);
+        let callback = self
+            .browser
+            .authorize(&auth_url, &self.redirect_uri)
+            .await?;
+        self.show_callback(&callback);
+        show::note("code exchange (rmcp, with the PKCE verifier and `resource`):");
+        state
+            .handle_callback_url(&callback)
+            .await
+            .map_err(|e| format!("code exchange: {e}"))?;
+        let manager = state
+            .into_authorization_manager()
+            .ok_or("rmcp did not reach the authorized state")?;
+        let (client_id, _) = manager
+            .get_credentials()
+            .await
+            .map_err(|e| format!("credentials: {e}"))?;
+        self.s.authorizations += 1;
+        let expires_in = last_token(&log)
+            .and_then(|t| t.body["expires_in"].as_u64())
+            .unwrap_or(0);
+        let auth = AuthClient::new(reqwest::Client::new(), manager);
+        let transport = StreamableHttpClientTransport::with_client(
+            auth.clone(),
+            StreamableHttpClientTransportConfig::with_uri(url.to_string()),
+        );
+        show::request(
+            "POST",
+            url,
+            "MCP handshake with the access token (rmcp AuthClient)",
+        );
+        let service =
+            ().serve(transport)
+                .await
+                .map_err(|e| match e.auth_challenge() {
+                    Some(h) => format!("handshake refused: {h}"),
+                    None => format!("handshake: {e}"),
+                })?;
+        let info = service
+            .peer_info()
+            .and_then(|i| {
+                i.server_info
+                    .as_ref()
+                    .map(|s| format!("{} {}", s.name, s.version))
+            })
+            .unwrap_or_default();
+        show::response(200, &format!("initialized: {info}"));
+        Ok(Conn {
+            name,
+            url: url.to_string(),
+            log,
+            auth,
+            service: Some(service),
+            client_id,
+            token_at: Instant::now(),
+            expires_in,
+            grant_used: false,
+        })
+    }
+
+    fn show_auth_url(&self, auth_url: &str) {
+        let q: Vec<(String, String)> = url::Url::parse(auth_url)
+            .map(|u| u.query_pairs().into_owned().collect())
+            .unwrap_or_default();
+        let get = |k: &str| {
+            q.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "-".into())
+        };
+        show::note(&format!(
+            "authorization URL: client_id={} scope=\"{}\" resource={} code_challenge_method={} redirect_uri={}",
+            get("client_id"),
+            get("scope"),
+            get("resource"),
+            get("code_challenge_method"),
+            get("redirect_uri")
+        ));
+    }
+
+    fn show_callback(&self, callback: &str) {
+        match AuthorizationCallback::from_redirect_url(callback) {
+            Ok(c) => show::note(&format!(
+                "redirected back: code={} state={} iss={}",
+                show::token(&c.code),
+                show::token(&c.csrf_token),
+                c.issuer.as_deref().unwrap_or("(none)")
+            )),
+            Err(e) => show::note(&format!("redirected back to {callback}: {e}")),
+        }
+    }
+
+    /// Calls a tool on the connection's session; returns what the server reported, or the
+    /// challenge of a refusal.
+    async fn call(&mut self, c: &mut Conn, tool: &str, args: Value) -> Result<Value, String> {
+        let token = c.auth.get_access_token().await.unwrap_or_default();
+        show::request(
+            "POST",
+            &c.url,
+            &format!("tools/call {tool} {args}  (Bearer {})", show::token(&token)),
+        );
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        if let Value::Object(m) = args {
+            params = params.with_arguments(m);
+        }
+        self.s.tool_calls += 1;
+        let Some(service) = c.service.as_ref() else {
+            return Err("the MCP session is closed".into());
+        };
+        match service.call_tool(params).await {
+            Ok(r) => {
+                let seen = r
+                    .structured_content
+                    .clone()
+                    .or_else(|| {
+                        r.content
+                            .first()
+                            .and_then(|ct| ct.as_text())
+                            .and_then(|t| serde_json::from_str(&t.text).ok())
+                    })
+                    .unwrap_or(Value::Null);
+                show::response(200, &describe_seen(&seen));
+                c.grant_used = true;
+                Ok(seen)
+            }
+            Err(e) => {
+                let h = e.auth_challenge().map(str::to_string);
+                match h {
+                    Some(h) => {
+                        let status = if h.contains("insufficient_scope") {
+                            403
+                        } else {
+                            401
+                        };
+                        show::response(status, &format!("WWW-Authenticate: {h}"));
+                        Err(h)
+                    }
+                    None => {
+                        show::response("error", &e.to_string());
+                        Err(e.to_string())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for `what` if it is at most `max_wait` seconds away.
+    async fn wait(&mut self, what: &str, secs: u64, max_wait: u64) -> bool {
+        if secs > max_wait {
+            self.skip(what, &format!("{secs} s away; --max-wait is {max_wait}"));
+            return false;
+        }
+        show::note(&format!("… waiting {secs} s for {what}"));
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        true
+    }
+}
+
+/// What the MCP server reported: the credential that reached it and scopegate's headers.
+fn describe_seen(seen: &Value) -> String {
+    let auth = seen["authorization"].as_str().unwrap_or("");
+    let cred = match auth.strip_prefix("Bearer ").and_then(show::jwt_claims) {
+        Some(c) => format!(
+            "downstream credential iss={} aud={} sub={} exp={}",
+            c["iss"].as_str().unwrap_or("-"),
+            c["aud"],
+            c["sub"].as_str().unwrap_or("-"),
+            c["exp"]
+        ),
+        None if auth.is_empty() => "no credential".to_string(),
+        None => format!("credential {}", show::token(auth)),
+    };
+    format!(
+        "{} answered {}: {cred}; x-scopegate-scopes=\"{}\" x-scopegate-subject={}",
+        seen["server"].as_str().unwrap_or("?"),
+        seen["tool"].as_str().unwrap_or("?"),
+        seen["scopegate_scopes"].as_str().unwrap_or("-"),
+        seen["scopegate_subject"].as_str().unwrap_or("-"),
+    )
+}
+
+fn downstream_of(seen: &Value) -> Option<(String, u64)> {
+    let auth = seen["authorization"].as_str()?.strip_prefix("Bearer ")?;
+    let exp = show::jwt_claims(auth)?["exp"].as_u64()?;
+    Some((auth.to_string(), exp))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub async fn run(opts: &Options) -> Summary {
+    let (browser, loopback) = match (Browser::new(), std::net::TcpListener::bind("127.0.0.1:0")) {
+        (Ok(b), Ok(l)) => (b, l),
+        (Err(e), _) => return failed(&e),
+        (_, Err(e)) => return failed(&format!("loopback listener: {e}")),
+    };
+    let port = loopback.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut w = Walk {
+        s: Summary::default(),
+        browser,
+        redirect_uri: format!("http://127.0.0.1:{port}/callback"),
+        _loopback: loopback,
+    };
+    println!("scopegate walkthrough: an MCP client (rmcp) meets two servers behind one gateway");
+    println!("   support-assistant  {}", opts.support);
+    println!("   ops-console        {}", opts.ops);
+    println!("   redirect URI       {}", w.redirect_uri);
+    let mut conns = Vec::new();
+    let result = story(&mut w, opts, &mut conns).await;
+    if let Err(e) = result {
+        w.check("the walkthrough ran to the end", false, &e);
+    }
+    for c in &conns {
+        w.s.registrations += c
+            .log
+            .count(|s| s.method == "POST" && s.path.ends_with("/register") && s.status == 201);
+        w.s.refreshes += c
+            .log
+            .count(|s| s.grant_type.as_deref() == Some("refresh_token") && s.status == 200);
+    }
+    for mut c in conns {
+        c.close().await;
+    }
+    w.s
+}
+
+fn failed(e: &str) -> Summary {
+    println!("error: {e}");
+    Summary {
+        failed: vec![e.to_string()],
+        ..Summary::default()
+    }
+}
+
+async fn story(w: &mut Walk, opts: &Options, conns: &mut Vec<Conn>) -> Result<(), String> {
+    // 1. support-assistant: the whole reactive flow, scopes chosen from the challenge.
+    show::title("1. support-assistant: a client with no token meets a 401 and follows it");
+    let h = w
+        .meet_401("support-assistant", &opts.support, SUPPORT_SCOPES)
+        .await
+        .ok_or("no challenge from support-assistant")?;
+    let mut support = w
+        .authorize_and_connect("support-assistant", &opts.support, &h, None)
+        .await?;
+    let granted = last_token(&support.log)
+        .and_then(|t| t.body["scope"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    w.check(
+        &format!("support-assistant's client was granted its subset: {granted}"),
+        scope_set(&granted) == scope_set(SUPPORT_SCOPES),
+        &granted,
+    );
+
+    show::title("2. support-assistant: tools called with the token; the server gets the brokered credential");
+    let token = support.auth.get_access_token().await.unwrap_or_default();
+    let mut first_downstream = None;
+    for (tool, args) in [
+        ("list_tickets", json!({})),
+        ("get_account", json!({"account_id": "acme"})),
+    ] {
+        let r = w.call(&mut support, tool, args).await;
+        let ok = r.is_ok();
+        w.check(
+            &format!("{tool} allowed"),
+            ok,
+            r.as_ref().err().map_or("", |e| e),
+        );
+        if let Ok(seen) = r {
+            let auth = seen["authorization"].as_str().unwrap_or("");
+            w.check(
+                "the server got a downstream credential, never the client's token",
+                auth.starts_with("Bearer ") && !auth.contains(&token),
+                auth,
+            );
+            w.check(
+                "scopegate told the server the effective scopes and the client",
+                seen["scopegate_scopes"] == json!(SUPPORT_SCOPES)
+                    && seen["scopegate_client_id"] == json!(support.client_id),
+                &seen.to_string(),
+            );
+            first_downstream = downstream_of(&seen).or(first_downstream);
+        }
+    }
+
+    // 2. ops-console: a separate client registration, least privilege first, then step-up.
+    show::title("3. ops-console: its own 401, its own registration, a narrower first grant");
+    let h = w
+        .meet_401("ops-console", &opts.ops, OPS_SCOPES)
+        .await
+        .ok_or("no challenge from ops-console")?;
+    show::note("this client asks only for what its first task needs: admin.read");
+    let mut ops = w
+        .authorize_and_connect("ops-console", &opts.ops, &h, Some(&["admin.read"]))
+        .await?;
+    let granted = last_token(&ops.log)
+        .and_then(|t| t.body["scope"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    w.check(
+        "ops-console's client was granted admin.read",
+        granted == "admin.read",
+        &granted,
+    );
+    let r = w.call(&mut ops, "admin_report", json!({})).await;
+    w.check(
+        "admin_report allowed",
+        r.is_ok(),
+        r.as_ref().err().map_or("", |e| e),
+    );
+
+    show::title("4. ops-console: update_ticket needs tickets.write: 403, then step-up");
+    let args = json!({"ticket_id": "T-42", "status": "closed"});
+    let r = w.call(&mut ops, "update_ticket", args.clone()).await;
+    let challenge = r.as_ref().err().cloned().unwrap_or_default();
+    let needed = challenge_param(&challenge, "scope").unwrap_or_default();
+    w.check(
+        "403 insufficient_scope naming tickets.write admin.read",
+        challenge.contains("insufficient_scope") && scope_set(&needed) == scope_set(OPS_SCOPES),
+        &challenge,
+    );
+    // rmcp's scope upgrade: the union of what was granted and what the challenge names, same
+    // client (no new registration), through the browser again.
+    let upgrade = {
+        let m = ops.auth.auth_manager.lock().await;
+        m.request_scope_upgrade(&needed).await
+    };
+    let auth_url = upgrade.map_err(|e| format!("scope upgrade: {e}"))?;
+    ops.grant_used = false;
+    w.s.grants_used += 1; // the admin.read grant carried admin_report
+    w.show_auth_url(&auth_url);
+    let callback = w.browser.authorize(&auth_url, &w.redirect_uri).await?;
+    w.show_callback(&callback);
+    let cb = AuthorizationCallback::from_redirect_url(&callback).map_err(|e| e.to_string())?;
+    show::note("code exchange (rmcp):");
+    {
+        let m = ops.auth.auth_manager.lock().await;
+        m.exchange_code_for_token_with_issuer(&cb.code, &cb.csrf_token, cb.issuer.as_deref())
+            .await
+            .map_err(|e| format!("step-up code exchange: {e}"))?;
+    }
+    w.s.authorizations += 1;
+    let granted = last_token(&ops.log)
+        .and_then(|t| t.body["scope"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    w.check(
+        &format!("stepped up to {granted}"),
+        scope_set(&granted) == scope_set(OPS_SCOPES),
+        &granted,
+    );
+    let r = w.call(&mut ops, "update_ticket", args).await;
+    w.check(
+        "update_ticket allowed after step-up, on the same MCP session",
+        r.as_ref().is_ok_and(|seen| {
+            scope_set(seen["scopegate_scopes"].as_str().unwrap_or("")) == scope_set(OPS_SCOPES)
+        }),
+        &format!("{r:?}"),
+    );
+
+    show::title("5. support-assistant's token at ops-console: refused, it names another audience");
+    let token = support.auth.get_access_token().await.unwrap_or_default();
+    show::request(
+        "POST",
+        &opts.ops,
+        &format!(
+            "initialize  (Bearer {} — support-assistant's token)",
+            show::token(&token)
+        ),
+    );
+    let r = reqwest::Client::new()
+        .post(&opts.ops)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "scopegate-walkthrough", "version": "0"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("POST {}: {e}", opts.ops))?;
+    let status = r.status().as_u16();
+    let h = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    show::response(status, &format!("WWW-Authenticate: {h}"));
+    w.check(
+        "401 invalid_token: the audience is support-assistant",
+        status == 401 && h.contains("invalid_token"),
+        &format!("{status} {h}"),
+    );
+
+    // ops-console's part is done: close its session now, while its credential is fresh (the
+    // closing DELETE goes through the gateway like any request).
+    ops.close().await;
+
+    show::title("6. support-assistant: the access token expires; rmcp refreshes it (rotation)");
+    let before = last_token(&support.log);
+    let refreshes_before = support
+        .log
+        .count(|s| s.grant_type.as_deref() == Some("refresh_token"));
+    let left = (support.expires_in + 1).saturating_sub(support.token_at.elapsed().as_secs());
+    if w.wait("the access token to expire", left, opts.max_wait)
+        .await
+    {
+        let r = w.call(&mut support, "list_tickets", json!({})).await;
+        let after = last_token(&support.log);
+        let refreshed = support
+            .log
+            .count(|s| s.grant_type.as_deref() == Some("refresh_token") && s.status == 200)
+            > refreshes_before;
+        let old_rt = before.map(|t| t.body["refresh_token"].clone());
+        let new_rt = after.map(|t| t.body["refresh_token"].clone());
+        w.check(
+            "refreshed with the refresh token, which rotated",
+            refreshed && new_rt.as_ref().is_some_and(|n| n.is_string()) && old_rt != new_rt,
+            "no refresh_token grant, or the same refresh token came back",
+        );
+        w.check(
+            "list_tickets allowed with the refreshed token",
+            r.is_ok(),
+            r.as_ref().err().map_or("", |e| e),
+        );
+        if let Ok(seen) = &r {
+            w.check(
+                "the downstream credential was reused: the grant did not change",
+                downstream_of(seen).map(|d| d.0) == first_downstream.as_ref().map(|d| d.0.clone()),
+                "a different downstream credential",
+            );
+        }
+    }
+
+    show::title(
+        "7. support-assistant: the downstream credential expires; the broker refreshes it once",
+    );
+    match first_downstream {
+        Some((old, exp)) => {
+            let left = (exp + 1).saturating_sub(now());
+            if w.wait("the downstream credential to expire", left, opts.max_wait)
+                .await
+            {
+                let mut renewed = None;
+                for tool in ["list_tickets", "list_tickets"] {
+                    let r = w.call(&mut support, tool, json!({})).await;
+                    w.check(
+                        &format!("{tool} allowed after the downstream expiry"),
+                        r.is_ok(),
+                        r.as_ref().err().map_or("", |e| e),
+                    );
+                    if let Ok(seen) = r {
+                        let d = downstream_of(&seen);
+                        if renewed.is_none() {
+                            renewed = d.clone();
+                            w.check(
+                                "the server got a new downstream credential with a later expiry",
+                                d.as_ref().is_some_and(|(t, e)| *t != old && *e > exp),
+                                &describe_seen(&seen),
+                            );
+                        } else {
+                            w.check(
+                                "the next call reuses it",
+                                d.map(|x| x.0) == renewed.as_ref().map(|x| x.0.clone()),
+                                &describe_seen(&seen),
+                            );
+                        }
+                    }
+                }
+                if renewed.as_ref().is_some_and(|(t, _)| *t != old) {
+                    w.s.downstream_renewals += 1;
+                }
+            }
+        }
+        None => w.skip(
+            "downstream expiry",
+            "the server did not report a JWT credential",
+        ),
+    }
+
+    show::title("8. one registration per client, whatever happened since");
+    for c in [&support, &ops] {
+        let n = c
+            .log
+            .count(|s| s.method == "POST" && s.path.ends_with("/register") && s.status == 201);
+        w.check(
+            &format!("{}: registered once (client_id {})", c.name, c.client_id),
+            n == 1,
+            &format!("{n} registrations"),
+        );
+    }
+    for c in [&support, &ops] {
+        if c.grant_used {
+            w.s.grants_used += 1;
+        }
+    }
+    conns.push(support);
+    conns.push(ops);
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! The walkthrough client (rmcp's OAuth client support) against the whole product: 401,
+//! discovery, registration, consent, tools, 403 and step-up, audience refusal, refresh with
+//! rotation, downstream expiry. Alone in its test binary so the broker's counters are its own.
+
+use scopegate_tests::brokered::Brokered;
+use scopegate_tests::walkthrough::{self, ACCESS_TTL_S, DOWNSTREAM_TTL_S};
+use serde_json::json;
+
+#[test]
+fn the_walkthrough_client_completes_the_story() {
+    let s = Brokered::start_with("walkthrough", DOWNSTREAM_TTL_S, None, 1, |doc| {
+        doc["broker"]["access_token_ttl_s"] = json!(ACCESS_TTL_S);
+    });
+    let out = walkthrough::run(&s.public_url, 120, false);
+    let sum = &out.summary;
+    assert!(
+        out.success && sum["failed"] == json!(0),
+        "the walkthrough failed: {}\n{}",
+        sum["failures"],
+        out.output
+    );
+    assert_eq!(sum["skipped"], json!(0), "{}", out.output);
+    // One registration per MCP server connection; three grants: support-assistant's, and
+    // ops-console's before and after the step-up.
+    assert_eq!(sum["registrations"], json!(2), "{}", out.output);
+    assert_eq!(sum["authorizations"], json!(3), "{}", out.output);
+    assert_eq!(sum["grants_used"], json!(3), "{}", out.output);
+    assert!(sum["refreshes"].as_u64().unwrap_or(0) >= 1, "{sum}");
+    assert_eq!(sum["downstream_renewals"], json!(1), "{sum}");
+    // The broker refreshed the one expired downstream grant once, and the filter exchanged
+    // once per grant and credential lifetime, however many calls were made.
+    assert_eq!(s.broker_stat("downstream_refreshes"), 1);
+    assert_eq!(
+        s.broker_stat("token_exchanges"),
+        sum["grants_used"].as_u64().unwrap_or(0) + 1,
+        "{sum}"
+    );
+    assert!(sum["tool_calls"].as_u64().unwrap_or(0) > 5, "{sum}");
+}
