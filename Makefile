@@ -11,12 +11,13 @@ ENVOY := $(VENV)/bin/envoy
 AUTHZ := examples/two-servers/authz
 WASM := target/wasm32-wasip1/release/scopegate_filter.wasm
 
-.PHONY: help toolchain venv npm wasm bins build fmt-check clippy lint unit integration test demo clean bench bench-quick wrk
+.PHONY: help toolchain venv npm wasm bins build fmt-check clippy lint unit integration test demo up down clean bench bench-quick wrk
 
 help:
 	@echo "make demo   - build everything and walk through the two-server example (exits 0 only if every step held)"
 	@echo "make test   - fmt, clippy (native + wasm), unit tests, the .wasm, and integration tests in a real Envoy"
 	@echo "make wasm   - build $(WASM)"
+	@echo "make up     - start the two-server example in the background (Envoy on 127.0.0.1:10000); make down stops it"
 
 toolchain:
 	@echo "==> ensuring the wasm32-wasip1 Rust target (rustup target add wasm32-wasip1)"
@@ -44,8 +45,8 @@ wasm: toolchain
 	@ls -l $(WASM) | awk '{print "    " $$9 ": " $$5 " bytes"}'
 
 bins:
-	@echo "==> building the broker, the example MCP servers and the test harness"
-	$(CARGO) build -p scopegate-broker -p scopegate-example-mcp -p scopegate-tests --bins
+	@echo "==> building the broker, the example MCP servers, the walkthrough client and the test harness"
+	$(CARGO) build -p scopegate-broker -p scopegate-example-mcp -p scopegate-example-client -p scopegate-tests --bins
 
 build: wasm bins
 
@@ -91,8 +92,15 @@ bench-quick: wasm venv wrk
 	$(BENCH) --quick
 
 demo: build venv npm
-	@echo "==> the two-server demo"
+	@echo "==> the two-server demo: identity provider, broker, two MCP servers, Envoy + scopegate, the walkthrough client"
 	$(CARGO) run -q -p scopegate-tests --bin demo
+
+# The same stack on fixed ports, in the background, for exploring by hand (see README).
+up: build venv npm
+	@examples/two-servers/stack.sh up
+
+down:
+	@examples/two-servers/stack.sh down
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,7 @@ use crate::envoy::{Envoy, ENVOY, WASM};
 use crate::procs::{log_dir, Proc};
 use crate::{built, free_port};
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -177,6 +178,15 @@ pub fn start(name: &str, boot: &Value, port: u16, admin_port: u16) -> Result<Env
         "--log-level",
         "warn",
     ]);
+    // The driver's release build aborts on panic, which skips the harness's exit hook: have the
+    // kernel stop Envoy when the driver goes away, whatever way it goes.
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let mut proc = Proc::start("envoy", cmd, &dir);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

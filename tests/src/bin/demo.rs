@@ -1,34 +1,28 @@
-//! `make demo`: the two-server example end to end, each request and answer printed.
+//! `make demo`: the two-server example end to end, brokered, every step printed.
 //!
-//! Starts a real authorization server (oidc-provider), the two example MCP servers and Envoy
-//! with the scopegate filter, walks through the story, stops everything, and exits 0 only if
-//! every step behaved as expected.
+//! Starts the example identity provider (oidc-provider, logging the demo user in by itself), the
+//! scopegate broker in front of it, the two example MCP servers and Envoy with the scopegate
+//! filter, all on 127.0.0.1. Then runs the walkthrough client (examples/two-servers/client, built
+//! on rmcp's OAuth client support) against Envoy, checks the broker's and Envoy's counters,
+//! prints the access-log lines of the walk, stops everything, and exits 0 only if every step
+//! behaved as expected.
 
-use scopegate_tests::authz::Authz;
-use scopegate_tests::envoy::{Envoy, Spec};
-use scopegate_tests::free_port;
-use scopegate_tests::mcp::{Client, Reply};
-use scopegate_tests::stack::{gateway_doc, McpServer, OPS, SUPPORT};
+use scopegate_tests::brokered::Brokered;
+use scopegate_tests::stack::{OPS, SUPPORT};
+use scopegate_tests::walkthrough::{self, ACCESS_TTL_S, DOWNSTREAM_TTL_S};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-const CLIENT: &str = "demo-agent";
-const SECRET: &str = "demo-agent-secret-not-for-production";
-
-struct Walk {
-    passed: Vec<String>,
+struct Checks {
+    passed: usize,
     failed: Vec<String>,
 }
 
-impl Walk {
-    fn step(&mut self, title: &str) {
-        println!("\n\x1b[1m== {title}\x1b[0m");
-    }
-
+impl Checks {
     fn check(&mut self, what: &str, ok: bool, detail: &str) {
         if ok {
             println!("   \x1b[32m✓\x1b[0m {what}");
-            self.passed.push(what.to_string());
+            self.passed += 1;
         } else {
             println!("   \x1b[31m✗ {what}\x1b[0m: {detail}");
             self.failed.push(what.to_string());
@@ -36,57 +30,19 @@ impl Walk {
     }
 }
 
-fn show_request(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) {
-    let auth = match token {
-        Some(t) => format!("  (Authorization: Bearer {}…)", &t[..t.len().min(16)]),
-        None => "  (no token)".to_string(),
-    };
-    println!("   → {method} {url}{auth}");
-    if let Some(b) = body {
-        println!("     {b}");
-    }
+fn title(t: &str) {
+    println!("\n\x1b[1m== {t}\x1b[0m");
 }
 
-fn show_reply(r: &Reply) {
-    println!("   ← {}", r.status);
-    if let Some(h) = r.header("www-authenticate") {
-        println!("     WWW-Authenticate: {h}");
-    }
-    let body = match r.result() {
-        Some(res) => res["content"][0]["text"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| res.to_string()),
-        None => r.body.clone(),
-    };
-    if !body.is_empty() {
-        let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-        println!("     {}", &one_line[..one_line.len().min(300)]);
-    }
-}
-
-fn call(url: &str, token: &str, tool: &str, args: Value) -> Reply {
-    let mut c = Client::new(url, Some(token));
-    let init = c.initialize();
-    if init.status != 200 {
-        return init;
-    }
-    show_request(
-        "POST",
-        url,
-        Some(token),
-        Some(&json!({"method": "tools/call", "params": {"name": tool}})),
-    );
-    let r = c.call_tool(tool, args);
-    show_reply(&r);
-    r
+fn field(line: &Value, name: &str) -> String {
+    line[name]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("-")
+        .to_string()
 }
 
 fn main() {
-    let mut w = Walk {
-        passed: vec![],
-        failed: vec![],
-    };
     println!(
         "scopegate demo: one gateway (`saas`), two MCP servers, each with its own subset of scopes"
     );
@@ -94,237 +50,141 @@ fn main() {
     println!("  support-assistant asks for: tickets.read accounts.read");
     println!("  ops-console asks for:       tickets.write admin.read");
 
-    w.step("Starting: oidc-provider (the identity provider), two rmcp MCP servers, Envoy 1.40 with scopegate.wasm");
-    let port = free_port();
-    let public_url = format!("http://127.0.0.1:{port}");
-    let support_resource = format!("{public_url}{SUPPORT}");
-    let ops_resource = format!("{public_url}{OPS}");
-    let authz = Authz::start(
-        "demo",
-        &json!({
-            "clients": [{
-                "client_id": CLIENT, "client_secret": SECRET,
-                "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
-                "token_endpoint_auth_method": "client_secret_basic",
-                "scope": "openid tickets.read tickets.write accounts.read admin.read"
-            }],
-            "resources": {
-                support_resource.clone(): {"scope": "openid tickets.read tickets.write accounts.read admin.read", "alg": "ES256"},
-                ops_resource.clone(): {"scope": "tickets.read tickets.write accounts.read admin.read", "alg": "RS256"}
-            }
-        }),
-    );
-    let support = McpServer::start("support-assistant", "demo");
-    let ops = McpServer::start("ops-console", "demo");
-    let mut doc = gateway_doc(&public_url, &authz.url);
-    doc["gateways"][0]["jwks"] = json!({"cluster": "authz", "path": "/jwks"});
-    let envoy = Envoy::start(&Spec {
-        name: "demo".into(),
-        filter_config: doc.to_string(),
-        clusters: vec![
-            ("support_assistant".into(), support.port),
-            ("ops_console".into(), ops.port),
-            ("authz".into(), authz.port),
-        ],
-        routes: vec![
-            ("/support-assistant/".into(), "support_assistant".into()),
-            ("/ops-console/".into(), "ops_console".into()),
-        ],
-        concurrency: 1,
-        port: Some(port),
-    });
-    println!("   identity provider  {}", authz.url);
-    println!("   Envoy              {public_url}  (servers at {SUPPORT} and {OPS})");
-
-    let token_for = |resource: &str, scope: &str| -> String {
-        authz.client_credentials(CLIENT, SECRET, resource, scope)["access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
-    // Wait until the filter has fetched the identity provider's keys.
-    let warm = token_for(&support_resource, "tickets.read");
-    scopegate_tests::procs::wait_for("the filter's signing keys", Duration::from_secs(20), || {
-        (Client::new(&envoy.url(SUPPORT), Some(&warm))
-            .initialize()
-            .status
-            != 503)
-            .then_some(())
-    });
-
-    w.step("1. A client with no token meets a 401 that says where to go");
-    for path in [SUPPORT, OPS] {
-        let url = envoy.url(path);
-        show_request("POST", &url, None, Some(&json!({"method": "initialize"})));
-        let r = Client::new(&url, None).initialize();
-        show_reply(&r);
-        let h = r.header("www-authenticate").unwrap_or_default();
-        w.check(
-            &format!("{path}: 401 with resource_metadata and the server's own scopes"),
-            r.status == 401 && h.contains("resource_metadata=") && h.contains("scope="),
-            &h,
-        );
-    }
-
-    w.step(
-        "2. Discovery: each server's RFC 9728 metadata names the identity provider and its subset",
-    );
-    for (path, scopes) in [
-        (SUPPORT, json!(["tickets.read", "accounts.read"])),
-        (OPS, json!(["tickets.write", "admin.read"])),
-    ] {
-        let url = envoy.url(&format!("/.well-known/oauth-protected-resource{path}"));
-        show_request("GET", &url, None, None);
-        let r = Client::get(&url, None);
-        show_reply(&r);
-        let d = r.json();
-        w.check(
-            &format!(
-                "{path}: scopes_supported is the server's subset, authorization_servers the IdP"
-            ),
-            d["scopes_supported"] == scopes && d["authorization_servers"] == json!([authz.url]),
-            &r.body,
-        );
-    }
-
-    w.step("3. A support-assistant token (tickets.read accounts.read) calls its tools");
-    let support_token = token_for(&support_resource, "tickets.read accounts.read");
-    let r = call(
-        &envoy.url(SUPPORT),
-        &support_token,
-        "get_account",
-        json!({"account_id": "acme"}),
-    );
-    let seen = if r.status == 200 {
-        r.tool_json()
-    } else {
-        Value::Null
-    };
-    w.check("get_account allowed", r.status == 200, &r.body);
-    w.check(
-        "the MCP server saw the identity headers, not the client's token",
-        seen["authorization"].is_null() && seen["scopegate_scopes"] == "tickets.read accounts.read",
-        &seen.to_string(),
-    );
-
-    w.step("4. The same token at ops-console is refused: it was issued for another resource");
-    let url = envoy.url(OPS);
-    show_request(
-        "POST",
-        &url,
-        Some(&support_token),
-        Some(&json!({"method": "initialize"})),
-    );
-    let r = Client::new(&url, Some(&support_token)).initialize();
-    show_reply(&r);
-    w.check(
-        "401 invalid_token (audience)",
-        r.status == 401
-            && r.header("www-authenticate")
-                .unwrap_or_default()
-                .contains("invalid_token"),
-        &r.body,
-    );
-
-    w.step("5. An ops-console token with admin.read only: update_ticket needs tickets.write");
-    let ops_token = token_for(&ops_resource, "admin.read");
-    let r = call(
-        &envoy.url(OPS),
-        &ops_token,
-        "update_ticket",
-        json!({"ticket_id": "T-42", "status": "closed"}),
-    );
-    let h = r.header("www-authenticate").unwrap_or_default();
-    w.check(
-        "403 insufficient_scope asking for tickets.write admin.read",
-        r.status == 403
-            && h.contains("insufficient_scope")
-            && h.contains("scope=\"tickets.write admin.read\""),
-        &h,
-    );
-    println!("   … the client steps up and gets a token with tickets.write admin.read");
-    let stepped = token_for(&ops_resource, "tickets.write admin.read");
-    let r = call(
-        &envoy.url(OPS),
-        &stepped,
-        "update_ticket",
-        json!({"ticket_id": "T-42", "status": "closed"}),
-    );
-    w.check(
-        "update_ticket allowed after step-up",
-        r.status == 200,
-        &r.body,
-    );
-
-    w.step("6. Scopes outside the gateway's allowed set are never granted");
-    let with_openid = token_for(&support_resource, "openid tickets.read");
-    let r = call(&envoy.url(SUPPORT), &with_openid, "list_tickets", json!({}));
-    let scopes = if r.status == 200 {
-        r.tool_json()["scopegate_scopes"].clone()
-    } else {
-        Value::Null
-    };
-    w.check(
-        "openid dropped: the server sees tickets.read only",
-        r.status == 200 && scopes == "tickets.read",
-        &r.body,
-    );
-
-    w.step("7. A forged token is refused");
-    let mut forged = support_token.clone();
-    forged.truncate(forged.len().saturating_sub(4));
-    forged.push_str("AAAA");
-    let url = envoy.url(SUPPORT);
-    show_request(
-        "POST",
-        &url,
-        Some(&forged),
-        Some(&json!({"method": "initialize"})),
-    );
-    let r = Client::new(&url, Some(&forged)).initialize();
-    show_reply(&r);
-    w.check("401 invalid_token (signature)", r.status == 401, &r.body);
-
-    w.step("8. Every decision is in Envoy's access log (filter state) and stats");
-    std::thread::sleep(Duration::from_millis(300));
-    for line in envoy
-        .access_log()
-        .iter()
-        .filter(|l| !l["decision"].is_null())
-    {
-        println!(
-            "   {} {} {} -> {} decision={} reason={} tool={} scopes={} foreign={}",
-            line["method"].as_str().unwrap_or("-"),
-            line["path"].as_str().unwrap_or("-"),
-            line["server"].as_str().unwrap_or("-"),
-            line["status"],
-            line["decision"].as_str().unwrap_or("-"),
-            line["reason"].as_str().unwrap_or("-"),
-            line["tool"].as_str().unwrap_or("-"),
-            line["scopes"].as_str().unwrap_or("-"),
-            line["foreign_scopes"].as_str().unwrap_or("-"),
-        );
-    }
-    let denied = envoy
-        .stat("wasmcustom.scopegate.ops-console.deny.insufficient_scope")
-        .unwrap_or(0);
-    w.check(
-        "the insufficient_scope refusal is counted in Envoy stats",
-        denied >= 1,
-        &denied.to_string(),
-    );
-
-    drop(envoy);
-    drop(support);
-    drop(ops);
-    drop(authz);
+    title("Starting: oidc-provider (the SaaS identity provider), scopegate-broker, two rmcp MCP servers, Envoy 1.40 with scopegate.wasm");
     println!(
-        "\n\x1b[1mdemo: {} passed, {} failed\x1b[0m (logs in target/it-logs/demo/)",
-        w.passed.len(),
-        w.failed.len()
+        "   short lifetimes so the walk sees them expire: client access tokens {ACCESS_TTL_S} s \
+         (broker.access_token_ttl_s), downstream access tokens {DOWNSTREAM_TTL_S} s"
     );
-    if !w.failed.is_empty() {
-        for f in &w.failed {
+    let s = Brokered::start_with("demo", DOWNSTREAM_TTL_S, None, 1, |doc| {
+        doc["broker"]["access_token_ttl_s"] = json!(ACCESS_TTL_S);
+    });
+    println!(
+        "   identity provider  {}  (downstream, user `demo-user` logs in automatically)",
+        s.stack.downstream_issuer
+    );
+    println!(
+        "   broker             {} (public, behind Envoy)  {} (internal: token exchange, JWKS, stats)",
+        s.stack.broker.public, s.stack.broker.internal
+    );
+    println!(
+        "   Envoy              {}  (servers at {SUPPORT} and {OPS}; OAuth endpoints go to the broker)",
+        s.public_url
+    );
+    // Lines Envoy logged while the filter fetched the broker's keys are not part of the walk.
+    std::thread::sleep(Duration::from_millis(500));
+    let skip_lines = s.envoy.access_log().len();
+
+    title("The walkthrough client (rmcp) against Envoy");
+    let out = walkthrough::run(&s.public_url, 120, true);
+    let sum = out.summary.clone();
+
+    let mut c = Checks {
+        passed: sum["passed"].as_u64().unwrap_or(0) as usize,
+        failed: sum["failures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| format!("walkthrough: {}", f.as_str().unwrap_or("?")))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+
+    title("What the gateway and the broker counted");
+    c.check(
+        "the walkthrough finished with every check held and none skipped",
+        out.success && sum["failed"] == json!(0) && sum["skipped"] == json!(0),
+        &sum.to_string(),
+    );
+    c.check(
+        "each client registered once (2 registrations) and authorized 3 times (one step-up)",
+        sum["registrations"] == json!(2) && sum["authorizations"] == json!(3),
+        &sum.to_string(),
+    );
+    let refreshes = sum["refreshes"].as_u64().unwrap_or(0);
+    c.check(
+        &format!("expired client access tokens were refreshed ({refreshes} refresh_token grants)"),
+        refreshes >= 1,
+        &sum.to_string(),
+    );
+    let downstream_refreshes = s.broker_stat("downstream_refreshes");
+    let renewals = sum["downstream_renewals"].as_u64().unwrap_or(0);
+    c.check(
+        &format!("the broker refreshed the expired downstream grant exactly once ({downstream_refreshes})"),
+        downstream_refreshes == 1 && renewals == 1,
+        &format!("downstream_refreshes={downstream_refreshes}, renewals seen by the server={renewals}"),
+    );
+    let exchanges = s.broker_stat("token_exchanges");
+    let grants = sum["grants_used"].as_u64().unwrap_or(0);
+    let calls = sum["tool_calls"].as_u64().unwrap_or(0);
+    c.check(
+        &format!(
+            "the filter exchanged once per grant and credential lifetime: {exchanges} exchanges \
+             for {grants} grants + {renewals} renewal over {calls} tool calls"
+        ),
+        grants == 3 && exchanges == grants + renewals,
+        &format!("token_exchanges={exchanges}"),
+    );
+    for (name, what) in [
+        (
+            "wasmcustom.scopegate.ops-console.deny.insufficient_scope",
+            "the 403 is counted in Envoy's stats",
+        ),
+        (
+            "wasmcustom.scopegate.ops-console.deny.wrong_audience",
+            "the audience refusal is counted in Envoy's stats",
+        ),
+    ] {
+        let n = s.envoy.stat(name).unwrap_or(0);
+        c.check(&format!("{what} ({name} = {n})"), n >= 1, &n.to_string());
+    }
+
+    title("Envoy's access log for the walk (scopegate's fields come from filter state)");
+    std::thread::sleep(Duration::from_millis(1500));
+    let lines = s.envoy.access_log();
+    for line in lines.iter().skip(skip_lines) {
+        let path = field(line, "path");
+        let path = path.split('?').next().unwrap_or("-");
+        if line["decision"].is_null() || field(line, "decision") == "-" {
+            println!(
+                "   {:<6} {:<58} {} -> {}",
+                field(line, "method"),
+                path,
+                line["status"],
+                field(line, "upstream_cluster")
+            );
+        } else {
+            println!(
+                "   {:<6} {:<58} {} server={} decision={} reason={} tool={} client={} scopes=\"{}\"",
+                field(line, "method"),
+                path,
+                line["status"],
+                field(line, "server"),
+                field(line, "decision"),
+                field(line, "reason"),
+                field(line, "tool"),
+                field(line, "client_id"),
+                field(line, "scopes"),
+            );
+        }
+    }
+    c.check(
+        "the access log has the walk's decisions",
+        lines
+            .iter()
+            .skip(skip_lines)
+            .any(|l| l["reason"] == json!("insufficient_scope")),
+        "no insufficient_scope line",
+    );
+
+    drop(s);
+    println!(
+        "\n\x1b[1mdemo: {} steps passed, {} failed\x1b[0m (token exchanges: {exchanges}, downstream refreshes: {downstream_refreshes}, access-token refreshes: {refreshes}; logs in target/it-logs/demo/)",
+        c.passed,
+        c.failed.len()
+    );
+    if !c.failed.is_empty() {
+        for f in &c.failed {
             println!("   failed: {f}");
         }
         std::process::exit(1);

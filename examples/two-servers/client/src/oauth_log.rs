@@ -37,7 +37,7 @@ pub struct Logging {
 }
 
 impl Logging {
-    pub fn new(log: Log) -> Result<Arc<dyn OAuthHttpClient>, AuthError> {
+    pub fn client(log: Log) -> Result<Arc<dyn OAuthHttpClient>, AuthError> {
         Ok(Arc::new(Logging {
             inner: Box::new(default_oauth_http_client()?),
             log,

@@ -70,7 +70,10 @@ struct Conn {
 impl Conn {
     async fn close(&mut self) {
         if let Some(service) = self.service.take() {
-            show::note(&format!("closing the {} MCP session (DELETE {})", self.name, self.url));
+            show::note(&format!(
+                "closing the {} MCP session (DELETE {})",
+                self.name, self.url
+            ));
             let _ = service.cancel().await;
         }
     }
@@ -166,7 +169,7 @@ impl Walk {
         scopes: Option<&[&str]>,
     ) -> Result<Conn, String> {
         let log = Log::default();
-        let http = Logging::new(log.clone()).map_err(|e| e.to_string())?;
+        let http = Logging::client(log.clone()).map_err(|e| e.to_string())?;
         let mut state = OAuthState::new_with_oauth_http_client(url, http)
             .await
             .map_err(|e| format!("oauth state: {e}"))?;
