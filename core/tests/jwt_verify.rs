@@ -805,3 +805,31 @@ fn jwks_entries_beyond_the_cap_are_skipped() {
     assert_eq!(keys.len(), scopegate_core::jwks::MAX_KEYS);
     assert_eq!(keys.skipped(), 3);
 }
+
+#[test]
+fn decode_verified_reads_the_same_claims_and_rechecks_time_and_issuer() {
+    let token = signer("es256").sign(claims(serde_json::json!({"scope": "a b"})));
+    let verified = check(&token).unwrap();
+    let decoded = scopegate_core::jwt::decode_verified(&token, &opts()).unwrap();
+    assert_eq!(decoded, verified);
+    let late = VerifyOptions {
+        now: verified.exp + 60,
+        ..opts()
+    };
+    assert_eq!(
+        scopegate_core::jwt::decode_verified(&token, &late),
+        Err(TokenError::Expired)
+    );
+    let other = VerifyOptions {
+        issuer: "https://other.example",
+        ..opts()
+    };
+    assert_eq!(
+        scopegate_core::jwt::decode_verified(&token, &other),
+        Err(TokenError::WrongIssuer)
+    );
+    assert_eq!(
+        scopegate_core::jwt::decode_verified("a.b", &opts()),
+        Err(TokenError::Malformed)
+    );
+}

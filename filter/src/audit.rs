@@ -39,7 +39,11 @@ impl Stats {
         {
             return *id;
         }
-        let name = format!("scopegate.{server}.{decision}.{reason}");
+        let name = if server.is_empty() {
+            format!("scopegate.{decision}.{reason}")
+        } else {
+            format!("scopegate.{server}.{decision}.{reason}")
+        };
         let id = match hostcalls::define_metric(MetricType::Counter, &name) {
             Ok(id) => Some(id),
             Err(e) => {
@@ -54,7 +58,16 @@ impl Stats {
         id
     }
 
+    /// Bumps a filter-wide counter `scopegate.<group>.<name>` (e.g. `scopegate.jwt.verified`).
+    pub fn count_global(&mut self, group: &'static str, name: &'static str) {
+        self.count_named("", group, name);
+    }
+
     pub fn count(&mut self, server: &str, decision: &'static str, reason: &'static str) {
+        self.count_named(server, decision, reason);
+    }
+
+    fn count_named(&mut self, server: &str, decision: &'static str, reason: &'static str) {
         if let Some(id) = self.counter(server, decision, reason) {
             if let Err(e) = hostcalls::increment_metric(id, 1) {
                 log::warn!("cannot increment metric: {e:?}");

@@ -4,6 +4,7 @@ use crate::audit;
 use crate::budgets;
 use crate::host;
 use crate::keys;
+use crate::token_cache;
 use crate::worker::Worker;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -287,7 +288,8 @@ impl Request {
         };
         let now = host::now_s();
         let leeway = policy.filter.leeway_s;
-        let cached = worker.tokens.borrow().get(token, now, leeway);
+        let digest = token_cache::digest(token);
+        let cached = worker.tokens.borrow().get(&digest, now, leeway);
         let claims: Rc<Claims> = match cached {
             Some(c) => c,
             None => {
@@ -302,18 +304,33 @@ impl Request {
                 let Some(keyset) = loaded else {
                     return self.reply(worker, &authorize::keys_unavailable(target));
                 };
+                let generation = worker.keys.borrow().generation(source);
                 let opts = VerifyOptions {
                     issuer: &target.gateway.issuer,
                     now,
                     leeway,
                 };
-                match jwt::verify(token, &keyset, &opts) {
+                let result = if token_cache::verified_elsewhere(&digest, generation) {
+                    worker
+                        .stats
+                        .borrow_mut()
+                        .count_global("jwt", "verified_elsewhere");
+                    jwt::decode_verified(token, &opts)
+                } else {
+                    let r = jwt::verify(token, &keyset, &opts);
+                    if r.is_ok() {
+                        worker.stats.borrow_mut().count_global("jwt", "verified");
+                        token_cache::share_verified(&digest, generation);
+                    }
+                    r
+                };
+                match result {
                     Ok(c) => {
                         let c = Rc::new(c);
                         worker
                             .tokens
                             .borrow_mut()
-                            .insert(token, Rc::clone(&c), now, leeway);
+                            .insert(digest, Rc::clone(&c), now, leeway);
                         c
                     }
                     Err(TokenError::UnknownKid(_)) if !retried => {

@@ -66,6 +66,12 @@ impl KeyStore {
         self.sources.get(id).and_then(|s| s.keys.clone())
     }
 
+    /// Names the key set a source holds now: equal on every worker holding the same keys.
+    pub fn generation(&self, id: JwksSourceId) -> u64 {
+        let cas = self.sources.get(id).and_then(|s| s.cas).unwrap_or(0);
+        (u64::try_from(id).unwrap_or(0) << 32) | u64::from(cas)
+    }
+
     /// Whether every source has keys (until then the root ticks faster).
     pub fn all_loaded(&self) -> bool {
         self.sources.iter().all(|s| s.keys.is_some())

@@ -1,4 +1,5 @@
-//! Verified tokens per worker, kept until their `exp`, so a token is verified once per worker.
+//! Verified tokens, kept until their `exp`: claims per worker, and a bounded process-wide table of
+//! which tokens are verified, so a token's signature is checked once per Envoy.
 //!
 //! Kept per worker rather than in shared data: shared data has no expiry or delete, so a
 //! process-wide token cache would grow without bound under many distinct tokens. Entries are
@@ -9,10 +10,44 @@ use scopegate_core::jwt::Claims;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-type Digest = [u8; 32];
+pub type Digest = [u8; 32];
 
-fn digest(token: &str) -> Digest {
+pub fn digest(token: &str) -> Digest {
     hmac_sha256::Hash::hash(token.as_bytes())
+}
+
+/// Slots of the process-wide "already verified" table in shared data. A fixed number of keys
+/// bounds its memory (shared data has no delete); a collision only costs a verification.
+const SHARED_SLOTS: u16 = 4096;
+
+fn slot_key(d: &Digest) -> String {
+    format!(
+        "scopegate.verified.{}",
+        u16::from_le_bytes([d[0], d[1]]) % SHARED_SLOTS
+    )
+}
+
+/// Whether some worker of this Envoy verified this exact token against the same keys
+/// (`generation` names the key set, so a key change invalidates every slot).
+pub fn verified_elsewhere(d: &Digest, generation: u64) -> bool {
+    match proxy_wasm::hostcalls::get_shared_data(&slot_key(d)) {
+        Ok((Some(v), _)) => {
+            v.len() == 40
+                && v.get(..32) == Some(&d[..])
+                && v.get(32..) == Some(&generation.to_le_bytes()[..])
+        }
+        _ => false,
+    }
+}
+
+/// Tells the other workers this token verified.
+pub fn share_verified(d: &Digest, generation: u64) {
+    let mut v = Vec::with_capacity(40);
+    v.extend_from_slice(d);
+    v.extend_from_slice(&generation.to_le_bytes());
+    if let Err(e) = proxy_wasm::hostcalls::set_shared_data(&slot_key(d), Some(&v), None) {
+        log::warn!("cannot share a verification: {e:?}");
+    }
 }
 
 pub struct TokenCache {
@@ -29,14 +64,14 @@ impl TokenCache {
     }
 
     /// A cached verification still within its `exp` (+ leeway); the caller re-checks audience.
-    pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Rc<Claims>> {
+    pub fn get(&self, d: &Digest, now: u64, leeway: u64) -> Option<Rc<Claims>> {
         self.entries
-            .get(&digest(token))
+            .get(d)
             .filter(|c| c.exp.saturating_add(leeway) > now)
             .cloned()
     }
 
-    pub fn insert(&mut self, token: &str, claims: Rc<Claims>, now: u64, leeway: u64) {
+    pub fn insert(&mut self, d: Digest, claims: Rc<Claims>, now: u64, leeway: u64) {
         if self.entries.len() >= self.capacity {
             self.evict_expired(now, leeway);
         }
@@ -44,7 +79,7 @@ impl TokenCache {
             // Full of live tokens: start over rather than track recency on the hot path.
             self.entries.clear();
         }
-        self.entries.insert(digest(token), claims);
+        self.entries.insert(d, claims);
     }
 
     pub fn evict_expired(&mut self, now: u64, leeway: u64) {

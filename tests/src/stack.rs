@@ -110,6 +110,11 @@ pub struct Stack {
 impl Stack {
     /// Starts the stack; `tweak` edits the document before Envoy gets it.
     pub fn start(name: &str, tweak: impl FnOnce(&mut Value)) -> Stack {
+        Stack::start_workers(name, 1, tweak)
+    }
+
+    /// As [`Stack::start`] with `workers` Envoy worker threads.
+    pub fn start_workers(name: &str, workers: u32, tweak: impl FnOnce(&mut Value)) -> Stack {
         let issuer = Issuer::start();
         let support = McpServer::start("support-assistant", name);
         let ops = McpServer::start("ops-console", name);
@@ -132,7 +137,7 @@ impl Stack {
                 ("/ops-console/".into(), "ops_console".into()),
                 ("/plain/".into(), "plain_upstream".into()),
             ],
-            concurrency: 1,
+            concurrency: workers,
             port: Some(port),
         });
         let stack = Stack {
