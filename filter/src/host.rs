@@ -8,12 +8,9 @@ pub fn request_headers() -> Result<Vec<(String, String)>, Status> {
     hostcalls::get_map(MapType::HttpRequestHeaders)
 }
 
-pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
-}
-
-pub fn remove_request_header(name: &str) -> Result<(), Status> {
-    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+/// Replaces every request header at once (one host call instead of one per header).
+pub fn set_request_headers(headers: Vec<(&str, &str)>) -> Result<(), Status> {
+    hostcalls::set_map(MapType::HttpRequestHeaders, headers)
 }
 
 /// A property as UTF-8, e.g. `xds.cluster_name`.

@@ -53,6 +53,8 @@ struct Head {
     end_of_stream: bool,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
+    /// The request headers as read, rewritten in one host call when the request is forwarded.
+    headers: Vec<(String, String)>,
 }
 
 /// Body bytes buffered so far, tracked in every phase (bodies may arrive while keys load).
@@ -205,24 +207,30 @@ impl Request {
         decision: &Decision,
         downstream: Option<&str>,
     ) -> Action {
-        let auth = match downstream {
-            Some(token) => {
-                host::set_request_header("authorization", Some(&format!("Bearer {token}")))
-            }
-            None if grant.forward_client_token => Ok(()),
-            None => host::remove_request_header("authorization"),
-        };
-        if auth.is_err() {
-            return self.fail_closed("cannot replace the client's token");
+        // One host call replaces the whole header map: the client's token and any
+        // client-supplied `x-scopegate-*` go, the credential and identity headers come in.
+        let headers = std::mem::take(&mut self.head.headers);
+        if headers.is_empty() {
+            return self.fail_closed("request headers were not kept");
         }
-        for (name, value) in [
-            ("x-scopegate-subject", grant.subject.as_str()),
-            ("x-scopegate-client-id", grant.client_id.as_str()),
-            ("x-scopegate-scopes", grant.scopes.as_str()),
-        ] {
-            if host::set_request_header(name, Some(value)).is_err() {
-                return self.fail_closed("cannot set identity headers");
-            }
+        let keep_client_token = downstream.is_none() && grant.forward_client_token;
+        let bearer = downstream.map(|t| format!("Bearer {t}"));
+        let mut out: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 4);
+        out.extend(
+            headers
+                .iter()
+                .filter(|(k, _)| !k.starts_with("x-scopegate-"))
+                .filter(|(k, _)| keep_client_token || k != "authorization")
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        if let Some(b) = &bearer {
+            out.push(("authorization", b.as_str()));
+        }
+        out.push(("x-scopegate-subject", grant.subject.as_str()));
+        out.push(("x-scopegate-client-id", grant.client_id.as_str()));
+        out.push(("x-scopegate-scopes", grant.scopes.as_str()));
+        if host::set_request_headers(out).is_err() {
+            return self.fail_closed("cannot rewrite the request headers");
         }
         audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
         self.phase = Phase::Done;
@@ -514,26 +522,23 @@ impl HttpContext for Request {
             return Action::Continue;
         };
 
-        // Identity headers are ours alone: never let a client supply them.
-        for (name, _) in headers
-            .iter()
-            .filter(|(k, _)| k.starts_with("x-scopegate-"))
-        {
-            if host::remove_request_header(name).is_err() {
-                return self.fail_closed("cannot strip client-supplied x-scopegate headers");
-            }
-        }
+        // Client-supplied `x-scopegate-*` headers are dropped when the request is forwarded.
+        let is_post = header(":method") == Some("POST");
+        let mcp_method = header("mcp-method").map(str::to_string);
+        let mcp_name = header("mcp-name").map(str::to_string);
+        let authorization = header("authorization").map(str::to_string);
         self.head = Head {
-            is_post: header(":method") == Some("POST"),
+            is_post,
             end_of_stream,
-            mcp_method: header("mcp-method").map(str::to_string),
-            mcp_name: header("mcp-name").map(str::to_string),
+            mcp_method,
+            mcp_name,
+            headers,
         };
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
             return self.fail_closed("server vanished from the policy");
         };
-        match authorize::bearer_token(target, header("authorization")) {
+        match authorize::bearer_token(target, authorization.as_deref()) {
             Ok(token) => {
                 if target.gateway.brokered {
                     self.subject_token = Some(token.to_string());
