@@ -208,7 +208,8 @@ fn default_max_body() -> usize {
     64 * 1024
 }
 fn default_token_cache_entries() -> usize {
-    10_000
+    // Each entry holds the token (about 1 KB) and its claims: 4,096 stay within a few MiB per worker.
+    4096
 }
 
 /// Where signing keys come from: fetched through an Envoy cluster, or inline.

@@ -296,8 +296,7 @@ impl Request {
         };
         let now = host::now_s();
         let leeway = policy.filter.leeway_s;
-        let digest = token_cache::digest(token);
-        let cached = worker.tokens.borrow().get(&digest, now, leeway);
+        let cached = worker.tokens.borrow().get(token, now, leeway);
         let claims: Rc<Claims> = match cached {
             Some(c) => c,
             None => {
@@ -313,6 +312,7 @@ impl Request {
                     return self.reply(worker, &authorize::keys_unavailable(target));
                 };
                 let generation = worker.keys.borrow().generation(source);
+                let digest = token_cache::digest(token);
                 let opts = VerifyOptions {
                     issuer: &target.gateway.issuer,
                     now,
@@ -338,7 +338,7 @@ impl Request {
                         worker
                             .tokens
                             .borrow_mut()
-                            .insert(digest, Rc::clone(&c), now, leeway);
+                            .insert(token, Rc::clone(&c), now, leeway);
                         c
                     }
                     Err(TokenError::UnknownKid(_)) if !retried => {
