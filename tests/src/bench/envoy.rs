@@ -2,11 +2,12 @@
 //! the scopegate filter, or Envoy's own `jwt_authn` + `rbac`. No access log (it would cost the
 //! same in every case and blur the difference), logs at `warn`, one worker.
 
-use crate::envoy::{Envoy, ENVOY, WASM};
+use crate::envoy::{Envoy, ENVOY};
 use crate::procs::{log_dir, Proc};
 use crate::{built, free_port};
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,11 @@ pub const STAT_PREFIX: &str = "bench";
 #[derive(Debug, Clone)]
 pub enum Auth {
     None,
-    /// The scopegate filter with this document.
-    Scopegate(String),
+    /// The scopegate filter (this `.wasm`) with this document.
+    Scopegate {
+        doc: String,
+        wasm: PathBuf,
+    },
     /// `jwt_authn` (issuer, audience, remote JWKS, cache) then `rbac` requiring [`REQUIRED_SCOPE`].
     JwtAuthn {
         issuer: String,
@@ -66,8 +70,7 @@ fn http_filters(auth: &Auth, issuer_port: u16, cache_entries: usize) -> Vec<Valu
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
     match auth {
         Auth::None => vec![router],
-        Auth::Scopegate(doc) => {
-            let wasm = built(WASM, "make wasm");
+        Auth::Scopegate { doc, wasm } => {
             vec![
                 json!({"name": "envoy.filters.http.wasm", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",

@@ -79,6 +79,15 @@ pub fn rows(out: &Outcome) -> Vec<Row<'_>> {
         .collect()
 }
 
+/// Signature verifications per answered request over the throughput rounds.
+pub fn verifications_per_request(r: &CaseResult) -> Option<f64> {
+    let (v, n) = r
+        .verifications
+        .iter()
+        .fold((0u64, 0u64), |(v, n), (a, b)| (v + a, n + b));
+    (n > 0).then(|| v as f64 / n as f64)
+}
+
 fn ratio(a: Option<Spread>, b: Option<Spread>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b.median > 0.0 => Some(a.median / b.median),
@@ -125,6 +134,7 @@ pub fn to_json(out: &Outcome, opts: &Options, machine: &Value, command: &str) ->
                 "ratio_vs_floor": opt(x.vs_floor, 3),
                 "ratio_vs_native": opt(x.vs_native, 3),
                 "envoy_cpu_us_per_request": spread(x.cpu_us),
+                "signature_verifications_per_request": verifications_per_request(r).map(|v| round(v, 4)),
                 "added_cpu_us_per_request": opt(x.added_cpu_us, 1),
                 "saturated_latency_us": {"p50": spread(x.sat_p50), "p99": spread(x.sat_p99)},
                 "fixed_rate_latency_us": {
@@ -146,6 +156,7 @@ pub fn to_json(out: &Outcome, opts: &Options, machine: &Value, command: &str) ->
         "command": command,
         "machine": machine,
         "settings": opts.to_json(),
+        "wasm": opts.wasm.display().to_string(),
         "wasm_bytes": out.wasm_bytes,
         "cases": cases,
         "brokered_case": out.brokered.to_json(),
@@ -294,8 +305,8 @@ pub fn markdown(out: &Outcome, opts: &Options, machine: &Value, command: &str) -
         opts.connections, opts.reps, opts.duration.as_secs(), opts.warmup.as_secs(),
         opts.rate, opts.connections, opts.latency_reps, opts.latency_duration.as_secs()
     );
-    let _ = writeln!(s, "| # | case | req/s | vs 1 | vs native | Envoy CPU µs/req (added) | p50 µs at {r} req/s (added) | p99 µs at {r} req/s (added) |", r = opts.rate);
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "| # | case | req/s | vs 1 | vs native | signatures verified per request | Envoy CPU µs/req (added) | p50 µs at {r} req/s (added) | p99 µs at {r} req/s (added) |", r = opts.rate);
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for x in &rows {
         let r = x.r;
         let native = match r.case.native {
@@ -305,13 +316,14 @@ pub fn markdown(out: &Outcome, opts: &Options, machine: &Value, command: &str) -
         let status = if r.passed() { "" } else { " **(failed)**" };
         let _ = writeln!(
             s,
-            "| {} | {}{} | {} | {} | {} | {} ({}) | {} ({}) | {} ({}) |",
+            "| {} | {}{} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} ({}) |",
             r.case.number,
             r.case.label,
             status,
             fmt_spread(x.rps, 0),
             fmt_ratio(x.vs_floor),
             native,
+            verifications_per_request(r).map_or("-".into(), |v| format!("{v:.3}")),
             x.cpu_us.map_or("-".into(), |c| format!("{:.1}", c.median)),
             x.added_cpu_us.map_or("-".into(), |v| format!("{v:+.1}")),
             fmt_spread(x.p50, 0),

@@ -11,14 +11,14 @@
 use scopegate_tests::bench::cases::CASES;
 use scopegate_tests::bench::run::{self, Options};
 use scopegate_tests::bench::{report, wrk};
-use scopegate_tests::envoy::{ENVOY, WASM};
+use scopegate_tests::envoy::ENVOY;
 use scopegate_tests::repo_root;
 use serde_json::{json, Value};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 const USAGE: &str = "usage: bench [--quick] [--only CASE,CASE] [--reps N] [--duration SECONDS] \
-                     [--rate REQ_PER_S] [--tokens N] [--cache-entries N]";
+                     [--rate REQ_PER_S] [--tokens N] [--cache-entries N] [--wasm FILE]";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = if args.iter().any(|a| a == "--quick") {
@@ -57,6 +57,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--rate" => opts.rate = num(value(a)?, a)?,
             "--tokens" => opts.miss_tokens = num(value(a)?, a)? as usize,
             "--cache-entries" => opts.cache_entries = num(value(a)?, a)? as usize,
+            "--wasm" => {
+                let path = std::path::PathBuf::from(value(a)?);
+                if !path.is_file() {
+                    return Err(format!("--wasm: {} is not a file", path.display()));
+                }
+                opts.wasm = std::fs::canonicalize(&path).unwrap_or(path);
+                opts.custom_wasm = true;
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -143,17 +151,27 @@ fn main() -> ExitCode {
             args.join(" ")
         )
     };
-    for (path, how) in [(WASM, "make wasm"), (ENVOY, "make venv")] {
-        if !repo_root().join(path).exists() {
-            eprintln!("bench: {path} is missing: run `{how}` (or `make bench`)");
-            return ExitCode::FAILURE;
-        }
+    // Only the plain full run replaces the kept results and BENCHMARKS.md's block.
+    let canonical = args.is_empty();
+    if !opts.wasm.exists() {
+        eprintln!(
+            "bench: {} is missing: run `make wasm` (or `make bench`)",
+            opts.wasm.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if !repo_root().join(ENVOY).exists() {
+        eprintln!("bench: {ENVOY} is missing: run `make venv` (or `make bench`)");
+        return ExitCode::FAILURE;
     }
     if let Err(e) = wrk::version() {
         eprintln!("bench: {e}");
         return ExitCode::FAILURE;
     }
-    let wasm_bytes = std::fs::metadata(repo_root().join(WASM)).map_or(0, |m| m.len());
+    let wasm_bytes = std::fs::metadata(&opts.wasm).map_or(0, |m| m.len());
+    if opts.custom_wasm {
+        println!("bench: filter under test: {}", opts.wasm.display());
+    }
     let mut machine = machine();
     println!(
         "bench ({}): {} on {} cores, Envoy {}, load average {}; .wasm {wasm_bytes} bytes",
@@ -175,7 +193,7 @@ fn main() -> ExitCode {
     let csv = report::to_csv(&outcome, &opts);
     let md = report::markdown(&outcome, &opts, &machine, &command);
     println!("\n{md}");
-    let (dir, stem) = if opts.quick || opts.only.is_some() {
+    let (dir, stem) = if !canonical {
         (
             repo_root().join("target/bench"),
             if opts.quick { "quick" } else { "partial" },
@@ -195,7 +213,7 @@ fn main() -> ExitCode {
         Ok(()) => println!("results: {}/{stem}.json, {stem}.csv", dir.display()),
         Err(e) => eprintln!("bench: cannot write results to {}: {e}", dir.display()),
     }
-    if !opts.quick && opts.only.is_none() {
+    if canonical {
         let path = repo_root().join("BENCHMARKS.md");
         match report::update_markdown(&path, &md) {
             Ok(()) => println!("updated the results block of {}", path.display()),
