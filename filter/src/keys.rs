@@ -122,13 +122,23 @@ impl KeyStore {
         }
     }
 
-    /// Parses a fetched document and, if usable, publishes it to every worker.
-    pub fn install(&mut self, id: JwksSourceId, doc: &[u8]) -> Result<usize, String> {
+    /// Parses a fetched document and, if usable and new, publishes it to every worker.
+    /// Returns whether the keys changed: an unchanged document keeps its shared-data version, so
+    /// no worker drops its verified tokens on a routine refresh.
+    pub fn install(&mut self, id: JwksSourceId, doc: &[u8]) -> Result<bool, String> {
         let Some(s) = self.sources.get_mut(id) else {
             return Err("no such JWKS source".into());
         };
         let keys = KeySet::from_json(doc).map_err(|e| e.to_string())?;
-        let n = keys.len();
+        if let Ok((Some(current), cas)) = hostcalls::get_shared_data(&s.spec.shared_key) {
+            if current == doc {
+                if s.cas != cas || s.keys.is_none() {
+                    s.cas = cas;
+                    s.keys = Some(Rc::new(keys));
+                }
+                return Ok(false);
+            }
+        }
         if let Err(e) = hostcalls::set_shared_data(&s.spec.shared_key, Some(doc), None) {
             log::warn!("cannot share JWKS with other workers: {e:?}");
         }
@@ -136,7 +146,7 @@ impl KeyStore {
             .ok()
             .and_then(|(_, cas)| cas);
         s.keys = Some(Rc::new(keys));
-        Ok(n)
+        Ok(true)
     }
 
     /// Whether this worker should run the periodic fetch now (a process-wide lease).

@@ -36,10 +36,11 @@ impl Worker {
     pub fn install_fetched_keys(&self, source: usize, body_size: usize) {
         match crate::keys::read_response(body_size) {
             Ok(doc) => match self.keys.borrow_mut().install(source, &doc) {
-                Ok(n) => {
+                Ok(true) => {
                     self.tokens.borrow_mut().clear();
-                    log::info!("loaded {n} signing keys for JWKS source {source}");
+                    log::info!("loaded new signing keys for JWKS source {source}");
                 }
+                Ok(false) => log::debug!("JWKS source {source} unchanged"),
                 Err(e) => log::warn!("JWKS source {source} unusable: {e}"),
             },
             Err(e) => log::warn!("JWKS source {source}: {e}"),

@@ -154,3 +154,40 @@ fn inline_keys_need_no_fetch() {
         200
     );
 }
+
+#[test]
+fn a_routine_key_refresh_keeps_verified_tokens() {
+    let s = Stack::start("routine_refresh", |doc| {
+        doc["gateways"][0]["jwks"]["refresh_s"] = json!(1);
+    });
+    let token = s.issuer.token(&s.resource(SUPPORT), "tickets.read");
+    let verified = || {
+        s.envoy
+            .stat("wasmcustom.scopegate.jwt.verified")
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        Client::new(&s.envoy.url(SUPPORT), Some(&token))
+            .initialize()
+            .status,
+        200
+    );
+    let after_first = verified();
+    let fetches = s.issuer.fetches();
+    scopegate_tests::procs::wait_for(
+        "two more JWKS refreshes",
+        std::time::Duration::from_secs(20),
+        || (s.issuer.fetches() >= fetches + 2).then_some(()),
+    );
+    assert_eq!(
+        Client::new(&s.envoy.url(SUPPORT), Some(&token))
+            .initialize()
+            .status,
+        200
+    );
+    assert_eq!(
+        verified(),
+        after_first,
+        "an unchanged JWKS made the filter verify the token again"
+    );
+}
