@@ -75,7 +75,8 @@ test: lint unit integration bench-quick
 
 # Benchmarks (BENCHMARKS.md): the driver is a release build, without the release profile's LTO
 # (that is for the .wasm; the driver only needs to be optimised, and builds far faster without it).
-BENCH := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 $(CARGO) run --release -p scopegate-tests --bin bench --
+BENCH_ENV := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+BENCH := $(BENCH_ENV) $(CARGO) run --release -p scopegate-tests --bin bench --
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 wrk:
@@ -83,12 +84,16 @@ wrk:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	@command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk"; exit 1; }
 
-bench: wasm venv wrk
-	@echo "==> benchmark: Envoy alone, scopegate (cache hits; misses RS256/ES256), native jwt_authn + RBAC; about 15 minutes"
+# The broker measurements run the release broker when it is built (make bench builds it), else
+# the debug one (make bench-quick: it checks the harness, not speed).
+bench: wasm venv npm wrk
+	@echo "==> benchmark: Envoy alone, scopegate (cache hits; misses RS256/ES256), native jwt_authn + RBAC, the brokered path and the broker; about 17 minutes"
+	$(BENCH_ENV) $(CARGO) build --release -p scopegate-broker --bin scopegate-broker
 	$(BENCH)
 
-bench-quick: wasm venv wrk
-	@echo "==> benchmark harness check: every case briefly, expected status codes only (no timing asserted)"
+bench-quick: wasm venv npm wrk
+	@echo "==> benchmark harness check: every case briefly, expected status codes and broker counts only (no timing asserted)"
+	@test -x target/release/scopegate-broker || $(CARGO) build -q -p scopegate-broker
 	$(BENCH) --quick
 
 demo: build venv npm

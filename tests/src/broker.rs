@@ -10,6 +10,14 @@ use std::process::Command;
 use std::time::Duration;
 
 pub const BIN: &str = "target/debug/scopegate-broker";
+
+static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Runs brokers from `path` instead of [`BIN`] (the benchmarks use the release build). First call
+/// wins; returns the binary in use.
+pub fn use_binary(path: PathBuf) -> PathBuf {
+    BINARY.get_or_init(|| path).clone()
+}
 /// The AEAD key the tests' brokers use (hex, 32 bytes).
 pub const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 pub const PREREG: &str = "prereg-app";
@@ -172,7 +180,10 @@ pub fn exchange(internal: &str, token: &str, resource: &str) -> (u16, Value) {
 }
 
 fn spawn(config: &PathBuf, port: u16, internal_port: u16, logs: &std::path::Path) -> Proc {
-    let bin = built(BIN, "cargo build -p scopegate-broker");
+    let bin = match BINARY.get() {
+        Some(p) => p.clone(),
+        None => built(BIN, "cargo build -p scopegate-broker"),
+    };
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .arg("--config")

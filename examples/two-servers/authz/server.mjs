@@ -8,6 +8,7 @@
 // every client session, grant and key. It is a test fixture, not a production server.
 
 import * as crypto from 'node:crypto';
+import MemoryStore from './adapter.mjs';
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -139,6 +140,8 @@ function buildProvider(config, issuer) {
   };
 
   const provider = new Provider(issuer, {
+    // Unbounded, unlike the built-in LRU of 1,000 entries (see adapter.mjs).
+    adapter: MemoryStore,
     clients: config.clients,
     jwks: { keys: generateSigningKeys() },
     // Cookie signing keys are per process: sessions die with it, which is what tests want.

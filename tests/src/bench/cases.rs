@@ -10,6 +10,9 @@ pub enum Kind {
     },
     /// Envoy's `jwt_authn` (with its JWT cache) + `rbac` on the scope claim.
     JwtAuthn,
+    /// The scopegate filter in broker mode: the real broker issued the tokens, and the filter
+    /// exchanges each grant once for its downstream credential, then serves from its caches.
+    Brokered,
 }
 
 /// Which tokens the load rotates through.
@@ -21,6 +24,8 @@ pub enum Pool {
     MissRs256,
     /// The same with ES256.
     MissEs256,
+    /// Access tokens the real broker issued, one per grant, reused: token and exchange cache hits.
+    Brokered,
 }
 
 impl Pool {
@@ -29,13 +34,15 @@ impl Pool {
             Pool::Hit => "hit",
             Pool::MissRs256 => "miss-rs256",
             Pool::MissEs256 => "miss-es256",
+            Pool::Brokered => "brokered",
         }
     }
 }
 
 pub struct Case {
     pub id: &'static str,
-    /// The numbering: 1 no auth, 2 scopegate hits, 3 scopegate misses, 4 native.
+    /// The numbering: 1 no auth, 2 scopegate hits, 3 scopegate misses, 4 native,
+    /// 5 the brokered path.
     pub number: &'static str,
     pub label: &'static str,
     pub kind: Kind,
@@ -46,7 +53,10 @@ pub struct Case {
 
 pub const FLOOR: &str = "envoy";
 
-pub const CASES: [Case; 8] = [
+/// Case 5's id.
+pub const BROKERED: &str = "brokered-hit";
+
+pub const CASES: [Case; 9] = [
     Case {
         id: FLOOR,
         number: "1",
@@ -111,6 +121,14 @@ pub const CASES: [Case; 8] = [
         pool: Pool::MissEs256,
         native: None,
     },
+    Case {
+        id: BROKERED,
+        number: "5",
+        label: "brokered path: scopegate in broker mode, token and exchange cache hits",
+        kind: Kind::Brokered,
+        pool: Pool::Brokered,
+        native: Some("jwt_authn-hit"),
+    },
 ];
 
 /// A request the auth must refuse (or, for the valid token, let through), and the status it
@@ -126,7 +144,7 @@ impl Probe {
     pub fn expected(&self, kind: Kind) -> u16 {
         match kind {
             Kind::NoAuth => 200,
-            Kind::Scopegate { .. } => self.expect_scopegate,
+            Kind::Scopegate { .. } | Kind::Brokered => self.expect_scopegate,
             Kind::JwtAuthn => self.expect_jwt_authn,
         }
     }

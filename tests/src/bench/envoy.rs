@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 pub const UPSTREAM_CLUSTER: &str = "bench_upstream";
 /// The cluster through which the filter and `jwt_authn` fetch the issuer's JWKS.
 pub const ISSUER_CLUSTER: &str = "test_issuer";
+/// The broker's public and internal listeners (case 5), named as in `tests/src/brokered.rs`.
+pub const BROKER_CLUSTER: &str = "scopegate_broker";
+pub const BROKER_INTERNAL_CLUSTER: &str = "scopegate_broker_internal";
 /// The scope every request needs, checked by scopegate (`base_scopes`) and by RBAC.
 pub const REQUIRED_SCOPE: &str = "tickets.read";
 /// HTTP connection manager stat prefix (`http.bench.downstream_rq_2xx`, …).
@@ -28,6 +31,15 @@ pub enum Auth {
     Scopegate {
         doc: String,
         wasm: PathBuf,
+    },
+    /// The scopegate filter in broker mode with the broker's document: the governed path still
+    /// goes to the bench upstream; everything else (the OAuth endpoints) to the broker's public
+    /// listener, and the filter reaches the broker's internal one (as in `tests/src/brokered.rs`).
+    Brokered {
+        doc: String,
+        wasm: PathBuf,
+        broker_port: u16,
+        internal_port: u16,
     },
     /// `jwt_authn` (issuer, audience, remote JWKS, cache) then `rbac` requiring [`REQUIRED_SCOPE`].
     JwtAuthn {
@@ -70,7 +82,7 @@ fn http_filters(auth: &Auth, issuer_port: u16, cache_entries: usize) -> Vec<Valu
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
     match auth {
         Auth::None => vec![router],
-        Auth::Scopegate { doc, wasm } => {
+        Auth::Scopegate { doc, wasm } | Auth::Brokered { doc, wasm, .. } => {
             vec![
                 json!({"name": "envoy.filters.http.wasm", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -140,6 +152,25 @@ pub fn bootstrap(
     issuer_port: u16,
     cache_entries: usize,
 ) -> Value {
+    let mut routes =
+        vec![json!({"match": {"prefix": "/"}, "route": {"cluster": UPSTREAM_CLUSTER}})];
+    let mut clusters = vec![
+        cluster(UPSTREAM_CLUSTER, upstream_port),
+        cluster(ISSUER_CLUSTER, issuer_port),
+    ];
+    if let Auth::Brokered {
+        broker_port,
+        internal_port,
+        ..
+    } = auth
+    {
+        routes = vec![
+            json!({"match": {"prefix": super::request::PATH}, "route": {"cluster": UPSTREAM_CLUSTER}}),
+            json!({"match": {"prefix": "/"}, "route": {"cluster": BROKER_CLUSTER}}),
+        ];
+        clusters.push(cluster(BROKER_CLUSTER, *broker_port));
+        clusters.push(cluster(BROKER_INTERNAL_CLUSTER, *internal_port));
+    }
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {
@@ -150,14 +181,12 @@ pub fn bootstrap(
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                         "stat_prefix": STAT_PREFIX,
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                            {"match": {"prefix": "/"}, "route": {"cluster": UPSTREAM_CLUSTER}}
-                        ]}]},
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
                         "http_filters": http_filters(auth, issuer_port, cache_entries)
                     }
                 }]}]
             }],
-            "clusters": [cluster(UPSTREAM_CLUSTER, upstream_port), cluster(ISSUER_CLUSTER, issuer_port)]
+            "clusters": clusters
         }
     })
 }

@@ -29,6 +29,11 @@ use std::time::{Duration, Instant};
 pub const PUBLIC_URL: &str = "https://mcp.example.com";
 pub const HOST: &str = "mcp.example.com";
 
+/// `--only` names for the broker measurements that are not cases of the table.
+pub const BROKER_EXCHANGE: &str = "broker-exchange";
+pub const BROKER_EXPIRY: &str = "broker-expiry";
+pub const BROKER_IDS: [&str; 2] = [BROKER_EXCHANGE, BROKER_EXPIRY];
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub quick: bool,
@@ -43,6 +48,10 @@ pub struct Options {
     pub hit_tokens: usize,
     pub miss_tokens: usize,
     pub cache_entries: usize,
+    /// Grants authorized for case 5 and the exchange throughput (as many as the hit pool's tokens).
+    pub grants: usize,
+    /// Grants expiring together in the broker's mass-expiry check (20 in `--quick`).
+    pub expiry_grants: usize,
     pub only: Option<Vec<String>>,
     /// The filter under test: the repository's build unless `--wasm` names another (to compare a
     /// candidate build against the current one with the same harness).
@@ -65,6 +74,8 @@ impl Options {
             hit_tokens: 100,
             miss_tokens: 40_000,
             cache_entries: 10_000,
+            grants: 100,
+            expiry_grants: 1_000,
             only: None,
             wasm: repo_root().join(crate::envoy::WASM),
             custom_wasm: false,
@@ -83,8 +94,15 @@ impl Options {
             latency_reps: 1,
             latency_duration: Duration::from_secs(1),
             miss_tokens: 2_000,
+            grants: 20,
+            expiry_grants: 20,
             ..Options::full()
         }
+    }
+
+    /// Whether `--only` (if given) names `id` (a case or one of [`BROKER_IDS`]).
+    pub fn selects(&self, id: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == id))
     }
 
     pub fn to_json(&self) -> Value {
@@ -100,6 +118,8 @@ impl Options {
             "hit_tokens": self.hit_tokens,
             "miss_tokens": self.miss_tokens,
             "token_cache_entries": self.cache_entries,
+            "brokered_grants": self.grants,
+            "expiry_grants": self.expiry_grants,
         })
     }
 }
@@ -139,6 +159,8 @@ pub struct Outcome {
     pub brokered: broker::Outcome,
     pub exchange: broker::Outcome,
     pub mass_expiry: broker::Outcome,
+    /// The broker binary the broker measurements ran, relative to the repository.
+    pub broker_binary: Option<String>,
     pub wasm_bytes: u64,
     pub seconds: f64,
 }
@@ -250,6 +272,9 @@ struct Live {
     /// Next token index: runs continue where the previous one stopped, so no token comes back
     /// before the whole pool has gone by (which is what makes every miss a miss).
     offset: u64,
+    /// Case 5: the broker's token_exchanges after the probes, and Envoy's 2xx count then.
+    exchanges_before: u64,
+    answered_before: u64,
 }
 
 fn counters(envoy: &Envoy) -> [u64; 3] {
@@ -267,11 +292,43 @@ fn bring_up(
     issuer: &Issuer,
     upstream: &Upstream,
     tokens: &Tokens,
+    case5: &mut Option<broker::BrokeredCase>,
     result: &mut CaseResult,
 ) -> Result<Envoy, String> {
+    if case.kind == Kind::Brokered {
+        let c = case5.as_mut().ok_or("case 5's broker did not start")?;
+        let envoy = c.envoy.take().ok_or("case 5's Envoy is gone")?;
+        probe_all(case, &envoy, &c.probes, result)?;
+        // Each grant's first request, one at a time: the filter exchanges it once and caches the
+        // credential. (Under load, concurrent first requests for one grant each exchange it: the
+        // filter does not coalesce them; priming keeps the load to cache hits only.)
+        let exchanges = |c: &broker::BrokeredCase| {
+            c.stack.broker.stats()["token_exchanges"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        let before = exchanges(c);
+        let client = reqwest::blocking::Client::new();
+        let url = envoy.url(request::PATH);
+        let bad = c
+            .tokens
+            .iter()
+            .map(|t| send_probe(&client, &url, Some(t)))
+            .filter(|s| *s != Ok(200))
+            .count();
+        let after = exchanges(c);
+        result.checks.push(Check {
+            what: format!(
+                "priming: one request per grant ({} grants), {bad} not 200; broker token_exchanges {before} -> {after}",
+                c.tokens.len()
+            ),
+            ok: bad == 0 && after == c.tokens.len() as u64,
+        });
+        return Ok(envoy);
+    }
     let resource = format!("{PUBLIC_URL}{}", request::PATH);
     let auth = match case.kind {
-        Kind::NoAuth => Auth::None,
+        Kind::NoAuth | Kind::Brokered => Auth::None,
         Kind::Scopegate { per_tool } => Auth::Scopegate {
             doc: benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries)
                 .to_string(),
@@ -293,13 +350,24 @@ fn bring_up(
         opts.cache_entries,
     );
     let envoy = benv::start(case.id, &boot, port, admin)?;
+    probe_all(case, &envoy, &tokens.probes, result)?;
+    Ok(envoy)
+}
+
+/// Waits until the filter has its keys, then sends every probe and checks its status.
+fn probe_all(
+    case: &Case,
+    envoy: &Envoy,
+    probes: &[Probe],
+    result: &mut CaseResult,
+) -> Result<(), String> {
     let url = envoy.url(request::PATH);
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
     // Until the filter has its keys it answers 503.
-    let valid = tokens.probes[0].token.as_deref();
+    let valid = probes[0].token.as_deref();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match send_probe(&client, &url, valid) {
@@ -309,7 +377,7 @@ fn bring_up(
             _ => break,
         }
     }
-    for p in &tokens.probes {
+    for p in probes {
         let want = p.expected(case.kind);
         let got = send_probe(&client, &url, p.token.as_deref());
         let ok = got == Ok(want);
@@ -318,7 +386,7 @@ fn bring_up(
             ok,
         });
     }
-    Ok(envoy)
+    Ok(())
 }
 
 /// What the auth's own counters say: signature verifications (scopegate's
@@ -334,7 +402,7 @@ impl AuthCounters {
         match kind {
             Kind::NoAuth => AuthCounters::default(),
             // Defined on first use: absent until the first verification.
-            Kind::Scopegate { .. } => AuthCounters {
+            Kind::Scopegate { .. } | Kind::Brokered => AuthCounters {
                 verified: Some(envoy.stat(SCOPEGATE_VERIFIED).unwrap_or(0)),
                 native_hits: 0,
             },
@@ -382,6 +450,7 @@ fn premise(
     let note = format!(", signature verifications {verified}");
     let (ok, note) = match case.pool {
         Pool::Hit => (verified <= opts.hit_tokens as u64, note),
+        Pool::Brokered => (verified <= opts.grants as u64, note),
         _ if opts.miss_tokens <= opts.cache_entries => (
             true,
             format!("{note} (pool within the cache: not all misses)"),
@@ -441,21 +510,42 @@ fn order(n: usize, round: usize) -> Vec<usize> {
 /// Runs every selected case, then the broker hooks.
 pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
     let started = Instant::now();
-    let selected: Vec<&'static Case> = CASES
-        .iter()
-        .filter(|c| {
-            opts.only
-                .as_ref()
-                .is_none_or(|o| o.iter().any(|x| x == c.id))
-        })
-        .collect();
+    let selected: Vec<&'static Case> = CASES.iter().filter(|c| opts.selects(c.id)).collect();
+    let wants_broker = selected.iter().any(|c| c.kind == Kind::Brokered)
+        || BROKER_IDS.iter().any(|id| opts.selects(id));
+    let broker_binary = if wants_broker {
+        broker::select_binary()
+    } else {
+        Err("not selected (--only)".to_string())
+    };
     println!("==> upstream and token issuer");
     let upstream = Upstream::start();
     let issuer = Issuer::start();
     let resource = format!("{PUBLIC_URL}{}", request::PATH);
     println!("==> minting tokens (aud {resource})");
     let needed: Vec<Pool> = selected.iter().map(|c| c.pool).collect();
-    let tokens = mint(&issuer, opts, &resource, &needed);
+    let mut tokens = mint(&issuer, opts, &resource, &needed);
+    let mut case5: Option<broker::BrokeredCase> = None;
+    let mut case5_error = None;
+    if let Some(c) = selected.iter().find(|c| c.kind == Kind::Brokered) {
+        println!(
+            "==> case 5: the broker ({}) in front of oidc-provider, Envoy in broker mode, {} grants",
+            broker_binary.as_deref().unwrap_or("not built"),
+            opts.grants
+        );
+        // A valid token of the test issuer: the filter in broker mode must refuse it.
+        let other = tokens.probes[0].token.clone().unwrap_or_default();
+        match broker_binary
+            .clone()
+            .and_then(|_| broker::start_case(c.id, opts, upstream.port, other))
+        {
+            Ok(b) => {
+                tokens.pools.insert(Pool::Brokered.name(), b.tokens.clone());
+                case5 = Some(b);
+            }
+            Err(e) => case5_error = Some(e),
+        }
+    }
     let dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&dir).expect("target/bench");
     let script = dir.join("rotate.lua");
@@ -484,7 +574,11 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
             memory_after: None,
             auth_stats: BTreeMap::new(),
         };
-        match bring_up(case, opts, &issuer, &upstream, &tokens, &mut r) {
+        let up = match (case.kind, &case5_error) {
+            (Kind::Brokered, Some(e)) => Err(e.clone()),
+            _ => bring_up(case, opts, &issuer, &upstream, &tokens, &mut case5, &mut r),
+        };
+        match up {
             Ok(envoy) => {
                 r.memory_before = Some(Snapshot::take(envoy.proc.pid(), envoy.admin_port));
                 let (file, raw) = &files[case.pool.name()];
@@ -504,11 +598,19 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
                         format!("FAILED: {}", failed.join("; "))
                     }
                 );
+                let exchanges_before = match (&case5, case.kind) {
+                    (Some(c), Kind::Brokered) => c.stack.broker.stats()["token_exchanges"]
+                        .as_u64()
+                        .unwrap_or(0),
+                    _ => 0,
+                };
                 live.push(Some(Live {
+                    answered_before: counters(&envoy)[0],
                     envoy,
                     requests_file: file.clone(),
                     requests: Arc::clone(raw),
                     offset: 0,
+                    exchanges_before,
                 }));
             }
             Err(e) => {
@@ -687,18 +789,74 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
             }
         }
     }
+    let mut brokered = broker::Outcome::NotMeasured("not selected (--only)".into());
     for (i, l) in live.iter().enumerate() {
         if let Some(l) = l {
             results[i].memory_after = Some(Snapshot::take(l.envoy.proc.pid(), l.envoy.admin_port));
             results[i].auth_stats = auth_stats(l.envoy.admin_port);
+            if results[i].case.kind == Kind::Brokered {
+                if let Some(c) = &case5 {
+                    let after = c.stack.broker.stats()["token_exchanges"]
+                        .as_u64()
+                        .unwrap_or(0);
+                    let requests = counters(&l.envoy)[0].saturating_sub(l.answered_before);
+                    brokered = broker::brokered_summary(
+                        c.tokens.len(),
+                        c.authorize_s,
+                        l.exchanges_before,
+                        after,
+                        requests,
+                    );
+                    let r = &mut results[i];
+                    r.auth_stats.insert(
+                        "broker.token_exchanges_before_load".into(),
+                        l.exchanges_before,
+                    );
+                    r.auth_stats
+                        .insert("broker.token_exchanges_after_load".into(), after);
+                    r.checks.push(Check {
+                        what: format!(
+                            "broker token_exchanges {} before the load, {after} after {requests} requests: want one per grant ({}), none during the load",
+                            l.exchanges_before,
+                            c.tokens.len()
+                        ),
+                        ok: after == c.tokens.len() as u64 && after == l.exchanges_before,
+                    });
+                }
+            }
         }
     }
     drop(live);
+    if let Some(e) = &case5_error {
+        brokered = broker::Outcome::Failed(e.clone());
+    }
+    drop(case5);
 
     println!("==> broker");
-    let brokered = broker::brokered_case();
-    let exchange = broker::exchange_throughput();
-    let mass_expiry = broker::mass_expiry();
+    let skip = |id: &str| {
+        if !opts.selects(id) {
+            Some(broker::Outcome::NotMeasured("not selected (--only)".into()))
+        } else {
+            broker_binary
+                .as_ref()
+                .err()
+                .map(|e| broker::Outcome::NotMeasured(e.clone()))
+        }
+    };
+    let exchange = skip(BROKER_EXCHANGE).unwrap_or_else(|| {
+        println!(
+            "==> broker token exchange: {} connections over {} grants",
+            opts.connections, opts.grants
+        );
+        broker::exchange_throughput(opts)
+    });
+    let mass_expiry = skip(BROKER_EXPIRY).unwrap_or_else(|| {
+        println!(
+            "==> broker: {} grants expiring together",
+            opts.expiry_grants
+        );
+        broker::mass_expiry(opts)
+    });
     for (what, o) in [
         ("case 5 (brokered path, exchange cached)", &brokered),
         ("broker token-exchange throughput and p99", &exchange),
@@ -715,6 +873,7 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
         brokered,
         exchange,
         mass_expiry,
+        broker_binary: broker_binary.ok(),
         wasm_bytes,
         seconds: started.elapsed().as_secs_f64(),
     }

@@ -2,7 +2,9 @@
 //! alone and Envoy's native `jwt_authn` + RBAC. See BENCHMARKS.md for the method and the numbers.
 //!
 //! cargo run --release -p scopegate-tests --bin bench -- [--quick] [--only a,b] [--reps N]
-//!     [--duration S] [--rate R] [--tokens N]
+//!     [--duration S] [--rate R] [--tokens N] [--grants N] [--expiry-grants N]
+//!
+//! `--only` takes case ids and `broker-exchange`, `broker-expiry` (the broker measurements).
 //!
 //! Full mode writes bench/results/latest.{json,csv} and the generated block of BENCHMARKS.md;
 //! `--quick` runs each case briefly, writes target/bench/quick.{json,csv}, and only checks that
@@ -18,7 +20,8 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 const USAGE: &str = "usage: bench [--quick] [--only CASE,CASE] [--reps N] [--duration SECONDS] \
-                     [--rate REQ_PER_S] [--tokens N] [--cache-entries N] [--wasm FILE]";
+                     [--rate REQ_PER_S] [--tokens N] [--cache-entries N] [--grants N] \
+                     [--expiry-grants N] [--wasm FILE]";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = if args.iter().any(|a| a == "--quick") {
@@ -43,11 +46,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--quick" => {}
             "--only" => {
                 let ids: Vec<String> = value("--only")?.split(',').map(str::to_string).collect();
-                if let Some(bad) = ids
-                    .iter()
-                    .find(|i| !CASES.iter().any(|c| c.id == i.as_str()))
-                {
-                    let known: Vec<&str> = CASES.iter().map(|c| c.id).collect();
+                if let Some(bad) = ids.iter().find(|i| {
+                    !CASES.iter().any(|c| c.id == i.as_str())
+                        && !run::BROKER_IDS.contains(&i.as_str())
+                }) {
+                    let known: Vec<&str> =
+                        CASES.iter().map(|c| c.id).chain(run::BROKER_IDS).collect();
                     return Err(format!("unknown case `{bad}`; cases: {}", known.join(", ")));
                 }
                 opts.only = Some(ids);
@@ -57,6 +61,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--rate" => opts.rate = num(value(a)?, a)?,
             "--tokens" => opts.miss_tokens = num(value(a)?, a)? as usize,
             "--cache-entries" => opts.cache_entries = num(value(a)?, a)? as usize,
+            "--grants" => opts.grants = num(value(a)?, a)? as usize,
+            "--expiry-grants" => opts.expiry_grants = num(value(a)?, a)? as usize,
             "--wasm" => {
                 let path = std::path::PathBuf::from(value(a)?);
                 if !path.is_file() {
