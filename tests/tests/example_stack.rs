@@ -34,6 +34,9 @@ fn the_bootstrap_embeds_the_gateway_document_the_broker_reads() {
 #[test]
 fn envoy_accepts_the_example_bootstrap() {
     built(WASM, "make wasm");
+    // The bootstrap logs to `.run/access.log` (where `make up` keeps its state); validation
+    // opens that file, so the folder must exist even on a fresh clone.
+    std::fs::create_dir_all(repo_root().join(".run")).expect("create .run/");
     let out = Command::new(built(ENVOY, "make venv"))
         .current_dir(repo_root())
         .args(["--mode", "validate", "--disable-hot-restart", "-c"])
