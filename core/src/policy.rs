@@ -228,12 +228,5 @@ fn authority_matches(public_url: &str, authority: &str) -> bool {
     if configured.eq_ignore_ascii_case(authority) {
         return true;
     }
-    let host = |a: &str| -> String {
-        if a.starts_with('[') {
-            a.split(']').next().unwrap_or(a).to_ascii_lowercase()
-        } else {
-            a.split(':').next().unwrap_or(a).to_ascii_lowercase()
-        }
-    };
-    host(configured) == host(authority)
+    crate::url::authority_host(configured) == crate::url::authority_host(authority)
 }

@@ -77,6 +77,11 @@ pub fn is_loopback_origin(s: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The host of an `authority` (`host[:port]` or `[v6][:port]`), lower-cased, IPv6 in brackets.
+pub fn authority_host(authority: &str) -> String {
+    host_of(authority).to_ascii_lowercase()
+}
+
 fn split_scheme(s: &str) -> Result<(&str, &str), UrlError> {
     if let Some(rest) = s.strip_prefix("https://") {
         Ok(("https", rest))
@@ -205,6 +210,13 @@ mod tests {
         ] {
             assert!(check_path(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn authority_hosts() {
+        assert_eq!(authority_host("MCP.Example.com:8443"), "mcp.example.com");
+        assert_eq!(authority_host("[::1]:10000"), "[::1]");
+        assert_eq!(authority_host("127.0.0.1"), "127.0.0.1");
     }
 
     #[test]

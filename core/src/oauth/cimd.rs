@@ -65,19 +65,7 @@ pub fn check_url(client_id: &str) -> Result<DocumentUrl, OAuthError> {
     if path_only.split('/').any(|s| s == "." || s == "..") {
         return Err(bad("it must not have dot segments"));
     }
-    let host = if authority.starts_with('[') {
-        authority
-            .split(']')
-            .next()
-            .map(|h| format!("{h}]"))
-            .unwrap_or_default()
-    } else {
-        authority
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
+    let host = crate::url::authority_host(authority);
     if host.is_empty() || host == "[]" {
         return Err(bad("it has no host"));
     }

@@ -72,19 +72,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
 
 /// `127.0.0.0/8`, `[::1]` or `localhost`, with any port.
 pub fn is_loopback_authority(authority: &str) -> bool {
-    let host = if authority.starts_with('[') {
-        authority
-            .split(']')
-            .next()
-            .map(|h| format!("{h}]"))
-            .unwrap_or_default()
-    } else {
-        authority
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
+    let host = crate::url::authority_host(authority);
     host == "localhost"
         || host == "[::1]"
         || host
