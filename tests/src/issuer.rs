@@ -125,37 +125,24 @@ impl Issuer {
             published,
             fetches: 0,
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let served = Arc::clone(&state);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let app = axum::Router::new().route(
-                    "/jwks",
-                    axum::routing::get(move || {
-                        let s = Arc::clone(&served);
-                        async move {
-                            let mut s = s.lock().unwrap();
-                            s.fetches += 1;
-                            let keys: Vec<Value> = s
-                                .published
-                                .iter()
-                                .filter_map(|k| s.signers.get(k))
-                                .map(Signer::jwk)
-                                .collect();
-                            axum::Json(json!({ "keys": keys }))
-                        }
-                    }),
-                );
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(l, app).await.unwrap();
-            });
-        });
+        let port = crate::serve_in_background(axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let s = Arc::clone(&served);
+                async move {
+                    let mut s = s.lock().unwrap();
+                    s.fetches += 1;
+                    let keys: Vec<Value> = s
+                        .published
+                        .iter()
+                        .filter_map(|k| s.signers.get(k))
+                        .map(Signer::jwk)
+                        .collect();
+                    axum::Json(json!({ "keys": keys }))
+                }
+            }),
+        ));
         Issuer {
             url: format!("http://127.0.0.1:{port}"),
             port,

@@ -51,3 +51,24 @@ pub fn now() -> u64 {
         .expect("clock after 1970")
         .as_secs()
 }
+
+/// Serves `app` on a fresh loopback port from its own thread and runtime (test fixtures that live
+/// as long as the test binary); returns the port.
+pub fn serve_in_background(app: axum::Router) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            axum::serve(l, app).await.expect("serve");
+        });
+    });
+    port
+}

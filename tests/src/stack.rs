@@ -51,27 +51,15 @@ impl McpServer {
 
 /// An upstream no gateway governs: answers every request with the headers it received.
 pub fn start_echo() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().fallback(|headers: axum::http::HeaderMap| async move {
-                let h: serde_json::Map<String, Value> = headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
-                    .collect();
-                axum::Json(json!({ "echo": true, "headers": h }))
-            });
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    port
+    crate::serve_in_background(axum::Router::new().fallback(
+        |headers: axum::http::HeaderMap| async move {
+            let h: serde_json::Map<String, Value> = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                .collect();
+            axum::Json(json!({ "echo": true, "headers": h }))
+        },
+    ))
 }
 
 /// The example gateway document for validate mode, issuer and JWKS from the test issuer.
