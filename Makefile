@@ -70,6 +70,48 @@ integration: build venv npm
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
 	$(CARGO) test -p scopegate-tests
 
+# The OCI image test (tests/tests/oci_image.rs) reads `make oci`'s layout with skopeo.
+integration: skopeo oci
+
+# The filter as an OCI image that Istio's and Envoy Gateway's fetchers pull, built without a
+# Docker engine: an OCI layout (and its tar, an oci-archive) whose only layer, a tar+gzip, holds
+# plugin.wasm. Push it with e.g. `skopeo copy oci:target/oci/scopegate-filter:$(OCI_TAG) docker://REGISTRY/scopegate/filter:$(OCI_TAG)`
+# and give render the printed manifest digest (--wasm-sha256).
+OCI_DIR := target/oci/scopegate-filter
+OCI_TAG := 0.1.0
+.PHONY: oci skopeo example-envoy mesh-examples
+oci: wasm
+	@echo "==> the filter as an OCI image layout: $(OCI_DIR) and $(OCI_DIR).tar"
+	$(CARGO) build -q -p scopegate-wasm-oci
+	target/debug/wasm-oci --wasm $(WASM) --out $(OCI_DIR) --tar $(OCI_DIR).tar --tag $(OCI_TAG)
+
+skopeo:
+	@command -v skopeo >/dev/null || { echo "==> installing skopeo, the OCI tool the image test uses (apt-get install -y skopeo)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq skopeo >/dev/null; }
+	@command -v skopeo >/dev/null || { echo "skopeo is required: apt-get install -y skopeo"; exit 1; }
+
+# examples/two-servers/envoy.yaml is `render envoy` output (tests/tests/render_envoy.rs checks it
+# is current); regenerate it after changing the example document.
+example-envoy:
+	$(CARGO) build -q -p scopegate-broker
+	target/debug/scopegate-broker render envoy examples/two-servers/scopegate.yaml \
+		--listen 127.0.0.1:10000 --admin 127.0.0.1:9901 \
+		--upstream support_assistant=127.0.0.1:9101 --upstream ops_console=127.0.0.1:9102 \
+		--broker 127.0.0.1:8080 --broker-internal 127.0.0.1:8081 --access-log .run/access.log \
+		--cors-origin http://localhost: --cors-origin http://127.0.0.1: \
+		-o examples/two-servers/envoy.yaml
+
+# envoy/istio/scopegate.yaml and envoy/envoy-gateway/scopegate.yaml: render output for the mesh
+# form of the example (envoy/gateway.yaml); tests/tests/render_mesh.rs checks they are current.
+MESH_UPSTREAMS := --upstream support_assistant=support-assistant.mcp.svc.cluster.local:8080 \
+	--upstream ops_console=ops-console.mcp.svc.cluster.local:8080
+mesh-examples:
+	$(CARGO) build -q -p scopegate-broker
+	target/debug/scopegate-broker render istio envoy/gateway.yaml --namespace mcp $(MESH_UPSTREAMS) \
+		-o envoy/istio/scopegate.yaml
+	target/debug/scopegate-broker render envoy-gateway envoy/gateway.yaml --namespace mcp $(MESH_UPSTREAMS) \
+		-o envoy/envoy-gateway/scopegate.yaml
+
 test: lint unit integration bench-quick
 	@echo "==> all checks passed"
 

@@ -2,7 +2,7 @@
 # `make up` / `make down`: the two-server example in the background on fixed ports, for exploring
 # by hand. Run from the repository root after `make build venv npm`.
 #
-#   Envoy + scopegate   127.0.0.1:10000 (admin 9901)   examples/two-servers/envoy.yaml
+#   Envoy + scopegate   127.0.0.1:10000 (admin 9901)   examples/two-servers/envoy.yaml (`render envoy` output: make example-envoy)
 #   scopegate-broker    127.0.0.1:8080 public, 8081 internal   examples/two-servers/scopegate.yaml
 #   oidc-provider       127.0.0.1:9000 (the downstream identity provider; demo-user logs in by itself)
 #   MCP servers         127.0.0.1:9101 support-assistant, 127.0.0.1:9102 ops-console

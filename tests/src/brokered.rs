@@ -103,14 +103,20 @@ impl Brokered {
         let config = std::fs::read_to_string(crate::procs::log_dir(name).join("broker.json"))
             .expect("broker.json");
         let doc: Value = serde_json::from_str(&config).expect("broker document");
-        let ports = Ports {
-            envoy: port,
-            support: support.port,
-            ops: ops.port,
-            broker: stack.broker.port,
-            broker_internal: stack.broker.internal_port,
-        };
-        let envoy = Envoy::start(&envoy_spec(name, &doc, ports, concurrency));
+        // Envoy runs what `scopegate-broker render envoy` prints for the same document.
+        let envoy = crate::render::start_envoy(
+            name,
+            &doc,
+            &crate::render::Upstreams {
+                clusters: &[
+                    ("support_assistant", support.port),
+                    ("ops_console", ops.port),
+                ],
+                broker: Some((stack.broker.port, stack.broker.internal_port)),
+            },
+            port,
+            concurrency,
+        );
         let b = Brokered {
             stack,
             support,

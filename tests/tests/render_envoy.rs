@@ -1,0 +1,174 @@
+//! `scopegate-broker render envoy`: the checked-in example bootstrap is its output, Envoy runs
+//! what it prints (validate mode end to end), and it refuses what `check` refuses.
+
+use scopegate_tests::envoy::{ENVOY, WASM};
+use scopegate_tests::issuer::Issuer;
+use scopegate_tests::mcp::Client;
+use scopegate_tests::render::{assert_current, broker, start_envoy, Upstreams};
+use scopegate_tests::stack::{gateway_doc, McpServer, OPS, SUPPORT};
+use scopegate_tests::{built, free_port, procs::log_dir, procs::wait_for, repo_root};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+
+fn yaml(text: &str) -> Value {
+    serde_norway::from_str(text).expect("valid YAML")
+}
+
+fn wasm_filter(bootstrap: &Value) -> Value {
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array()
+        .and_then(|f| f.iter().find(|x| x["name"] == "envoy.filters.http.wasm"))
+        .cloned()
+        .expect("the scopegate filter in the bootstrap")
+}
+
+#[test]
+fn the_example_bootstrap_is_exactly_what_render_prints_now() {
+    let text = assert_current("examples/two-servers/envoy.yaml", "make example-envoy");
+    assert!(
+        text.starts_with("# Rendered by `scopegate-broker render envoy examples/two-servers/scopegate.yaml "),
+        "the example bootstrap renders the example document"
+    );
+    // The filter's configuration is the broker's document, as JSON text.
+    let boot = yaml(&text);
+    let config = wasm_filter(&boot)["typed_config"]["config"].clone();
+    let embedded = config["configuration"]["value"].as_str().unwrap();
+    let as_json: Value = serde_json::from_str(embedded).expect("the configuration is JSON text");
+    let doc = yaml(
+        &std::fs::read_to_string(repo_root().join("examples/two-servers/scopegate.yaml")).unwrap(),
+    );
+    assert_eq!(as_json, doc, "embedded configuration is not scopegate.yaml");
+    assert_eq!(config["allow_on_headers_stop_iteration"], json!(true), "the example has per-tool scopes");
+}
+
+#[test]
+fn the_rendered_example_runs_in_envoy_validate_mode() {
+    built(WASM, "make wasm");
+    std::fs::create_dir_all(repo_root().join(".run")).unwrap();
+    let out = Command::new(built(ENVOY, "make venv"))
+        .current_dir(repo_root())
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg("examples/two-servers/envoy.yaml")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("configured 1 gateway(s), 2 server(s)"), "{log}");
+}
+
+#[test]
+fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
+    let issuer = Issuer::start();
+    let support = McpServer::start("support-assistant", "render_envoy");
+    let ops = McpServer::start("ops-console", "render_envoy");
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let doc = gateway_doc(&public_url, &issuer.url);
+    let envoy = start_envoy(
+        "render_envoy",
+        &doc,
+        &Upstreams {
+            clusters: &[
+                ("support_assistant", support.port),
+                ("ops_console", ops.port),
+                ("test_issuer", issuer.port),
+            ],
+            broker: None,
+        },
+        port,
+        1,
+    );
+
+    // Protected-resource metadata, answered by the filter from the embedded document.
+    let r = Client::get(
+        &envoy.url(&format!("/.well-known/oauth-protected-resource{SUPPORT}")),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["resource"], json!(format!("{public_url}{SUPPORT}")));
+
+    // No token: 401 with the server's subset.
+    let r = Client::new(&envoy.url(SUPPORT), None).initialize();
+    assert_eq!(r.status, 401, "{}", r.body);
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("resource_metadata="), "{challenge}");
+    assert!(challenge.contains("scope=\"tickets.read accounts.read\""), "{challenge}");
+
+    // Keys load; then a token allows its tool and the per-tool rule refuses another, which
+    // never reaches the server (the rendered config holds headers while the body is read).
+    let token = issuer.token(&format!("{public_url}{OPS}"), "admin.read");
+    let mut c = wait_for("the filter to load keys", Duration::from_secs(20), || {
+        let mut c = Client::new(&envoy.url(OPS), Some(&token));
+        (c.initialize().status == 200).then_some(c)
+    });
+    ops.clear_seen();
+    let r = c.call_tool("update_ticket", json!({"ticket_id": "T-1", "status": "closed"}));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        ops.seen().is_empty(),
+        "a refused call reached the server: {:?}",
+        ops.seen()
+    );
+    let r = c.call_tool("admin_report", json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ops.seen().len(), 1, "the allowed call reached the server once");
+    let line = envoy.wait_access_log(|l| l["tool"] == "update_ticket");
+    assert_eq!(line["decision"], "deny", "{line}");
+    assert_eq!(line["reason"], "insufficient_scope", "{line}");
+    assert_eq!(line["server"], "ops-console", "{line}");
+}
+
+#[test]
+fn render_refuses_an_invalid_document_with_the_errors_check_prints() {
+    let dir = log_dir("render_envoy_invalid");
+    let mut doc = gateway_doc("http://127.0.0.1:1", "http://127.0.0.1:2");
+    doc["gateways"][0]["servers"][1]["scopes"] = json!(["tickets.write", "billing.write"]);
+    let path = dir.join("bad.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let p = path.display().to_string();
+    let check = broker(&["check", &p]);
+    assert_eq!(check.status.code(), Some(1));
+    let check_report = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(check_report.contains("billing.write"), "{check_report}");
+    for target in ["envoy", "istio", "envoy-gateway"] {
+        let out = broker(&["render", target, &p, "--upstream", "test_issuer=127.0.0.1:2"]);
+        assert_eq!(out.status.code(), Some(1), "render {target} of an invalid document");
+        assert!(out.stdout.is_empty(), "render {target} printed output for an invalid document");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&check_report), "render {target}:\n{err}\ncheck:\n{check_report}");
+    }
+}
+
+#[test]
+fn a_cluster_without_an_address_is_a_usage_error_naming_it() {
+    let dir = log_dir("render_envoy_usage");
+    let path = dir.join("doc.json");
+    std::fs::write(&path, gateway_doc("http://127.0.0.1:1", "http://127.0.0.1:2").to_string()).unwrap();
+    let out = broker(&["render", "envoy", &path.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster `support_assistant`") && err.contains("--upstream"), "{err}");
+}
+
+#[test]
+fn every_subcommand_has_help_with_the_exit_codes() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["check", "--help"],
+        vec!["render", "--help"],
+        vec!["render", "envoy", "--help"],
+        vec!["render", "istio", "--help"],
+        vec!["render", "envoy-gateway", "--help"],
+    ] {
+        let out = broker(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Exit codes:") && text.contains("2  usage error"), "{args:?}:\n{text}");
+    }
+    let out = broker(&["serve"]);
+    assert_eq!(out.status.code(), Some(2), "serve without --config is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
