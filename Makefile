@@ -107,6 +107,7 @@ MESH_UPSTREAMS := --upstream support_assistant=support-assistant.mcp.svc.cluster
 	--upstream ops_console=ops-console.mcp.svc.cluster.local:8080
 mesh-examples:
 	$(CARGO) build -q -p scopegate-broker
+	mkdir -p envoy/istio envoy/envoy-gateway
 	target/debug/scopegate-broker render istio envoy/gateway.yaml --namespace mcp $(MESH_UPSTREAMS) \
 		-o envoy/istio/scopegate.yaml
 	target/debug/scopegate-broker render envoy-gateway envoy/gateway.yaml --namespace mcp $(MESH_UPSTREAMS) \
