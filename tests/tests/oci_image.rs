@@ -95,12 +95,14 @@ fn the_layout_is_an_image_skopeo_reads_with_plugin_wasm_in_its_only_layer() {
     let oci_ref = format!("oci:{}:{TAG}", dir.display());
     let inspect: Value = serde_json::from_str(&skopeo(&["inspect", &oci_ref])).unwrap();
     assert_eq!(inspect["Digest"], digest.as_str(), "{inspect}");
-    let layers = inspect["LayersData"].as_array().expect("LayersData");
+    let layers = inspect["Layers"].as_array().expect("Layers");
     assert_eq!(layers.len(), 1, "{inspect}");
-    assert_eq!(layers[0]["MIMEType"], "application/vnd.oci.image.layer.v1.tar+gzip");
     let raw: Value = serde_json::from_str(&skopeo(&["inspect", "--raw", &oci_ref])).unwrap();
     assert_eq!(raw["mediaType"], "application/vnd.oci.image.manifest.v1+json");
     assert_eq!(raw["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+    assert_eq!(raw["layers"].as_array().map(Vec::len), Some(1), "{raw}");
+    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(raw["layers"][0]["digest"], layers[0]);
 
     // Copy out of the layout and out of the archive; unpack the layer; compare the bytes.
     let wasm = std::fs::read(built(WASM, "make wasm")).unwrap();
@@ -111,7 +113,7 @@ fn the_layout_is_an_image_skopeo_reads_with_plugin_wasm_in_its_only_layer() {
         let dest = work.join(name);
         let _ = std::fs::remove_dir_all(&dest);
         skopeo(&["copy", "--quiet", &source, &format!("dir:{}", dest.display())]);
-        let layer_hex = layers[0]["Digest"].as_str().unwrap().trim_start_matches("sha256:");
+        let layer_hex = layers[0].as_str().unwrap().trim_start_matches("sha256:");
         let layer = dest.join(layer_hex);
         assert!(layer.exists(), "{source}: no layer blob {layer_hex} in {}", dest.display());
         assert_eq!(sha256_hex(&layer), layer_hex, "the layer blob is named by its sha256");
