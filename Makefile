@@ -70,6 +70,13 @@ integration: build venv npm
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
 	$(CARGO) test -p scopegate-tests
 
+# Unit tests of the broker (render among them) and of the OCI tool.
+.PHONY: unit-broker
+unit-broker:
+	@echo "==> unit tests (scopegate-broker, wasm-oci)"
+	$(CARGO) test -p scopegate-broker -p scopegate-wasm-oci
+unit: unit-broker
+
 # The OCI image test (tests/tests/oci_image.rs) reads `make oci`'s layout with skopeo.
 integration: skopeo oci
 

@@ -22,6 +22,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the broker: the public listener (OAuth endpoints, reached through Envoy) and the
@@ -57,6 +59,7 @@ pub struct ServeArgs {
     pub internal_listen: Option<String>,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum RenderTarget {
     /// A complete static Envoy bootstrap: listener, routes (MCP servers, OAuth endpoints,
@@ -138,14 +141,22 @@ pub struct MeshArgs {
     pub namespace: String,
     /// The filter's image (`oci://registry/repo:tag`, as `make oci` pushes it) or an https URL of
     /// the `.wasm`.
-    #[arg(long, value_name = "URL", default_value = "oci://registry.example.com/scopegate/filter:0.1.0")]
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "oci://registry.example.com/scopegate/filter:0.1.0"
+    )]
     pub wasm_url: String,
     /// sha256 the proxy checks: of the `.wasm` for an https URL, the image's manifest digest
     /// (as `make oci` prints it, with or without `sha256:`) for an image.
     #[arg(long, value_name = "HEX")]
     pub wasm_sha256: Option<String>,
     /// The broker's container image.
-    #[arg(long, value_name = "IMAGE", default_value = "registry.example.com/scopegate/broker:0.1.0")]
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        default_value = "registry.example.com/scopegate/broker:0.1.0"
+    )]
     pub broker_image: String,
     /// The Secret holding the environment variables the document names (`*_env`); its keys are
     /// the variable names. Render only references it, never writes values.

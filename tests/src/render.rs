@@ -44,13 +44,7 @@ pub struct Upstreams<'a> {
 
 /// Renders the Envoy bootstrap for `doc` and starts Envoy with it on `port`; panics with
 /// Envoy's log if it does not become ready.
-pub fn start_envoy(
-    name: &str,
-    doc: &Value,
-    up: &Upstreams,
-    port: u16,
-    concurrency: u32,
-) -> Envoy {
+pub fn start_envoy(name: &str, doc: &Value, up: &Upstreams, port: u16, concurrency: u32) -> Envoy {
     let dir = log_dir(name);
     let doc_path = dir.join("gateway.json");
     std::fs::write(&doc_path, serde_json::to_string_pretty(doc).unwrap()).unwrap();

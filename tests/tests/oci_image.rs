@@ -16,7 +16,9 @@ fn skopeo(args: &[&str]) -> String {
     let out = Command::new("skopeo")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("skopeo is required (make skopeo: apt-get install -y skopeo): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("skopeo is required (make skopeo: apt-get install -y skopeo): {e}")
+        });
     assert!(
         out.status.success(),
         "skopeo {}: {}",
@@ -40,7 +42,11 @@ fn build_image(dir: &Path) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .find_map(|l| l.strip_prefix("manifest digest: "))
@@ -57,7 +63,10 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }
@@ -67,7 +76,11 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 fn sha256_hex(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -79,17 +92,26 @@ fn the_layout_is_an_image_skopeo_reads_with_plugin_wasm_in_its_only_layer() {
     // Deterministic: a second run gives the same bytes, and `make oci`'s output is current.
     let again = work.join("b");
     assert_eq!(build_image(&again), digest);
-    assert_eq!(files(&dir), files(&again), "two runs wrote different layouts");
+    assert_eq!(
+        files(&dir),
+        files(&again),
+        "two runs wrote different layouts"
+    );
     assert_eq!(
         std::fs::read(dir.with_extension("tar")).unwrap(),
         std::fs::read(again.with_extension("tar")).unwrap()
     );
     let made = repo_root().join(MADE);
     let index: Value = serde_json::from_slice(
-        &std::fs::read(made.join("index.json")).unwrap_or_else(|e| panic!("{MADE}: run make oci: {e}")),
+        &std::fs::read(made.join("index.json"))
+            .unwrap_or_else(|e| panic!("{MADE}: run make oci: {e}")),
     )
     .unwrap();
-    assert_eq!(index["manifests"][0]["digest"], digest.as_str(), "{MADE} is stale: run make oci");
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        digest.as_str(),
+        "{MADE} is stale: run make oci"
+    );
 
     // skopeo reads the layout: one tar+gzip layer, the digest the tool printed.
     let oci_ref = format!("oci:{}:{TAG}", dir.display());
@@ -98,25 +120,50 @@ fn the_layout_is_an_image_skopeo_reads_with_plugin_wasm_in_its_only_layer() {
     let layers = inspect["Layers"].as_array().expect("Layers");
     assert_eq!(layers.len(), 1, "{inspect}");
     let raw: Value = serde_json::from_str(&skopeo(&["inspect", "--raw", &oci_ref])).unwrap();
-    assert_eq!(raw["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    assert_eq!(raw["config"]["mediaType"], "application/vnd.oci.image.config.v1+json");
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        raw["config"]["mediaType"],
+        "application/vnd.oci.image.config.v1+json"
+    );
     assert_eq!(raw["layers"].as_array().map(Vec::len), Some(1), "{raw}");
-    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
     assert_eq!(raw["layers"][0]["digest"], layers[0]);
 
     // Copy out of the layout and out of the archive; unpack the layer; compare the bytes.
     let wasm = std::fs::read(built(WASM, "make wasm")).unwrap();
     for (source, name) in [
         (oci_ref.clone(), "copied"),
-        (format!("oci-archive:{}:{TAG}", dir.with_extension("tar").display()), "copied-archive"),
+        (
+            format!("oci-archive:{}:{TAG}", dir.with_extension("tar").display()),
+            "copied-archive",
+        ),
     ] {
         let dest = work.join(name);
         let _ = std::fs::remove_dir_all(&dest);
-        skopeo(&["copy", "--quiet", &source, &format!("dir:{}", dest.display())]);
+        skopeo(&[
+            "copy",
+            "--quiet",
+            &source,
+            &format!("dir:{}", dest.display()),
+        ]);
         let layer_hex = layers[0].as_str().unwrap().trim_start_matches("sha256:");
         let layer = dest.join(layer_hex);
-        assert!(layer.exists(), "{source}: no layer blob {layer_hex} in {}", dest.display());
-        assert_eq!(sha256_hex(&layer), layer_hex, "the layer blob is named by its sha256");
+        assert!(
+            layer.exists(),
+            "{source}: no layer blob {layer_hex} in {}",
+            dest.display()
+        );
+        assert_eq!(
+            sha256_hex(&layer),
+            layer_hex,
+            "the layer blob is named by its sha256"
+        );
         let unpacked = work.join(format!("{name}-layer"));
         let _ = std::fs::remove_dir_all(&unpacked);
         std::fs::create_dir_all(&unpacked).unwrap();
@@ -127,12 +174,20 @@ fn the_layout_is_an_image_skopeo_reads_with_plugin_wasm_in_its_only_layer() {
             .arg(&unpacked)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let entries: Vec<_> = std::fs::read_dir(&unpacked)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
             .collect();
-        assert_eq!(entries, ["plugin.wasm"], "{source}: the layer holds plugin.wasm only");
+        assert_eq!(
+            entries,
+            ["plugin.wasm"],
+            "{source}: the layer holds plugin.wasm only"
+        );
         let got = std::fs::read(unpacked.join("plugin.wasm")).unwrap();
         assert!(got == wasm, "{source}: plugin.wasm differs from {WASM}");
     }

@@ -16,8 +16,8 @@ fn yaml(text: &str) -> Value {
 }
 
 fn wasm_filter(bootstrap: &Value) -> Value {
-    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"]
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"]
         .as_array()
         .and_then(|f| f.iter().find(|x| x["name"] == "envoy.filters.http.wasm"))
         .cloned()
@@ -28,7 +28,9 @@ fn wasm_filter(bootstrap: &Value) -> Value {
 fn the_example_bootstrap_is_exactly_what_render_prints_now() {
     let text = assert_current("examples/two-servers/envoy.yaml", "make example-envoy");
     assert!(
-        text.starts_with("# Rendered by `scopegate-broker render envoy examples/two-servers/scopegate.yaml "),
+        text.starts_with(
+            "# Rendered by `scopegate-broker render envoy examples/two-servers/scopegate.yaml "
+        ),
         "the example bootstrap renders the example document"
     );
     // The filter's configuration is the broker's document, as JSON text.
@@ -40,7 +42,11 @@ fn the_example_bootstrap_is_exactly_what_render_prints_now() {
         &std::fs::read_to_string(repo_root().join("examples/two-servers/scopegate.yaml")).unwrap(),
     );
     assert_eq!(as_json, doc, "embedded configuration is not scopegate.yaml");
-    assert_eq!(config["allow_on_headers_stop_iteration"], json!(true), "the example has per-tool scopes");
+    assert_eq!(
+        config["allow_on_headers_stop_iteration"],
+        json!(true),
+        "the example has per-tool scopes"
+    );
 }
 
 #[test]
@@ -53,9 +59,13 @@ fn the_rendered_example_runs_in_envoy_validate_mode() {
         .arg("examples/two-servers/envoy.yaml")
         .output()
         .unwrap();
-    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("configured 1 gateway(s), 2 server(s)"), "{log}");
+    assert!(
+        log.contains("configured 1 gateway(s), 2 server(s)"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -87,14 +97,20 @@ fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
         None,
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["resource"], json!(format!("{public_url}{SUPPORT}")));
+    assert_eq!(
+        r.json()["resource"],
+        json!(format!("{public_url}{SUPPORT}"))
+    );
 
     // No token: 401 with the server's subset.
     let r = Client::new(&envoy.url(SUPPORT), None).initialize();
     assert_eq!(r.status, 401, "{}", r.body);
     let challenge = r.header("www-authenticate").unwrap_or_default();
     assert!(challenge.contains("resource_metadata="), "{challenge}");
-    assert!(challenge.contains("scope=\"tickets.read accounts.read\""), "{challenge}");
+    assert!(
+        challenge.contains("scope=\"tickets.read accounts.read\""),
+        "{challenge}"
+    );
 
     // Keys load; then a token allows its tool and the per-tool rule refuses another, which
     // never reaches the server (the rendered config holds headers while the body is read).
@@ -104,7 +120,10 @@ fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
         (c.initialize().status == 200).then_some(c)
     });
     ops.clear_seen();
-    let r = c.call_tool("update_ticket", json!({"ticket_id": "T-1", "status": "closed"}));
+    let r = c.call_tool(
+        "update_ticket",
+        json!({"ticket_id": "T-1", "status": "closed"}),
+    );
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(
         ops.seen().is_empty(),
@@ -113,7 +132,11 @@ fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
     );
     let r = c.call_tool("admin_report", json!({}));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(ops.seen().len(), 1, "the allowed call reached the server once");
+    assert_eq!(
+        ops.seen().len(),
+        1,
+        "the allowed call reached the server once"
+    );
     let line = envoy.wait_access_log(|l| l["tool"] == "update_ticket");
     assert_eq!(line["decision"], "deny", "{line}");
     assert_eq!(line["reason"], "insufficient_scope", "{line}");
@@ -133,11 +156,27 @@ fn render_refuses_an_invalid_document_with_the_errors_check_prints() {
     let check_report = String::from_utf8_lossy(&check.stdout).to_string();
     assert!(check_report.contains("billing.write"), "{check_report}");
     for target in ["envoy", "istio", "envoy-gateway"] {
-        let out = broker(&["render", target, &p, "--upstream", "test_issuer=127.0.0.1:2"]);
-        assert_eq!(out.status.code(), Some(1), "render {target} of an invalid document");
-        assert!(out.stdout.is_empty(), "render {target} printed output for an invalid document");
+        let out = broker(&[
+            "render",
+            target,
+            &p,
+            "--upstream",
+            "test_issuer=127.0.0.1:2",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "render {target} of an invalid document"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "render {target} printed output for an invalid document"
+        );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&check_report), "render {target}:\n{err}\ncheck:\n{check_report}");
+        assert!(
+            err.contains(&check_report),
+            "render {target}:\n{err}\ncheck:\n{check_report}"
+        );
     }
 }
 
@@ -145,11 +184,18 @@ fn render_refuses_an_invalid_document_with_the_errors_check_prints() {
 fn a_cluster_without_an_address_is_a_usage_error_naming_it() {
     let dir = log_dir("render_envoy_usage");
     let path = dir.join("doc.json");
-    std::fs::write(&path, gateway_doc("http://127.0.0.1:1", "http://127.0.0.1:2").to_string()).unwrap();
+    std::fs::write(
+        &path,
+        gateway_doc("http://127.0.0.1:1", "http://127.0.0.1:2").to_string(),
+    )
+    .unwrap();
     let out = broker(&["render", "envoy", &path.display().to_string()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cluster `support_assistant`") && err.contains("--upstream"), "{err}");
+    assert!(
+        err.contains("cluster `support_assistant`") && err.contains("--upstream"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -166,9 +212,16 @@ fn every_subcommand_has_help_with_the_exit_codes() {
         let out = broker(&args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("Exit codes:") && text.contains("2  usage error"), "{args:?}:\n{text}");
+        assert!(
+            text.contains("Exit codes:") && text.contains("2  usage error"),
+            "{args:?}:\n{text}"
+        );
     }
     let out = broker(&["serve"]);
-    assert_eq!(out.status.code(), Some(2), "serve without --config is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "serve without --config is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }

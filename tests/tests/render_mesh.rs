@@ -12,8 +12,10 @@ const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef012
 /// The example document (broker mode) with or without per-tool rules, written to a file.
 fn doc_file(name: &str, tools: bool) -> String {
     let mut doc: Value = serde_norway::from_str(
-        &std::fs::read_to_string(scopegate_tests::repo_root().join("examples/two-servers/scopegate.yaml"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            scopegate_tests::repo_root().join("examples/two-servers/scopegate.yaml"),
+        )
+        .unwrap(),
     )
     .unwrap();
     doc["gateways"][0]["public_url"] = json!("https://mcp.example.com");
@@ -58,11 +60,21 @@ fn find<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 fn valid(text: &str) -> scopegate_core::policy::Policy {
-    scopegate_core::validate::load(text).unwrap_or_else(|e| panic!("embedded document invalid: {e}\n{text}"))
+    scopegate_core::validate::load(text)
+        .unwrap_or_else(|e| panic!("embedded document invalid: {e}\n{text}"))
 }
 
 fn istio(doc: &str, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["istio", doc, "--namespace", NS, "--wasm-url", "oci://registry.example.com/scopegate/filter:0.1.0", "--wasm-sha256", DIGEST];
+    let mut args = vec![
+        "istio",
+        doc,
+        "--namespace",
+        NS,
+        "--wasm-url",
+        "oci://registry.example.com/scopegate/filter:0.1.0",
+        "--wasm-sha256",
+        DIGEST,
+    ];
     args.extend_from_slice(&UPSTREAMS);
     args.extend_from_slice(extra);
     objects(&render(&args))
@@ -71,39 +83,78 @@ fn istio(doc: &str, extra: &[&str]) -> Vec<Value> {
 #[test]
 fn istio_with_per_tool_scopes_delivers_the_filter_by_ecds_with_the_body_flag() {
     let objs = istio(&doc_file("istio_tools", true), &[]);
-    assert!(find(&objs, "WasmPlugin").is_empty(), "a WasmPlugin cannot set the body flag");
+    assert!(
+        find(&objs, "WasmPlugin").is_empty(),
+        "a WasmPlugin cannot set the body flag"
+    );
     let ef = find(&objs, "EnvoyFilter");
     assert_eq!(ef.len(), 1);
     assert_eq!(ef[0]["apiVersion"], "networking.istio.io/v1alpha3");
     let patches = ef[0]["spec"]["configPatches"].as_array().unwrap();
-    let ext = patches.iter().find(|p| p["applyTo"] == "EXTENSION_CONFIG").expect("EXTENSION_CONFIG");
-    let http = patches.iter().find(|p| p["applyTo"] == "HTTP_FILTER").expect("HTTP_FILTER");
+    let ext = patches
+        .iter()
+        .find(|p| p["applyTo"] == "EXTENSION_CONFIG")
+        .expect("EXTENSION_CONFIG");
+    let http = patches
+        .iter()
+        .find(|p| p["applyTo"] == "HTTP_FILTER")
+        .expect("HTTP_FILTER");
     let value = &ext["patch"]["value"];
     assert_eq!(value["name"], "scopegate");
-    assert_eq!(value["typed_config"]["@type"], "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
+    assert_eq!(
+        value["typed_config"]["@type"],
+        "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+    );
     let config = &value["typed_config"]["config"];
     assert_eq!(config["allow_on_headers_stop_iteration"], json!(true));
-    assert_eq!(config["vm_config"]["code"]["remote"]["http_uri"]["uri"], "oci://registry.example.com/scopegate/filter:0.1.0");
-    assert_eq!(config["vm_config"]["code"]["remote"]["sha256"], DIGEST.trim_start_matches("sha256:"));
-    assert_eq!(config["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
+    assert_eq!(
+        config["vm_config"]["code"]["remote"]["http_uri"]["uri"],
+        "oci://registry.example.com/scopegate/filter:0.1.0"
+    );
+    assert_eq!(
+        config["vm_config"]["code"]["remote"]["sha256"],
+        DIGEST.trim_start_matches("sha256:")
+    );
+    assert_eq!(
+        config["configuration"]["@type"],
+        "type.googleapis.com/google.protobuf.StringValue"
+    );
     let embedded = config["configuration"]["value"].as_str().unwrap();
-    assert!(embedded.trim_start().starts_with('{'), "the configuration is JSON text");
+    assert!(
+        embedded.trim_start().starts_with('{'),
+        "the configuration is JSON text"
+    );
     let policy = valid(embedded);
     let clusters: Vec<&str> = policy.servers.iter().map(|s| s.cluster.as_str()).collect();
     assert_eq!(
         clusters,
-        ["outbound|8080||support-assistant.mcp.svc.cluster.local", "outbound|8080||ops-console.mcp.svc.cluster.local"]
+        [
+            "outbound|8080||support-assistant.mcp.svc.cluster.local",
+            "outbound|8080||ops-console.mcp.svc.cluster.local"
+        ]
     );
     let doc: Value = serde_json::from_str(embedded).unwrap();
     let broker = "outbound|8081||scopegate-broker.mcp.svc.cluster.local";
     assert_eq!(doc["filter"]["broker"]["cluster"], broker);
     assert_eq!(doc["filter"]["jwks"]["cluster"], broker);
-    assert_eq!(doc["filter"]["broker"]["authority"], "scopegate-broker.mcp.svc.cluster.local");
+    assert_eq!(
+        doc["filter"]["broker"]["authority"],
+        "scopegate-broker.mcp.svc.cluster.local"
+    );
     assert_eq!(http["patch"]["operation"], "INSERT_BEFORE");
-    assert_eq!(http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"], "envoy.filters.http.router");
+    assert_eq!(
+        http["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+        "envoy.filters.http.router"
+    );
     let discovery = &http["patch"]["value"]["config_discovery"];
-    assert_eq!(http["patch"]["value"]["name"], value["name"], "the HTTP filter names the extension config");
-    assert_eq!(discovery["type_urls"], json!(["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]));
+    assert_eq!(
+        http["patch"]["value"]["name"], value["name"],
+        "the HTTP filter names the extension config"
+    );
+    assert_eq!(
+        discovery["type_urls"],
+        json!(["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"])
+    );
     assert!(discovery["config_source"]["ads"].is_object());
 }
 
@@ -116,17 +167,30 @@ fn istio_without_body_rules_uses_a_wasmplugin_and_the_flag_can_be_forced() {
     assert_eq!(wp.len(), 1);
     assert_eq!(wp[0]["apiVersion"], "extensions.istio.io/v1alpha1");
     let spec = &wp[0]["spec"];
-    assert_eq!(spec["selector"]["matchLabels"], json!({"app": "mcp-gateway"}));
-    assert_eq!(spec["url"], "oci://registry.example.com/scopegate/filter:0.1.0");
+    assert_eq!(
+        spec["selector"]["matchLabels"],
+        json!({"app": "mcp-gateway"})
+    );
+    assert_eq!(
+        spec["url"],
+        "oci://registry.example.com/scopegate/filter:0.1.0"
+    );
     assert_eq!(spec["sha256"], DIGEST.trim_start_matches("sha256:"));
     assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
     // Istio passes pluginConfig as JSON text: the same document must validate.
     let policy = valid(&spec["pluginConfig"].to_string());
-    assert!(policy.servers.iter().all(|s| s.cluster.starts_with("outbound|8080||")));
+    assert!(policy
+        .servers
+        .iter()
+        .all(|s| s.cluster.starts_with("outbound|8080||")));
 
     let forced = istio(&doc, &["--body-flag"]);
     assert!(find(&forced, "WasmPlugin").is_empty());
-    assert_eq!(find(&forced, "EnvoyFilter").len(), 1, "--body-flag forces the ECDS form");
+    assert_eq!(
+        find(&forced, "EnvoyFilter").len(),
+        1,
+        "--body-flag forces the ECDS form"
+    );
 }
 
 #[test]
@@ -144,19 +208,27 @@ fn istio_renders_the_broker_workload_private_by_mtls_and_authorization_policy() 
         ("security.istio.io/v1", "AuthorizationPolicy"),
         ("networking.istio.io/v1", "ServiceEntry"),
     ] {
-        assert!(k.contains(&(want.0.to_string(), want.1.to_string())), "{want:?} missing from {k:?}");
+        assert!(
+            k.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} missing from {k:?}"
+        );
     }
     let cm = find(&objs, "ConfigMap")[0];
     valid(cm["data"]["scopegate.json"].as_str().unwrap());
     let dep = find(&objs, "Deployment")[0];
-    let env = dep["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
     let names: Vec<&str> = env.iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["SAAS_CLIENT_SECRET", "SCOPEGATE_ENCRYPTION_KEY"]);
     for e in env {
         assert!(e.get("value").is_none(), "a secret value was rendered: {e}");
         assert_eq!(e["valueFrom"]["secretKeyRef"]["name"], "scopegate-broker");
     }
-    assert_eq!(find(&objs, "PeerAuthentication")[0]["spec"]["mtls"]["mode"], "STRICT");
+    assert_eq!(
+        find(&objs, "PeerAuthentication")[0]["spec"]["mtls"]["mode"],
+        "STRICT"
+    );
     let ap = &find(&objs, "AuthorizationPolicy")[0]["spec"];
     assert_eq!(ap["action"], "ALLOW");
     let internal = ap["rules"]
@@ -170,35 +242,71 @@ fn istio_renders_the_broker_workload_private_by_mtls_and_authorization_policy() 
         json!(["cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"])
     );
     let se = find(&objs, "ServiceEntry");
-    assert!(se.iter().any(|s| s["spec"]["hosts"] == json!(["auth.example.com"])), "{se:?}");
+    assert!(
+        se.iter()
+            .any(|s| s["spec"]["hosts"] == json!(["auth.example.com"])),
+        "{se:?}"
+    );
     let tel = find(&objs, "Telemetry")[0];
-    assert_eq!(tel["spec"]["accessLogging"][0]["providers"][0]["name"], "scopegate-json");
+    assert_eq!(
+        tel["spec"]["accessLogging"][0]["providers"][0]["name"],
+        "scopegate-json"
+    );
 }
 
 fn envoy_gateway(doc: &str, wasm_url: &str) -> Vec<Value> {
-    let mut args = vec!["envoy-gateway", doc, "--namespace", NS, "--wasm-url", wasm_url, "--wasm-sha256", DIGEST, "--target-ref", "mcp-edge"];
+    let mut args = vec![
+        "envoy-gateway",
+        doc,
+        "--namespace",
+        NS,
+        "--wasm-url",
+        wasm_url,
+        "--wasm-sha256",
+        DIGEST,
+        "--target-ref",
+        "mcp-edge",
+    ];
     args.extend_from_slice(&UPSTREAMS);
     objects(&render(&args))
 }
 
 #[test]
 fn envoy_gateway_extension_policy_patch_policy_and_backend() {
-    let objs = envoy_gateway(&doc_file("eg_tools", true), "oci://registry.example.com/scopegate/filter:0.1.0");
+    let objs = envoy_gateway(
+        &doc_file("eg_tools", true),
+        "oci://registry.example.com/scopegate/filter:0.1.0",
+    );
     let eep = find(&objs, "EnvoyExtensionPolicy");
     assert_eq!(eep.len(), 1);
     assert_eq!(eep[0]["apiVersion"], "gateway.envoyproxy.io/v1alpha1");
     let spec = &eep[0]["spec"];
-    assert_eq!(spec["targetRefs"], json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "mcp-edge"}]));
+    assert_eq!(
+        spec["targetRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "mcp-edge"}])
+    );
     let wasm = &spec["wasm"][0];
     assert_eq!(wasm["name"], "scopegate");
     assert_eq!(wasm["rootID"], "scopegate");
     assert_eq!(wasm["failOpen"], json!(false));
     assert_eq!(wasm["code"]["type"], "Image");
-    assert_eq!(wasm["code"]["image"]["url"], "registry.example.com/scopegate/filter:0.1.0");
-    assert_eq!(wasm["code"]["image"]["sha256"], DIGEST.trim_start_matches("sha256:"));
+    assert_eq!(
+        wasm["code"]["image"]["url"],
+        "registry.example.com/scopegate/filter:0.1.0"
+    );
+    assert_eq!(
+        wasm["code"]["image"]["sha256"],
+        DIGEST.trim_start_matches("sha256:")
+    );
     let policy = valid(&wasm["config"].to_string());
     let clusters: Vec<&str> = policy.servers.iter().map(|s| s.cluster.as_str()).collect();
-    assert_eq!(clusters, ["httproute/mcp/support-assistant/rule/0", "httproute/mcp/ops-console/rule/0"]);
+    assert_eq!(
+        clusters,
+        [
+            "httproute/mcp/support-assistant/rule/0",
+            "httproute/mcp/ops-console/rule/0"
+        ]
+    );
 
     let epp = find(&objs, "EnvoyPatchPolicy");
     assert_eq!(epp.len(), 1);
@@ -209,7 +317,10 @@ fn envoy_gateway_extension_policy_patch_policy_and_backend() {
         .find(|p| p["type"] == "type.googleapis.com/envoy.config.listener.v3.Listener")
         .expect("the body flag patch");
     assert_eq!(flag["name"], "mcp/mcp-edge/http");
-    assert_eq!(flag["operation"]["path"], "/allow_on_headers_stop_iteration");
+    assert_eq!(
+        flag["operation"]["path"],
+        "/allow_on_headers_stop_iteration"
+    );
     assert_eq!(flag["operation"]["value"], json!(true));
     let cluster = patches
         .iter()
@@ -217,47 +328,84 @@ fn envoy_gateway_extension_policy_patch_policy_and_backend() {
         .expect("the broker's internal cluster");
     assert_eq!(cluster["name"], "scopegate_broker_internal");
     assert_eq!(
-        cluster["operation"]["value"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"],
+        cluster["operation"]["value"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
+            ["endpoint"]["address"]["socket_address"],
         json!({"address": "scopegate-broker.mcp.svc.cluster.local", "port_value": 8081})
     );
     let backend = find(&objs, "Backend");
     assert_eq!(backend.len(), 1);
-    assert_eq!(backend[0]["spec"]["endpoints"][0]["fqdn"], json!({"hostname": "scopegate-broker.mcp.svc.cluster.local", "port": 8080}));
+    assert_eq!(
+        backend[0]["spec"]["endpoints"][0]["fqdn"],
+        json!({"hostname": "scopegate-broker.mcp.svc.cluster.local", "port": 8080})
+    );
     let routes = find(&objs, "HTTPRoute");
-    let names: Vec<&str> = routes.iter().map(|r| r["metadata"]["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["support-assistant", "ops-console", "scopegate-broker"]);
-    assert_eq!(routes[0]["spec"]["rules"][0]["timeouts"]["request"], "0s", "SSE streams need no timeout");
+    let names: Vec<&str> = routes
+        .iter()
+        .map(|r| r["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["support-assistant", "ops-console", "scopegate-broker"]
+    );
+    assert_eq!(
+        routes[0]["spec"]["rules"][0]["timeouts"]["request"], "0s",
+        "SSE streams need no timeout"
+    );
     let oauth: Vec<&str> = routes[2]["spec"]["rules"][0]["matches"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["path"]["value"].as_str().unwrap())
         .collect();
-    for p in ["/.well-known/oauth-authorization-server", "/register", "/authorize", "/token", "/callback", "/consent"] {
-        assert!(oauth.contains(&p), "{p} not routed to the broker: {oauth:?}");
+    for p in [
+        "/.well-known/oauth-authorization-server",
+        "/register",
+        "/authorize",
+        "/token",
+        "/callback",
+        "/consent",
+    ] {
+        assert!(
+            oauth.contains(&p),
+            "{p} not routed to the broker: {oauth:?}"
+        );
     }
 }
 
 #[test]
 fn envoy_gateway_without_body_rules_needs_no_listener_patch() {
-    let objs = envoy_gateway(&doc_file("eg_plain", false), "https://files.example.com/scopegate.wasm");
+    let objs = envoy_gateway(
+        &doc_file("eg_plain", false),
+        "https://files.example.com/scopegate.wasm",
+    );
     let wasm = &find(&objs, "EnvoyExtensionPolicy")[0]["spec"]["wasm"][0];
     assert_eq!(wasm["code"]["type"], "HTTP");
-    assert_eq!(wasm["code"]["http"]["url"], "https://files.example.com/scopegate.wasm");
+    assert_eq!(
+        wasm["code"]["http"]["url"],
+        "https://files.example.com/scopegate.wasm"
+    );
     let epp = find(&objs, "EnvoyPatchPolicy");
     let patches = epp[0]["spec"]["jsonPatches"].as_array().unwrap();
     assert!(
-        patches.iter().all(|p| p["type"] != "type.googleapis.com/envoy.config.listener.v3.Listener"),
+        patches
+            .iter()
+            .all(|p| p["type"] != "type.googleapis.com/envoy.config.listener.v3.Listener"),
         "no body flag without body rules: {patches:?}"
     );
 }
 
 #[test]
 fn the_checked_in_mesh_manifests_are_what_render_prints_now() {
-    for rel in ["envoy/istio/scopegate.yaml", "envoy/envoy-gateway/scopegate.yaml"] {
+    for rel in [
+        "envoy/istio/scopegate.yaml",
+        "envoy/envoy-gateway/scopegate.yaml",
+    ] {
         let text = assert_current(rel, "make mesh-examples");
         for o in objects(&text) {
-            assert!(o["apiVersion"].is_string() && o["kind"].is_string(), "{rel}: {o}");
+            assert!(
+                o["apiVersion"].is_string() && o["kind"].is_string(),
+                "{rel}: {o}"
+            );
         }
     }
 }

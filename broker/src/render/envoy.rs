@@ -15,20 +15,25 @@ const DEFAULT_BROKER_INTERNAL: &str = "127.0.0.1:8081";
 pub fn render(input: &Input, a: &EnvoyArgs) -> Result<Rendered, RenderError> {
     let usage = |e: String| RenderError::Usage(e);
     let broker_doc = &input.doc["broker"];
-    let addr = |flag: &Option<String>, field: &str, default: &str| -> Result<Endpoint, RenderError> {
-        let text = flag
-            .clone()
-            .or_else(|| broker_doc[field].as_str().map(str::to_string))
-            .unwrap_or_else(|| default.to_string());
-        let mut ep = Endpoint::parse(&text).map_err(usage)?;
-        // A broker listening on every interface is reached on loopback.
-        if ep.host == "0.0.0.0" {
-            ep.host = "127.0.0.1".into();
-        }
-        Ok(ep)
-    };
+    let addr =
+        |flag: &Option<String>, field: &str, default: &str| -> Result<Endpoint, RenderError> {
+            let text = flag
+                .clone()
+                .or_else(|| broker_doc[field].as_str().map(str::to_string))
+                .unwrap_or_else(|| default.to_string());
+            let mut ep = Endpoint::parse(&text).map_err(usage)?;
+            // A broker listening on every interface is reached on loopback.
+            if ep.host == "0.0.0.0" {
+                ep.host = "127.0.0.1".into();
+            }
+            Ok(ep)
+        };
     let broker_public = addr(&a.broker, "listen", DEFAULT_BROKER)?;
-    let broker_internal = addr(&a.broker_internal, "internal_listen", DEFAULT_BROKER_INTERNAL)?;
+    let broker_internal = addr(
+        &a.broker_internal,
+        "internal_listen",
+        DEFAULT_BROKER_INTERNAL,
+    )?;
     let listen = Endpoint::parse(&a.listen).map_err(usage)?;
     let admin = Endpoint::parse(&a.admin).map_err(usage)?;
 
@@ -64,7 +69,11 @@ pub fn render(input: &Input, a: &EnvoyArgs) -> Result<Rendered, RenderError> {
     if !a.cors_origins.is_empty() {
         // Browser-based clients (the MCP Inspector) fetch metadata, register and redeem codes
         // from the page: their preflights are answered before scopegate sees them.
-        let origins: Vec<Value> = a.cors_origins.iter().map(|o| json!({"prefix": o})).collect();
+        let origins: Vec<Value> = a
+            .cors_origins
+            .iter()
+            .map(|o| json!({"prefix": o}))
+            .collect();
         virtual_host["typed_per_filter_config"] = json!({
             "envoy.filters.http.cors": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
@@ -126,7 +135,8 @@ pub fn render(input: &Input, a: &EnvoyArgs) -> Result<Rendered, RenderError> {
     }
     if !refs.iter().any(|c| c.broker_internal) && brokered {
         return Err(RenderError::Usage(
-            "a brokered gateway needs `filter.broker.cluster` (the broker's internal listener)".into(),
+            "a brokered gateway needs `filter.broker.cluster` (the broker's internal listener)"
+                .into(),
         ));
     }
 

@@ -42,7 +42,12 @@ pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
         .policy
         .gateways
         .iter()
-        .filter_map(|g| url::Url::parse(&g.public_url).ok()?.host_str().map(str::to_string))
+        .filter_map(|g| {
+            url::Url::parse(&g.public_url)
+                .ok()?
+                .host_str()
+                .map(str::to_string)
+        })
         .fold(Vec::new(), |mut v, h| {
             if !v.contains(&h) {
                 v.push(h);
@@ -75,7 +80,8 @@ pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
              EnvoyPatchPolicy enabled: extensionApis.enableEnvoyPatchPolicy)."
                 .to_string()
         } else {
-            "The filter. No server reads the request body, so the body flag is not needed.".to_string()
+            "The filter. No server reads the request body, so the body flag is not needed."
+                .to_string()
         }),
         json!({
             "apiVersion": EG_API,

@@ -26,9 +26,9 @@ pub fn bare_sha256(s: &Option<String>) -> Option<String> {
 fn selector(a: &IstioArgs) -> Result<Map<String, Value>, RenderError> {
     let mut labels = Map::new();
     for s in &a.selectors {
-        let (k, v) = s.split_once('=').ok_or_else(|| {
-            RenderError::Usage(format!("--selector `{s}` is not KEY=VALUE"))
-        })?;
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| RenderError::Usage(format!("--selector `{s}` is not KEY=VALUE")))?;
         labels.insert(k.to_string(), Value::String(v.to_string()));
     }
     Ok(labels)
@@ -83,7 +83,8 @@ pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
         "name": ACCESS_LOG_PROVIDER,
         "envoyFileAccessLog": {"path": "/dev/stdout", "logFormat": {"labels": access_log::fields()}},
     }]}});
-    let snippet = serde_norway::to_string(&mesh_config).map_err(|e| RenderError::Usage(e.to_string()))?;
+    let snippet =
+        serde_norway::to_string(&mesh_config).map_err(|e| RenderError::Usage(e.to_string()))?;
     objects.push((
         Some(format!(
             "Access logs with scopegate's decision: the Telemetry below names the provider \
@@ -188,10 +189,17 @@ fn envoy_filter(
 }
 
 /// Routes on the ingress gateway: the MCP servers (no timeout: SSE) and the broker's endpoints.
-fn virtual_service(input: &Input, refs: &[ClusterRef], ns: &str) -> Option<(Option<String>, Value)> {
+fn virtual_service(
+    input: &Input,
+    refs: &[ClusterRef],
+    ns: &str,
+) -> Option<(Option<String>, Value)> {
     let mut hosts: Vec<String> = Vec::new();
     for g in &input.policy.gateways {
-        if let Some(h) = url::Url::parse(&g.public_url).ok().and_then(|u| u.host_str().map(str::to_string)) {
+        if let Some(h) = url::Url::parse(&g.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        {
             if !hosts.contains(&h) {
                 hosts.push(h);
             }
@@ -235,7 +243,10 @@ fn private_broker(a: &IstioArgs, ns: &str) -> Vec<(Option<String>, Value)> {
     let sel = json!({"matchLabels": {"app.kubernetes.io/name": BROKER_NAME}});
     vec![
         (
-            Some("The broker accepts mesh mTLS only, so every caller has a verified identity.".into()),
+            Some(
+                "The broker accepts mesh mTLS only, so every caller has a verified identity."
+                    .into(),
+            ),
             json!({
                 "apiVersion": "security.istio.io/v1",
                 "kind": "PeerAuthentication",
@@ -293,14 +304,20 @@ fn external_hosts(refs: &[ClusterRef], doc: &Value, ns: &str) -> Vec<(Option<Str
             }),
         ));
     }
-    for c in refs.iter().filter(|c| c.role == Role::Jwks && !c.broker_internal) {
+    for c in refs
+        .iter()
+        .filter(|c| c.role == Role::Jwks && !c.broker_internal)
+    {
         let ep = &c.endpoint;
         if workload::in_cluster(&ep.host) {
             continue;
         }
         let name = format!("scopegate-jwks-{}", dns_label(&ep.host));
         out.push((
-            Some(format!("The JWKS host, cluster `{}` in the embedded document.", outbound(ep))),
+            Some(format!(
+                "The JWKS host, cluster `{}` in the embedded document.",
+                outbound(ep)
+            )),
             json!({
                 "apiVersion": "networking.istio.io/v1",
                 "kind": "ServiceEntry",
@@ -337,6 +354,34 @@ fn external_hosts(refs: &[ClusterRef], doc: &Value, ns: &str) -> Vec<(Option<Str
 /// A host name as a Kubernetes object name fragment.
 pub fn dns_label(host: &str) -> String {
     host.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn istio_spells_clusters_outbound_port_host() {
+        let ep = Endpoint {
+            host: "ops-console.mcp.svc.cluster.local".into(),
+            port: 8080,
+        };
+        assert_eq!(
+            outbound(&ep),
+            "outbound|8080||ops-console.mcp.svc.cluster.local"
+        );
+        assert_eq!(
+            bare_sha256(&Some("sha256:ab".into())).as_deref(),
+            Some("ab")
+        );
+        assert_eq!(bare_sha256(&Some("ab".into())).as_deref(), Some("ab"));
+    }
 }

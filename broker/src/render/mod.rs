@@ -169,8 +169,14 @@ pub fn run(target: RenderTarget) -> ExitCode {
         .collect::<Vec<_>>()
         .join(" ");
     let (common, result) = match &target {
-        RenderTarget::Envoy(a) => (&a.common, Input::load(&a.common, command).and_then(|i| envoy::render(&i, a))),
-        RenderTarget::Istio(a) => (&a.common, Input::load(&a.common, command).and_then(|i| istio::render(&i, a))),
+        RenderTarget::Envoy(a) => (
+            &a.common,
+            Input::load(&a.common, command).and_then(|i| envoy::render(&i, a)),
+        ),
+        RenderTarget::Istio(a) => (
+            &a.common,
+            Input::load(&a.common, command).and_then(|i| istio::render(&i, a)),
+        ),
         RenderTarget::EnvoyGateway(a) => (
             &a.common,
             Input::load(&a.common, command).and_then(|i| gateway::render(&i, a)),
@@ -207,5 +213,52 @@ pub fn run(target: RenderTarget) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{"gateways":[{"name":"g","public_url":"https://mcp.example.com","issuer":"https://idp.example.com","allowed_scopes":["a","b"],"jwks":{"cluster":"idp","path":"/jwks"},"servers":[{"name":"s","cluster":"c","path":"/s/mcp","scopes":["a"]}]}]}"#;
+
+    #[test]
+    fn the_body_flag_follows_the_servers_body_rules_or_is_forced() {
+        let plain = validated(DOC).unwrap();
+        assert!(!body_flag(&plain, false));
+        assert!(body_flag(&plain, true));
+        let tools = DOC.replace(
+            r#""scopes":["a"]}"#,
+            r#""scopes":["a"],"tools":{"t":["a"]}}"#,
+        );
+        assert!(body_flag(&validated(&tools).unwrap(), false));
+    }
+
+    #[test]
+    fn endpoints_parse_and_name_what_is_wrong() {
+        assert_eq!(
+            Endpoint::parse("svc.ns.svc.cluster.local:8080").unwrap(),
+            Endpoint {
+                host: "svc.ns.svc.cluster.local".into(),
+                port: 8080
+            }
+        );
+        assert_eq!(Endpoint::parse("[::1]:1").unwrap().host, "::1");
+        assert!(Endpoint::parse("host").unwrap_err().contains("HOST:PORT"));
+        assert!(Endpoint::parse("host:http")
+            .unwrap_err()
+            .contains("not a port"));
+    }
+
+    #[test]
+    fn an_invalid_document_is_refused_with_checks_report() {
+        let bad = DOC.replace(r#""scopes":["a"]"#, r#""scopes":["z"]"#);
+        match validated(&bad) {
+            Err(RenderError::Invalid(report)) => {
+                assert_eq!(report, crate::check::run(&bad).0);
+                assert!(report.contains("`z`"), "{report}");
+            }
+            _ => panic!("accepted an invalid document"),
+        }
     }
 }

@@ -46,7 +46,11 @@ pub fn secret_env_names(doc: &Value) -> Vec<String> {
 }
 
 /// ConfigMap (the document the filter also gets), Deployment and Service of the broker.
-pub fn broker_objects(mesh: &MeshArgs, configuration: &str, doc: &Value) -> Vec<(Option<String>, Value)> {
+pub fn broker_objects(
+    mesh: &MeshArgs,
+    configuration: &str,
+    doc: &Value,
+) -> Vec<(Option<String>, Value)> {
     let ns = &mesh.namespace;
     let env: Vec<Value> = secret_env_names(doc)
         .into_iter()
@@ -60,7 +64,8 @@ pub fn broker_objects(mesh: &MeshArgs, configuration: &str, doc: &Value) -> Vec<
         "metadata": {"name": BROKER_NAME, "namespace": ns, "labels": labels()},
         "data": {CONFIG_FILE: configuration},
     });
-    let probe = |path: &str| json!({"httpGet": {"path": path, "port": "http-public"}, "periodSeconds": 10});
+    let probe =
+        |path: &str| json!({"httpGet": {"path": path, "port": "http-public"}, "periodSeconds": 10});
     let deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
