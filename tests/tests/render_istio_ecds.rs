@@ -1,0 +1,287 @@
+//! What `render istio` prints, run in a real Envoy the way an Istio proxy gets it: the filter as
+//! an ECDS resource (from a file here, by ADS in the mesh; the module made local as Istio's agent
+//! does after fetching it), an HTTP filter entry pointing at it, and clusters named
+//! `outbound|<port>||<host>` as the embedded document says. The `EnvoyFilter` form is taken as
+//! rendered; the `WasmPlugin` form as istiod turns it into a Wasm filter config (name
+//! `<namespace>.<name>`, `root_id` = `pluginName`, `pluginConfig` as JSON text, `FAIL_CLOSE` as
+//! `FAIL_CLOSED`, no VM id).
+
+use scopegate_tests::envoy::{Envoy, ENVOY, WASM};
+use scopegate_tests::issuer::Issuer;
+use scopegate_tests::mcp::Client;
+use scopegate_tests::procs::{log_dir, wait_for, Proc};
+use scopegate_tests::render::render;
+use scopegate_tests::stack::{gateway_doc, McpServer, OPS, SUPPORT};
+use scopegate_tests::{built, free_port};
+use serde_json::{json, Value};
+use std::process::Command;
+use std::time::Duration;
+
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const SUPPORT_CLUSTER: &str = "outbound|8080||support-assistant.mcp.svc.cluster.local";
+const OPS_CLUSTER: &str = "outbound|8080||ops-console.mcp.svc.cluster.local";
+const IDP_CLUSTER: &str = "outbound|8080||idp.mcp.svc.cluster.local";
+
+fn cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name, "type": "STATIC", "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
+        ]}]}
+    })
+}
+
+/// The upstreams, a document for them, and `render istio` of it, parsed.
+struct Fixture {
+    issuer: Issuer,
+    support: McpServer,
+    ops: McpServer,
+    port: u16,
+    public_url: String,
+    objects: Vec<Value>,
+}
+
+fn fixture(name: &str, tweak: impl FnOnce(&mut Value)) -> Fixture {
+    let dir = log_dir(name);
+    let issuer = Issuer::start();
+    let support = McpServer::start("support-assistant", name);
+    let ops = McpServer::start("ops-console", name);
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let mut doc = gateway_doc(&public_url, &issuer.url);
+    tweak(&mut doc);
+    let doc_path = dir.join("gateway.json");
+    std::fs::write(&doc_path, doc.to_string()).unwrap();
+    let text = render(&[
+        "istio",
+        &doc_path.display().to_string(),
+        "--namespace",
+        "mcp",
+        "--upstream",
+        "support_assistant=support-assistant.mcp.svc.cluster.local:8080",
+        "--upstream",
+        "ops_console=ops-console.mcp.svc.cluster.local:8080",
+        "--upstream",
+        "test_issuer=idp.mcp.svc.cluster.local:8080",
+    ]);
+    let objects = text
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str(d).unwrap())
+        .collect();
+    Fixture {
+        issuer,
+        support,
+        ops,
+        port,
+        public_url,
+        objects,
+    }
+}
+
+/// Envoy whose only scopegate filter is `http_filter`, configured by ECDS from a file holding
+/// `extension` (its module made local); waits until the filter has configured itself.
+fn start_envoy(name: &str, f: &Fixture, mut extension: Value, mut http_filter: Value) -> Envoy {
+    let dir = log_dir(name);
+    let wasm = built(WASM, "make wasm");
+    extension["typed_config"]["config"]["vm_config"]["code"] =
+        json!({"local": {"filename": wasm.display().to_string()}});
+    extension["@type"] = json!("type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig");
+    let ecds_dir = dir.join("ecds");
+    std::fs::create_dir_all(&ecds_dir).unwrap();
+    let ecds_file = ecds_dir.join("scopegate.json");
+    std::fs::write(
+        &ecds_file,
+        json!({"version_info": "1", "resources": [extension]}).to_string(),
+    )
+    .unwrap();
+    // The mesh delivers the resource by ADS; here the same resource comes from the file.
+    http_filter["config_discovery"]["config_source"] = json!({
+        "path_config_source": {
+            "path": ecds_file.display().to_string(),
+            "watched_directory": {"path": ecds_dir.display().to_string()},
+        },
+        "resource_api_version": "V3",
+    });
+    let admin_port = free_port();
+    let access_log = dir.join("access.log");
+    let bootstrap = json!({
+        "node": {"id": name, "cluster": "scopegate-tests"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "mcp",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": f.port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "mcp",
+                        "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                            "path": access_log.display().to_string(),
+                            "log_format": {"json_format": scopegate_tests::envoy::access_log_format()}
+                        }}],
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                            {"match": {"prefix": SUPPORT}, "route": {"cluster": SUPPORT_CLUSTER, "timeout": "0s"}},
+                            {"match": {"prefix": OPS}, "route": {"cluster": OPS_CLUSTER, "timeout": "0s"}}
+                        ]}]},
+                        "http_filters": [
+                            http_filter,
+                            {"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+                        ]
+                    }
+                }]}]
+            }],
+            "clusters": [
+                cluster(SUPPORT_CLUSTER, f.support.port),
+                cluster(OPS_CLUSTER, f.ops.port),
+                cluster(IDP_CLUSTER, f.issuer.port),
+            ]
+        }
+    });
+    let config = dir.join("envoy.json");
+    std::fs::write(&config, bootstrap.to_string()).unwrap();
+    let mut cmd = Command::new(built(ENVOY, "make venv"));
+    cmd.arg("-c")
+        .arg(&config)
+        .args(["--concurrency", "1", "--disable-hot-restart"])
+        .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
+        .args(["--file-flush-interval-msec", "100"]);
+    let proc = Proc::start("envoy", cmd, &dir);
+    let envoy = Envoy {
+        proc,
+        port: f.port,
+        admin_port,
+        access_log,
+    };
+    wait_for(
+        "the ECDS resource to configure scopegate",
+        Duration::from_secs(30),
+        || {
+            envoy
+                .log()
+                .contains("configured 1 gateway(s), 2 server(s)")
+                .then_some(())
+        },
+    );
+    envoy
+}
+
+/// PRM and the 401 come from the embedded document; then a token for ops-console works once the
+/// keys are fetched through the Istio-named cluster. Returns an initialized session.
+fn first_requests(envoy: &Envoy, f: &Fixture, scope: &str) -> Client {
+    let r = Client::get(
+        &envoy.url(&format!("/.well-known/oauth-protected-resource{OPS}")),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["resource"],
+        json!(format!("{}{OPS}", f.public_url))
+    );
+    let r = Client::new(&envoy.url(OPS), None).initialize();
+    assert_eq!(r.status, 401, "{}", r.body);
+    let token = f.issuer.token(&format!("{}{OPS}", f.public_url), scope);
+    wait_for("the filter to load keys", Duration::from_secs(20), || {
+        let mut c = Client::new(&envoy.url(OPS), Some(&token));
+        (c.initialize().status == 200).then_some(c)
+    })
+}
+
+#[test]
+fn the_rendered_envoy_filter_configures_scopegate_by_ecds_and_enforces_per_tool_scopes() {
+    let name = "render_istio_ecds";
+    let f = fixture(name, |_| {});
+    let ef = f
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "EnvoyFilter")
+        .expect("per-tool scopes: the EnvoyFilter form");
+    let patches = ef["spec"]["configPatches"].as_array().unwrap();
+    let patch = |apply: &str| {
+        patches.iter().find(|p| p["applyTo"] == apply).unwrap()["patch"]["value"].clone()
+    };
+    let (extension, http_filter) = (patch("EXTENSION_CONFIG"), patch("HTTP_FILTER"));
+    assert_eq!(
+        http_filter["config_discovery"]["config_source"]["ads"],
+        json!({})
+    );
+    assert_eq!(
+        http_filter["config_discovery"]["type_urls"],
+        json!([WASM_TYPE])
+    );
+    let envoy = start_envoy(name, &f, extension, http_filter);
+    assert_eq!(
+        envoy.stat("extension_config_discovery.http_filter.scopegate.config_reload"),
+        Some(1),
+        "the filter came by ECDS"
+    );
+    let mut c = first_requests(&envoy, &f, "admin.read");
+    // The per-tool rule, with the body flag render set: a refused call never reaches the server.
+    f.ops.clear_seen();
+    let r = c.call_tool(
+        "update_ticket",
+        json!({"ticket_id": "T-1", "status": "closed"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(f.ops.seen().is_empty(), "a refused call reached the server");
+    let r = c.call_tool("admin_report", json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(f.ops.seen().len(), 1);
+    let line = envoy.wait_access_log(|l| l["tool"] == "update_ticket");
+    assert_eq!(line["reason"], "insufficient_scope", "{line}");
+}
+
+#[test]
+fn the_rendered_wasmplugin_as_istiod_delivers_it_configures_scopegate_without_the_flag() {
+    let name = "render_istio_wasmplugin";
+    let f = fixture(name, |doc| {
+        for s in doc["gateways"][0]["servers"].as_array_mut().unwrap() {
+            let s = s.as_object_mut().unwrap();
+            s.remove("tools");
+            s.remove("budgets");
+        }
+    });
+    let wp = f
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "WasmPlugin")
+        .expect("no body rules: the WasmPlugin form");
+    let spec = &wp["spec"];
+    let resource = format!(
+        "{}.{}",
+        wp["metadata"]["namespace"].as_str().unwrap(),
+        wp["metadata"]["name"].as_str().unwrap()
+    );
+    assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+    let extension = json!({
+        "name": resource,
+        "typed_config": {"@type": WASM_TYPE, "config": {
+            "name": resource,
+            "root_id": spec["pluginName"],
+            "configuration": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": spec["pluginConfig"].to_string(),
+            },
+            "vm_config": {"runtime": "envoy.wasm.runtime.v8"},
+            "failure_policy": "FAIL_CLOSED",
+        }},
+    });
+    let http_filter = json!({
+        "name": resource,
+        "config_discovery": {"config_source": {"ads": {}}, "type_urls": [WASM_TYPE]},
+    });
+    let envoy = start_envoy(name, &f, extension, http_filter);
+    let mut c = first_requests(&envoy, &f, "admin.read");
+    f.ops.clear_seen();
+    let r = c.call_tool("admin_report", json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(f.ops.seen().len(), 1, "the allowed call reached the server");
+    // A token for ops-console is refused by support-assistant: the audience is per server.
+    let token = f
+        .issuer
+        .token(&format!("{}{OPS}", f.public_url), "admin.read");
+    let r = Client::new(&envoy.url(SUPPORT), Some(&token)).initialize();
+    assert_eq!(r.status, 401, "{}", r.body);
+}
