@@ -179,6 +179,13 @@ pub struct IstioArgs {
     /// Where the EnvoyFilter inserts the filter: an ingress gateway or sidecars' inbound side.
     #[arg(long, value_enum, default_value = "gateway")]
     pub context: IstioContext,
+    /// The Istio `Gateway` (`NAMESPACE/NAME`) the rendered VirtualService binds to.
+    #[arg(
+        long,
+        value_name = "NS/NAME",
+        default_value = "istio-system/mcp-gateway"
+    )]
+    pub gateway: String,
     /// The SPIFFE principal of the selected proxies, the only caller allowed on the broker's
     /// internal port.
     #[arg(
@@ -201,7 +208,8 @@ pub struct GatewayArgs {
     pub common: CommonArgs,
     #[command(flatten)]
     pub mesh: MeshArgs,
-    /// The Gateway the policies attach to: `NAME` (repeatable).
+    /// The Gateway the policies attach to: `NAME`, in --namespace (Envoy Gateway's policies must
+    /// live in their Gateway's namespace); repeatable.
     #[arg(long = "target-ref", value_name = "GATEWAY", default_values_t = vec!["mcp-edge".to_string()])]
     pub target_refs: Vec<String>,
     /// The Gateway listener (section name) whose Envoy listener gets the body flag.

@@ -113,7 +113,7 @@ pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
                         "hostnames": hostnames,
                         "rules": [{
                             "matches": [{"path": {"type": "PathPrefix", "value": path}}],
-                            "backendRefs": [{"name": service_name(&c.endpoint.host), "port": c.endpoint.port}],
+                            "backendRefs": [backend_ref(&c.endpoint, ns)],
                             // MCP streams (SSE) are long-lived.
                             "timeouts": {"request": "0s"},
                         }],
@@ -204,9 +204,16 @@ pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
     })
 }
 
-/// A Kubernetes Service name from a host (`svc.ns.svc.cluster.local` → `svc`).
-fn service_name(host: &str) -> String {
-    host.split('.').next().unwrap_or(host).to_string()
+/// A Service reference from `--upstream`'s host: `svc`, or `svc.ns[.svc[.cluster.local]]` for a
+/// Service in another namespace (which then needs a ReferenceGrant there).
+fn backend_ref(ep: &Endpoint, ns: &str) -> Value {
+    let mut labels = ep.host.split('.');
+    let name = labels.next().unwrap_or(&ep.host);
+    let mut r = json!({"name": name, "port": ep.port});
+    if let Some(other) = labels.next().filter(|n| *n != ns) {
+        r["namespace"] = json!(other);
+    }
+    r
 }
 
 /// Adds a cluster the filter calls (`dispatch_http_call` needs one by name).

@@ -102,9 +102,7 @@ pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
         }),
     ));
 
-    if let Some(vs) = virtual_service(input, &refs, ns) {
-        objects.push(vs);
-    }
+    objects.push(virtual_service(input, &refs, ns, &a.gateway));
     objects.extend(workload::broker_objects(&a.mesh, &configuration, &doc));
     objects.extend(private_broker(a, ns));
     objects.extend(external_hosts(&refs, &doc, ns));
@@ -193,7 +191,8 @@ fn virtual_service(
     input: &Input,
     refs: &[ClusterRef],
     ns: &str,
-) -> Option<(Option<String>, Value)> {
+    gateway: &str,
+) -> (Option<String>, Value) {
     let mut hosts: Vec<String> = Vec::new();
     for g in &input.policy.gateways {
         if let Some(h) = url::Url::parse(&g.public_url)
@@ -223,19 +222,19 @@ fn virtual_service(
             "route": [{"destination": {"host": broker_host(ns), "port": {"number": PUBLIC_PORT}}}],
         }));
     }
-    Some((
+    (
         Some(
-            "Routes on the ingress gateway (name your Gateway in `gateways`). Protected-resource \
-             metadata needs no route: the filter answers it."
+            "Routes on the ingress gateway (--gateway): the MCP servers and the broker's \
+             endpoints. Protected-resource metadata needs no route: the filter answers it."
                 .into(),
         ),
         json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
             "metadata": {"name": plugin::NAME, "namespace": ns},
-            "spec": {"hosts": hosts, "gateways": ["istio-system/mcp-gateway"], "http": http},
+            "spec": {"hosts": hosts, "gateways": [gateway], "http": http},
         }),
-    ))
+    )
 }
 
 /// mTLS only, and the internal port (token exchange, JWKS, stats) for the filter's proxies only.
