@@ -97,8 +97,8 @@ skopeo:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq skopeo >/dev/null; }
 	@command -v skopeo >/dev/null || { echo "skopeo is required: apt-get install -y skopeo"; exit 1; }
 
-# examples/two-servers/envoy.yaml is `render envoy` output (tests/tests/render_envoy.rs checks it
-# is current); regenerate it after changing the example document.
+# examples/two-servers/envoy.yaml and envoy/envoy.yaml are `render envoy` output
+# (tests/tests/render_envoy.rs checks they are current); regenerate them after changing a document.
 example-envoy:
 	$(CARGO) build -q -p scopegate-broker
 	target/debug/scopegate-broker render envoy examples/two-servers/scopegate.yaml \
@@ -107,6 +107,10 @@ example-envoy:
 		--broker 127.0.0.1:8080 --broker-internal 127.0.0.1:8081 --access-log .run/access.log \
 		--cors-origin http://localhost: --cors-origin http://127.0.0.1: \
 		-o examples/two-servers/envoy.yaml
+	target/debug/scopegate-broker render envoy envoy/validate-mode.yaml \
+		--listen 127.0.0.1:10000 --admin 127.0.0.1:9901 \
+		--upstream support_assistant=127.0.0.1:9101 --upstream ops_console=127.0.0.1:9102 \
+		--upstream idp=127.0.0.1:9000 -o envoy/envoy.yaml
 
 # envoy/istio/scopegate.yaml and envoy/envoy-gateway/scopegate.yaml: render output for the mesh
 # form of the example (envoy/gateway.yaml); tests/tests/render_mesh.rs checks they are current.

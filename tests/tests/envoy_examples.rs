@@ -1,4 +1,5 @@
-//! The shipped Envoy bootstrap loads the built filter and its document, as `envoy --mode validate` sees it.
+//! The shipped Envoy bootstrap (`render envoy` of envoy/validate-mode.yaml) loads the built filter
+//! and its document, as `envoy --mode validate` sees it.
 
 use scopegate_tests::envoy::{ENVOY, WASM};
 use scopegate_tests::{built, repo_root};
@@ -30,13 +31,26 @@ fn the_example_bootstrap_validates_with_the_filter_configured() {
 #[test]
 fn validate_mode_catches_a_bad_document_before_deploying_it() {
     let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
-    let bad = text.replace(
-        "scopes: [tickets.write, admin.read]",
-        "scopes: [tickets.write, billing.write]",
+    let mut boot: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let filters = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array_mut()
+        .unwrap();
+    let wasm = filters
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .expect("the scopegate filter");
+    let value = &mut wasm["typed_config"]["config"]["configuration"]["value"];
+    let mut doc: serde_json::Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+    assert_eq!(
+        doc["gateways"][0]["servers"][1]["name"], "ops-console",
+        "the example changed shape; update this test"
     );
-    assert_ne!(bad, text, "the example changed shape; update this test");
-    let path = scopegate_tests::procs::log_dir("envoy_examples").join("bad.yaml");
-    std::fs::write(&path, bad).unwrap();
+    doc["gateways"][0]["servers"][1]["scopes"] =
+        serde_json::json!(["tickets.write", "billing.write"]);
+    *value = serde_json::Value::String(doc.to_string());
+    let path = scopegate_tests::procs::log_dir("envoy_examples").join("bad.json");
+    std::fs::write(&path, boot.to_string()).unwrap();
     let (ok, log) = validate(&path);
     assert!(
         !ok,

@@ -26,6 +26,7 @@ fn wasm_filter(bootstrap: &Value) -> Value {
 
 #[test]
 fn the_example_bootstrap_is_exactly_what_render_prints_now() {
+    assert_current("envoy/envoy.yaml", "make example-envoy");
     let text = assert_current("examples/two-servers/envoy.yaml", "make example-envoy");
     assert!(
         text.starts_with(
