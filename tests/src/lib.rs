@@ -13,6 +13,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod procs;
 pub mod proxy;
+pub mod sdk_clients;
 pub mod stack;
 pub mod walkthrough;
 
