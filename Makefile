@@ -51,7 +51,7 @@ $(CLIENTS)/node_modules/.installed: $(CLIENTS)/package.json $(CLIENTS)/package-l
 
 $(VENV)/.sdk-clients-installed: $(CLIENTS)/requirements.txt $(ENVOY)
 	@echo "==> installing the Python MCP SDK into $(VENV) (pip install -r $(CLIENTS)/requirements.txt)"
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CLIENTS)/requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(CLIENTS)/requirements.txt
 	@touch $@
 
 chromium:

@@ -322,7 +322,10 @@ class Host:
                     client_id=self.cfg["client_metadata_url"], redirect_uris=[self.loopback.uri],
                     token_endpoint_auth_method="none")
             else:
-                reg = await h.post(asm["registration_endpoint"], json=self.metadata().model_dump(mode="json", exclude_none=True))
+                # Registered once for everything the server advertises; authorized for less.
+                meta = self.metadata()
+                meta.scope = " ".join(prm.get("scopes_supported") or []) or None
+                reg = await h.post(asm["registration_endpoint"], json=meta.model_dump(mode="json", exclude_none=True))
                 reg.raise_for_status()
                 info = OAuthClientInformationFull.model_validate(reg.json())
             await storage.set_client_info(info)
@@ -358,9 +361,9 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         support_store = MemoryStorage(host.wire, "support-assistant")
         async with host.client(cfg["support_url"], host.provider(cfg["support_url"], support_store)) as c:
-            summary["client_id"] = support_store.client.client_id if support_store.client else None
             summary["protocol_negotiated"] = c.protocol_version
             tools = await c.list_tools()
+            summary["client_id"] = support_store.client.client_id if support_store.client else None
             summary["steps"]["tools"] = sorted(t.name for t in tools.tools)
             summary["steps"]["list_tickets"] = result_of(await c.call_tool("list_tickets", {}))
             summary["steps"]["consents"] = list(host.consents)
@@ -378,6 +381,7 @@ async def main(cfg: dict[str, Any]) -> dict[str, Any]:
             except Exception as e:  # noqa: BLE001 - the summary reports what the SDK did
                 summary["steps"]["update_ticket"] = {"ok": False, "error": repr(e)}
         summary["steps"]["ops_final_scope"] = ops_store.tokens.scope if ops_store.tokens else None
+        summary["ops_client_id"] = ops_store.client.client_id if ops_store.client else None
         summary["ok"] = True
     except BaseException as e:  # noqa: BLE001
         summary["ok"] = False

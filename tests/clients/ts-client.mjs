@@ -7,7 +7,8 @@
 // CIMD client_id URL) and build the authorization URL, opens that URL in a headless "browser"
 // (lib/browser.mjs: cookies, redirects, Allow on the consent page), takes the code on its loopback
 // redirect URI, calls tools, waits out its access token and calls again (the SDK refreshes after
-// the 401), then, holding an ops-console token for `admin.read` only, calls a tool needing
+// the 401), then, holding an ops-console token for `admin.read` only (registered through the SDK
+// for the server's advertised scopes, authorized through its auth() for less), calls a tool needing
 // `tickets.write` (403 insufficient_scope: the SDK steps up, or does not). Every HTTP exchange is
 // logged to the wire log; the last stdout line is a JSON summary of what the host saw.
 
@@ -29,7 +30,10 @@ async function loadSdk(which) {
       import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
       import('@modelcontextprotocol/sdk/client/auth.js'),
     ]);
-    return { Client, StreamableHTTPClientTransport, auth, UnauthorizedError };
+    const { discoverOAuthServerInfo, registerClient } = await import('@modelcontextprotocol/sdk/client/auth.js');
+    return {
+      Client, StreamableHTTPClientTransport, auth, UnauthorizedError, discoverOAuthServerInfo, registerClient,
+    };
   }
   const m = await import('@modelcontextprotocol/client');
   return {
@@ -37,6 +41,8 @@ async function loadSdk(which) {
     StreamableHTTPClientTransport: m.StreamableHTTPClientTransport,
     auth: m.auth,
     UnauthorizedError: m.UnauthorizedError,
+    discoverOAuthServerInfo: m.discoverOAuthServerInfo,
+    registerClient: m.registerClient,
   };
 }
 const sdk = await loadSdk(cfg.sdk);
@@ -129,7 +135,7 @@ async function finish(transport, provider) {
 
 function newClient() {
   const options = cfg.sdk === 'v2'
-    ? { versionNegotiation: modern ? { pin: '2026-07-28' } : { mode: 'legacy' } }
+    ? { versionNegotiation: { mode: modern ? { pin: '2026-07-28' } : 'legacy' } }
     : {};
   return new sdk.Client({ name: cfg.client_name, version: '1.0.0' }, options);
 }
@@ -189,6 +195,19 @@ try {
   // 3. ops-console with `admin.read` only (the host asks for least privilege through the SDK's
   // own auth()), then a tool that needs `tickets.write`: 403 insufficient_scope.
   const ops = new HostProvider('ops-console', loopback);
+  if (cfg.registration === 'dcr') {
+    // The host registers once for everything the server advertises, then authorizes for less.
+    // (Left to auth(), the registration would carry only the narrow scope, and an authorization
+    // server that enforces registered scopes, as oidc-provider does, would refuse the step-up.)
+    const info = await sdk.discoverOAuthServerInfo(new URL(cfg.ops_url), { fetchFn: sdkFetch });
+    const registered = await sdk.registerClient(info.authorizationServerUrl, {
+      metadata: info.authorizationServerMetadata,
+      clientMetadata: ops.clientMetadata,
+      scope: info.resourceMetadata?.scopes_supported?.join(' '),
+      fetchFn: sdkFetch,
+    });
+    ops.saveClientInformation({ ...registered, issuer: String(info.authorizationServerUrl) });
+  }
   const first = await sdk.auth(ops, { serverUrl: new URL(cfg.ops_url), scope: 'admin.read', fetchFn: sdkFetch });
   if (first === 'REDIRECT') {
     const p = ops.takePending();
@@ -206,6 +225,7 @@ try {
     summary.steps.update_ticket = { ok: false, error: String(e?.message ?? e) };
   }
   summary.steps.ops_final_scope = ops.tokens()?.scope;
+  summary.ops_client_id = ops.clientInformation()?.client_id;
   summary.ok = true;
 } catch (e) {
   summary.ok = false;

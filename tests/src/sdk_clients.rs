@@ -386,6 +386,8 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     let loopback = format!("http://127.0.0.1:{}/callback", run.redirect_port);
     let client_id = s["client_id"].as_str().unwrap_or("").to_string();
     ensure!(!client_id.is_empty(), "no client_id in the summary");
+    let ops_client_id = s["ops_client_id"].as_str().unwrap_or("").to_string();
+    ensure!(!ops_client_id.is_empty(), "no ops-console client_id in the summary");
 
     // 1. The first MCP request carries no token and meets the 401 with its metadata URL.
     let (first_i, first) = ex
@@ -616,7 +618,10 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
         .seen()
         .into_iter()
         .chain(target.ops.seen())
-        .filter(|r| r["headers"]["x-scopegate-client-id"] == json!(client_id))
+        .filter(|r| {
+            let id = &r["headers"]["x-scopegate-client-id"];
+            *id == json!(client_id) || *id == json!(ops_client_id)
+        })
         .collect();
     ensure!(!seen.is_empty(), "no request of {client_id} reached a server");
     for r in &seen {
@@ -664,14 +669,21 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
             })
     });
     let refreshed = after(forbidden.0).any(|(_, e)| is_token(e, "refresh_token"));
-    let log = target.envoy.access_log();
+    // Envoy writes its access log about once a second: wait for the lines, then judge.
     let envoy_saw = |decision: &str, reason: &str| {
-        log.iter().any(|l| {
-            l["client_id"] == json!(client_id)
-                && l["tool"] == "update_ticket"
-                && l["decision"] == decision
-                && l["reason"] == reason
-        })
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let seen = target.envoy.access_log().iter().any(|l| {
+                l["client_id"] == json!(ops_client_id)
+                    && l["tool"] == "update_ticket"
+                    && l["decision"] == decision
+                    && l["reason"] == reason
+            });
+            if seen || std::time::Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     };
     if run.cell.sdk == Sdk::TsV1 {
         // typescript-sdk#2255: holding a refresh token, 1.x refreshes on the 403 and retries with
@@ -691,7 +703,7 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
         ensure!(again >= 1, "no second 403 after the refresh");
         ensure!(
             envoy_saw("deny", "insufficient_scope"),
-            "Envoy logged no insufficient_scope denial for {client_id}"
+            "Envoy logged no insufficient_scope denial for {ops_client_id}"
         );
         return Ok(Outcome::ExpectedFailure(
             "typescript-sdk#2255: refreshes on 403 insufficient_scope instead of re-authorizing"
@@ -719,7 +731,7 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     );
     ensure!(
         envoy_saw("deny", "insufficient_scope") && envoy_saw("allow", "ok"),
-        "Envoy's log lacks the denial and the allowed retry of update_ticket for {client_id}"
+        "Envoy's log lacks the denial and the allowed retry of update_ticket for {ops_client_id}"
     );
     Ok(Outcome::Pass)
 }
