@@ -322,10 +322,9 @@ class Host:
                     client_id=self.cfg["client_metadata_url"], redirect_uris=[self.loopback.uri],
                     token_endpoint_auth_method="none")
             else:
-                # Registered once for everything the server advertises; authorized for less.
-                meta = self.metadata()
-                meta.scope = " ".join(prm.get("scopes_supported") or []) or None
-                reg = await h.post(asm["registration_endpoint"], json=meta.model_dump(mode="json", exclude_none=True))
+                # Registered once, not tied to a scope; authorized for less.
+                meta = self.metadata().model_dump(mode="json", exclude_none=True)
+                reg = await h.post(asm["registration_endpoint"], json=meta)
                 reg.raise_for_status()
                 info = OAuthClientInformationFull.model_validate(reg.json())
             await storage.set_client_info(info)

@@ -8,7 +8,7 @@
 // (lib/browser.mjs: cookies, redirects, Allow on the consent page), takes the code on its loopback
 // redirect URI, calls tools, waits out its access token and calls again (the SDK refreshes after
 // the 401), then, holding an ops-console token for `admin.read` only (registered through the SDK
-// for the server's advertised scopes, authorized through its auth() for less), calls a tool needing
+// without a scope, authorized through its auth() for less), calls a tool needing
 // `tickets.write` (403 insufficient_scope: the SDK steps up, or does not). Every HTTP exchange is
 // logged to the wire log; the last stdout line is a JSON summary of what the host saw.
 
@@ -196,14 +196,14 @@ try {
   // own auth()), then a tool that needs `tickets.write`: 403 insufficient_scope.
   const ops = new HostProvider('ops-console', loopback);
   if (cfg.registration === 'dcr') {
-    // The host registers once for everything the server advertises, then authorizes for less.
-    // (Left to auth(), the registration would carry only the narrow scope, and an authorization
-    // server that enforces registered scopes, as oidc-provider does, would refuse the step-up.)
+    // The host registers once, without tying the registration to a scope, then authorizes for
+    // less. (Left to auth(), the registration would carry only the narrow scope, and an
+    // authorization server that enforces registered scopes, as oidc-provider does, would refuse
+    // the step-up.)
     const info = await sdk.discoverOAuthServerInfo(new URL(cfg.ops_url), { fetchFn: sdkFetch });
     const registered = await sdk.registerClient(info.authorizationServerUrl, {
       metadata: info.authorizationServerMetadata,
       clientMetadata: ops.clientMetadata,
-      scope: info.resourceMetadata?.scopes_supported?.join(' '),
       fetchFn: sdkFetch,
     });
     ops.saveClientInformation({ ...registered, issuer: String(info.authorizationServerUrl) });
