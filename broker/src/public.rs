@@ -180,7 +180,10 @@ fn register(app: Arc<App>, gi: usize, req: Req) -> Fut {
         }
         tracing::info!(gateway = %gw.name, client_id = %client_id, kind = "dcr", "client registered");
         let out = RegistrationResponse::new(&meta, &client_id, now, secret.as_deref());
-        json(StatusCode::CREATED, serde_json::to_value(out).unwrap_or_default())
+        json(
+            StatusCode::CREATED,
+            serde_json::to_value(out).unwrap_or_default(),
+        )
     })
 }
 

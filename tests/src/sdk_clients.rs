@@ -52,14 +52,20 @@ impl Sdk {
                 .join("package.json");
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_default())
                 .unwrap_or(Value::Null);
-            (name.to_string(), v["version"].as_str().unwrap_or("?").to_string())
+            (
+                name.to_string(),
+                v["version"].as_str().unwrap_or("?").to_string(),
+            )
         };
         match self {
             Sdk::TsV1 => npm("@modelcontextprotocol/sdk"),
             Sdk::TsV2 => npm("@modelcontextprotocol/client"),
             Sdk::Python => {
                 let out = Command::new(repo_root().join(PYTHON))
-                    .args(["-c", "import importlib.metadata as m; print(m.version('mcp'))"])
+                    .args([
+                        "-c",
+                        "import importlib.metadata as m; print(m.version('mcp'))",
+                    ])
                     .output();
                 let v = out
                     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -387,7 +393,10 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     let client_id = s["client_id"].as_str().unwrap_or("").to_string();
     ensure!(!client_id.is_empty(), "no client_id in the summary");
     let ops_client_id = s["ops_client_id"].as_str().unwrap_or("").to_string();
-    ensure!(!ops_client_id.is_empty(), "no ops-console client_id in the summary");
+    ensure!(
+        !ops_client_id.is_empty(),
+        "no ops-console client_id in the summary"
+    );
 
     // 1. The first MCP request carries no token and meets the 401 with its metadata URL.
     let (first_i, first) = ex
@@ -429,7 +438,10 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
         .ok_or("no authorization-server metadata fetched")?;
     if target.mode == "broker" {
         // Ours: no `null` anywhere (the filter serves the PRM, the broker the AS metadata).
-        for (what, doc) in [("PRM", &prm.1["resp"]["json"]), ("AS metadata", &asm.1["resp"]["json"])] {
+        for (what, doc) in [
+            ("PRM", &prm.1["resp"]["json"]),
+            ("AS metadata", &asm.1["resp"]["json"]),
+        ] {
             let n = nulls(doc);
             ensure!(n.is_empty(), "{what} has null members {n:?}");
         }
@@ -453,7 +465,11 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
             let body = &reg["resp"]["json"];
             let n = nulls(body);
             ensure!(n.is_empty(), "registration response has null members {n:?}");
-            for member in ["grant_types", "response_types", "token_endpoint_auth_method"] {
+            for member in [
+                "grant_types",
+                "response_types",
+                "token_endpoint_auth_method",
+            ] {
                 ensure!(
                     !body[member].is_null(),
                     "registration response lacks {member}: {body}"
@@ -466,10 +482,7 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
             );
         }
         Registration::Cimd => {
-            ensure!(
-                registrations.is_empty(),
-                "a CIMD client registered anyway"
-            );
+            ensure!(registrations.is_empty(), "a CIMD client registered anyway");
             ensure!(
                 Some(client_id.as_str()) == run.client_metadata_url.as_deref(),
                 "client_id {client_id} is not the metadata document URL"
@@ -491,7 +504,9 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     );
     let scope = query_param(auth_url, "scope").unwrap_or_default();
     ensure!(
-        SUPPORT_SCOPES.split(' ').all(|s| scope.split(' ').any(|x| x == s)),
+        SUPPORT_SCOPES
+            .split(' ')
+            .all(|s| scope.split(' ').any(|x| x == s)),
         "authorization request scope `{scope}`"
     );
     let cb = after(*auth_i)
@@ -512,7 +527,10 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
         code.1
     );
     // Broker mode: the consent page named the client, the redirect host, the server, the scopes.
-    let consents = s["steps"]["consents"].as_array().cloned().unwrap_or_default();
+    let consents = s["steps"]["consents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if target.mode == "broker" {
         let c = consents.first().ok_or("no consent page was shown")?;
         let host = format!("127.0.0.1:{}", run.redirect_port);
@@ -581,11 +599,7 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     let refresh = after(wait_i)
         .find(|(_, e)| is_token(e, "refresh_token"))
         .ok_or("no refresh after the access token expired")?;
-    ensure!(
-        refresh.1["status"] == 200,
-        "refresh: {}",
-        refresh.1
-    );
+    ensure!(refresh.1["status"] == 200, "refresh: {}", refresh.1);
     let presented = form(refresh.1, "refresh_token").unwrap_or("");
     let issued = refresh.1["resp"]["json"]["refresh_token"].as_str();
     ensure!(
@@ -623,13 +637,18 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
             *id == json!(client_id) || *id == json!(ops_client_id)
         })
         .collect();
-    ensure!(!seen.is_empty(), "no request of {client_id} reached a server");
+    ensure!(
+        !seen.is_empty(),
+        "no request of {client_id} reached a server"
+    );
     for r in &seen {
         let auth = r["headers"]["authorization"].as_str();
         match target.mode {
             "validate" => ensure!(auth.is_none(), "the client's token reached the server"),
             _ => ensure!(
-                auth.is_some_and(|a| downstream_audience(a) == Some("https://api.example.com".into())),
+                auth.is_some_and(
+                    |a| downstream_audience(a) == Some("https://api.example.com".into())
+                ),
                 "the server did not get the brokered downstream credential"
             ),
         }
@@ -664,8 +683,7 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     let reauthorized = after(forbidden.0).find(|(_, e)| {
         is_authorize(e)
             && e["url"].as_str().is_some_and(|u| {
-                query_param(u, "scope")
-                    .is_some_and(|s| s.split(' ').any(|x| x == "tickets.write"))
+                query_param(u, "scope").is_some_and(|s| s.split(' ').any(|x| x == "tickets.write"))
             })
     });
     let refreshed = after(forbidden.0).any(|(_, e)| is_token(e, "refresh_token"));

@@ -72,18 +72,28 @@ fn consent_in_headless_chromium() {
     let client_id = register(&b.public_url, &redirect_uri);
     let resource = b.resource(SUPPORT);
     let (verifier, challenge) = pkce();
-    let req = AuthRequest::new(&b.public_url, &client_id, &redirect_uri, &resource, &challenge);
+    let req = AuthRequest::new(
+        &b.public_url,
+        &client_id,
+        &redirect_uri,
+        &resource,
+        &challenge,
+    );
     let url = req.url();
     // A second, separate authorization request for the framing attempt.
-    *framed.lock().unwrap() = AuthRequest::new(&b.public_url, &client_id, &redirect_uri, &resource, &challenge).url();
+    *framed.lock().unwrap() = AuthRequest::new(
+        &b.public_url,
+        &client_id,
+        &redirect_uri,
+        &resource,
+        &challenge,
+    )
+    .url();
 
     // The headers that forbid framing, as served.
     let page = reqwest::blocking::get(&url).unwrap();
     assert_eq!(page.status().as_u16(), 200);
-    assert_eq!(
-        page.headers()["x-frame-options"].to_str().unwrap(),
-        "DENY"
-    );
+    assert_eq!(page.headers()["x-frame-options"].to_str().unwrap(), "DENY");
     assert!(page.headers()["content-security-policy"]
         .to_str()
         .unwrap()

@@ -112,10 +112,15 @@ fn sdk_clients_in_validate_mode() {
         port: Some(port),
     });
     // The filter answers 503 until it has oidc-provider's keys.
-    wait_for("the filter to load its keys", Duration::from_secs(20), || {
-        let r = scopegate_tests::mcp::Client::new(&envoy.url(SUPPORT), Some("x.y.z")).initialize();
-        (r.status != 503).then_some(())
-    });
+    wait_for(
+        "the filter to load its keys",
+        Duration::from_secs(20),
+        || {
+            let r =
+                scopegate_tests::mcp::Client::new(&envoy.url(SUPPORT), Some("x.y.z")).initialize();
+            (r.status != 503).then_some(())
+        },
+    );
     let target = Target {
         mode: "validate",
         dir: DIR,

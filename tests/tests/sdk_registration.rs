@@ -71,7 +71,9 @@ fn broker_json_has_no_nulls_and_registration_echoes_rfc7591_defaults() {
     no_nulls("confidential registration", &conf);
     assert_eq!(conf["token_endpoint_auth_method"], "client_secret_basic");
     assert_eq!(conf["client_secret_expires_at"], 0);
-    assert!(conf["client_secret"].as_str().is_some_and(|x| x.len() >= 32));
+    assert!(conf["client_secret"]
+        .as_str()
+        .is_some_and(|x| x.len() >= 32));
     assert_eq!(conf["client_name"], "Shape App");
     assert_eq!(conf["client_uri"], "https://app.example");
     assert_eq!(conf["scope"], "tickets.read");

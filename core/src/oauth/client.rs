@@ -314,8 +314,8 @@ mod tests {
             "software_id": "ignored"
         }))
         .unwrap();
-        let out =
-            serde_json::to_value(RegistrationResponse::new(&m, "c2", 1700, Some("s3cret"))).unwrap();
+        let out = serde_json::to_value(RegistrationResponse::new(&m, "c2", 1700, Some("s3cret")))
+            .unwrap();
         assert_eq!(
             out,
             json!({
