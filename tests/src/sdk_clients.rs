@@ -436,15 +436,14 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
             }) && e["status"] == 200
         })
         .ok_or("no authorization-server metadata fetched")?;
+    // Ours, so no `null` anywhere: the filter's PRM always, the broker's AS metadata in broker mode.
+    let mut ours = vec![("PRM", &prm.1["resp"]["json"])];
     if target.mode == "broker" {
-        // Ours: no `null` anywhere (the filter serves the PRM, the broker the AS metadata).
-        for (what, doc) in [
-            ("PRM", &prm.1["resp"]["json"]),
-            ("AS metadata", &asm.1["resp"]["json"]),
-        ] {
-            let n = nulls(doc);
-            ensure!(n.is_empty(), "{what} has null members {n:?}");
-        }
+        ours.push(("AS metadata", &asm.1["resp"]["json"]));
+    }
+    for (what, doc) in ours {
+        let n = nulls(doc);
+        ensure!(n.is_empty(), "{what} has null members {n:?}");
     }
     ensure!(
         asm.1["resp"]["json"]["issuer"] == json!(target.issuer),
@@ -790,19 +789,22 @@ pub fn run_matrix(target: &Target, cells: &[Cell]) -> Vec<(Cell, Result<Outcome,
             results.push((r.cell, verdict));
         }
     }
-    eprintln!("SDK client matrix, {} mode:", target.mode);
+    // The matrix, on stderr and in target/it-logs/<dir>/matrix.txt.
+    let mut table = format!("SDK client matrix, {} mode:\n", target.mode);
     for (cell, verdict) in &results {
         let (pkg, version) = cell.sdk.package();
-        eprintln!(
-            "  {:<40} {pkg}@{version}: {}",
+        table.push_str(&format!(
+            "  {:<28} {pkg}@{version}: {}\n",
             cell.name(),
             match verdict {
                 Ok(Outcome::Pass) => "pass".to_string(),
                 Ok(Outcome::ExpectedFailure(why)) => format!("expected failure ({why})"),
                 Err(e) => format!("FAILED: {e}"),
             }
-        );
+        ));
     }
+    eprint!("{table}");
+    let _ = std::fs::write(log_dir(target.dir).join("matrix.txt"), &table);
     let failed: Vec<String> = results
         .iter()
         .filter_map(|(c, v)| v.as_ref().err().map(|e| format!("{}: {e}", c.name())))
