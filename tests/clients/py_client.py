@@ -348,9 +348,11 @@ class Host:
 
 
 def result_of(r: Any) -> dict[str, Any]:
+    # The tools echo the credential that reached them: keep only whether they answered.
     content = getattr(r, "content", None) or []
     text = getattr(content[0], "text", None) if content else None
-    return {"ok": not bool(getattr(r, "is_error", False) or getattr(r, "isError", False)), "text": text}
+    failed = bool(getattr(r, "is_error", False) or getattr(r, "isError", False))
+    return {"ok": not failed and isinstance(text, str)}
 
 
 async def main(cfg: dict[str, Any]) -> dict[str, Any]:

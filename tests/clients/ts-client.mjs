@@ -160,8 +160,8 @@ async function call(session, provider, name, args) {
   for (let attempt = 0; attempt < 3; attempt += 1) {
     try {
       const r = await session.client.callTool({ name, arguments: args });
-      const text = r.content?.[0]?.text;
-      return { ok: !r.isError, text };
+      // The tools echo the credential that reached them: keep only whether they answered.
+      return { ok: !r.isError && typeof r.content?.[0]?.text === 'string' };
     } catch (e) {
       if (!isUnauthorized(e) || !(await finish(session.transport, provider))) throw e;
     }
