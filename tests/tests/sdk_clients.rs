@@ -39,6 +39,9 @@ fn sdk_clients_in_broker_mode() {
         d["broker"]["tls_ca_file"] = json!(ca);
         d["broker"]["access_token_ttl_s"] = json!(ACCESS_TTL_S);
         d["filter"]["leeway_s"] = json!(0);
+        // Generous callout limits: the cells run side by side on a loaded machine.
+        d["filter"]["broker"]["timeout_ms"] = json!(10_000);
+        d["broker"]["cimd_timeout_ms"] = json!(10_000);
     });
     let target = Target {
         mode: "broker",
@@ -89,7 +92,7 @@ fn sdk_clients_in_validate_mode() {
         &[("NODE_EXTRA_CA_CERTS", ca)],
     );
     let mut doc = gateway_doc(&public_url, &authz.url);
-    doc["gateways"][0]["jwks"] = json!({"cluster": "authz", "path": "/jwks"});
+    doc["gateways"][0]["jwks"] = json!({"cluster": "authz", "path": "/jwks", "timeout_ms": 10_000});
     // Every cell is the same demo user: no budget on admin_report here.
     doc["gateways"][0]["servers"][1]
         .as_object_mut()
