@@ -607,12 +607,16 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     );
     let refused_before = after(wait_i)
         .take_while(|(j, _)| *j < refresh.0)
-        .any(|(_, e)| is_mcp(e, &support_url) && e["status"] == 401);
+        .any(|(_, e)| {
+            is_mcp(e, &support_url)
+                && e["status"] == 401
+                && www_auth(e).contains("error=\"invalid_token\"")
+        });
     match run.cell.sdk {
         // TypeScript refreshes when the server answers 401.
         Sdk::TsV1 | Sdk::TsV2 => ensure!(
             refused_before,
-            "expected a 401 before the refresh (TypeScript refreshes after one)"
+            "expected a 401 invalid_token before the refresh (TypeScript refreshes after one)"
         ),
         // Python refreshes before expiry, from expires_in.
         Sdk::Python => ensure!(
