@@ -11,7 +11,7 @@ ENVOY := $(VENV)/bin/envoy
 AUTHZ := examples/two-servers/authz
 WASM := target/wasm32-wasip1/release/scopegate_filter.wasm
 
-.PHONY: help toolchain venv npm wasm bins build fmt-check clippy lint unit integration test demo up down clean bench bench-quick wrk
+.PHONY: help toolchain venv npm sdk-clients chromium wasm bins build fmt-check clippy lint unit integration test demo up down clean bench bench-quick wrk
 
 help:
 	@echo "make demo   - build everything and walk through the two-server example (exits 0 only if every step held)"
@@ -38,6 +38,29 @@ $(AUTHZ)/node_modules/.installed: $(AUTHZ)/package.json $(AUTHZ)/package-lock.js
 	@touch $@
 
 npm: $(AUTHZ)/node_modules/.installed
+
+# The MCP SDK test clients (tests/clients/): TypeScript SDK 1.x and 2.x and playwright-core from
+# npm, the Python SDK into $(VENV), and Debian's Chromium for the real-browser consent test.
+CLIENTS := tests/clients
+
+$(CLIENTS)/node_modules/.installed: $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	@echo "==> installing the SDK test clients' npm packages (npm ci in $(CLIENTS))"
+	@command -v node >/dev/null || { echo "node is required (Node.js 20+)"; exit 1; }
+	cd $(CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VENV)/.sdk-clients-installed: $(CLIENTS)/requirements.txt $(ENVOY)
+	@echo "==> installing the Python MCP SDK into $(VENV) (pip install -r $(CLIENTS)/requirements.txt)"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(CLIENTS)/requirements.txt
+	@touch $@
+
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "==> installing Chromium for the browser test (apt-get install -y chromium chromium-driver)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@command -v chromium >/dev/null || { echo "chromium is required: apt-get install -y chromium chromium-driver"; exit 1; }
+
+sdk-clients: $(CLIENTS)/node_modules/.installed $(VENV)/.sdk-clients-installed chromium
 
 wasm: toolchain
 	@echo "==> building the filter for wasm32-wasip1"
@@ -66,7 +89,7 @@ unit:
 	@echo "==> unit tests (scopegate-core)"
 	$(CARGO) test -p scopegate-core
 
-integration: build venv npm
+integration: build venv npm sdk-clients
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
 	$(CARGO) test -p scopegate-tests
 
@@ -163,4 +186,4 @@ down:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(AUTHZ)/node_modules
+	rm -rf $(VENV) $(AUTHZ)/node_modules $(CLIENTS)/node_modules

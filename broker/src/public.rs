@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use scopegate_core::oauth::authorize::{self as authz, AuthorizeError, AuthorizeParams};
-use scopegate_core::oauth::client::validate_registration;
+use scopegate_core::oauth::client::{validate_registration, RegistrationResponse};
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::oauth::refresh::TokenStatus;
 use scopegate_core::oauth::{code as codes, pkce, OAuthError};
@@ -179,14 +179,11 @@ fn register(app: Arc<App>, gi: usize, req: Req) -> Fut {
             return error(&server_error(&e));
         }
         tracing::info!(gateway = %gw.name, client_id = %client_id, kind = "dcr", "client registered");
-        let mut out = serde_json::to_value(&meta).unwrap_or_default();
-        out["client_id"] = json!(client_id);
-        out["client_id_issued_at"] = json!(now);
-        if let Some(s) = secret {
-            out["client_secret"] = json!(s);
-            out["client_secret_expires_at"] = json!(0);
-        }
-        json(StatusCode::CREATED, out)
+        let out = RegistrationResponse::new(&meta, &client_id, now, secret.as_deref());
+        json(
+            StatusCode::CREATED,
+            serde_json::to_value(out).unwrap_or_default(),
+        )
     })
 }
 

@@ -300,10 +300,11 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
 }
 
 /// The refusal for a body that cannot be classified or whose `Mcp-*` headers disagree with it.
+/// No `id` member: MCP's request ids are strings or numbers, and the SDKs' schemas reject
+/// `"id": null` (2026-07-28 omits the id of an error to a request it could not read).
 pub fn bad_request(target: Target<'_>, err: &McpError) -> Decision {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
-        "id": null,
         "error": { "code": -32600, "message": err.describe() },
     })
     .to_string();

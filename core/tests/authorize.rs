@@ -1,7 +1,9 @@
 //! The request-path rules, from bearer header to decision, without any host.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
-use scopegate_core::authorize::{admit, bearer_token, decide, required_scopes, Target};
+use scopegate_core::authorize::{
+    admit, bad_request, bearer_token, decide, required_scopes, Target,
+};
 use scopegate_core::decision::Outcome;
 use scopegate_core::jwks::Algorithm;
 use scopegate_core::jwt::Claims;
@@ -274,4 +276,22 @@ fn identity_values_must_be_header_safe() {
     let mut c = claims("/support-assistant/mcp", "tickets.read");
     c.sub = Some("alice\r\nx-scopegate-scopes: admin.read".into());
     assert_eq!(admit(t, &c, NOW, 5).unwrap_err().audit.reason, "malformed");
+}
+
+#[test]
+fn bad_request_body_is_a_json_rpc_error_without_null_members() {
+    let p = policy();
+    let d = bad_request(
+        target(&p, "ops-console"),
+        &scopegate_core::mcp::McpError::HeaderMismatch { header: "Mcp-Name" },
+    );
+    let Outcome::Deny(deny) = &d.outcome else {
+        panic!("allowed")
+    };
+    assert_eq!(deny.status, 400);
+    let body: serde_json::Value = serde_json::from_str(&deny.body).unwrap();
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert_eq!(body["error"]["code"], -32600);
+    assert!(body.get("id").is_none(), "{body}");
+    assert!(!deny.body.contains("null"), "{}", deny.body);
 }

@@ -18,6 +18,11 @@ pub struct Authz {
 impl Authz {
     /// Starts `node server.mjs --config <config>`; `config` is the JSON its README describes.
     pub fn start(dir: &str, config: &Value) -> Authz {
+        Authz::start_with_env(dir, config, &[])
+    }
+
+    /// As [`Authz::start`], with extra environment (e.g. `NODE_EXTRA_CA_CERTS` for a test CA).
+    pub fn start_with_env(dir: &str, config: &Value, env: &[(&str, String)]) -> Authz {
         let root = repo_root().join(AUTHZ_DIR);
         assert!(
             root.join("node_modules/oidc-provider").exists(),
@@ -30,7 +35,8 @@ impl Authz {
         cmd.current_dir(&root)
             .arg("server.mjs")
             .arg("--config")
-            .arg(&config_path);
+            .arg(&config_path)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let mut proc = Proc::start("authz", cmd, &logs);
         let url = proc.wait_stdout_line("listening on ", Duration::from_secs(30));
         let port = url

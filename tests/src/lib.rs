@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod procs;
 pub mod proxy;
 pub mod render;
+pub mod sdk_clients;
 pub mod stack;
 pub mod walkthrough;
 

@@ -302,6 +302,8 @@ fn mcp_headers_must_match_the_body() {
         &[("mcp-method", "tools/call"), ("mcp-name", "get_account")],
     );
     assert_eq!(r.status, 400, "{}", r.body);
+    // A JSON-RPC error the SDKs accept: MCP request ids are never null.
+    assert!(r.json().get("id").is_none(), "{}", r.body);
     let r = c.request(
         "tools/call",
         json!({"name": "list_tickets", "arguments": {}}),

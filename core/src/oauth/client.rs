@@ -11,9 +11,12 @@ pub const MAX_URI_LEN: usize = 2048;
 /// Longest `client_name` (it is shown on the consent page).
 pub const MAX_NAME_LEN: usize = 200;
 
-/// What the broker keeps about a client, whichever way it registered.
+/// What the broker keeps about a client, whichever way it registered. Serialized as the RFC 7591
+/// §3.2.1 echo: absent members are left out, never `null` (SDK clients reject `null` members), and
+/// the RFC defaults applied at validation are present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<String>,
@@ -22,8 +25,41 @@ pub struct ClientMetadata {
     pub token_endpoint_auth_method: String,
     /// `web` or `native` (OpenID Connect Dynamic Registration).
     pub application_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_uri: Option<String>,
+}
+
+/// The RFC 7591 §3.2.1 client information response: the registered metadata plus what the server
+/// assigned. `client_secret_expires_at` is required when a secret is issued (0: never expires).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegistrationResponse<'a> {
+    pub client_id: &'a str,
+    pub client_id_issued_at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<u64>,
+    #[serde(flatten)]
+    pub metadata: &'a ClientMetadata,
+}
+
+impl<'a> RegistrationResponse<'a> {
+    pub fn new(
+        metadata: &'a ClientMetadata,
+        client_id: &'a str,
+        issued_at: u64,
+        secret: Option<&'a str>,
+    ) -> RegistrationResponse<'a> {
+        RegistrationResponse {
+            client_id,
+            client_id_issued_at: issued_at,
+            client_secret: secret,
+            client_secret_expires_at: secret.map(|_| 0),
+            metadata,
+        }
+    }
 }
 
 impl ClientMetadata {
@@ -228,6 +264,90 @@ fn string_list(obj: &Map<String, Value>, name: &str) -> Result<Option<Vec<String
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Every `null` anywhere in a JSON document, by path.
+    fn nulls(v: &Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Null => out.push(at.to_string()),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| nulls(x, &format!("{at}[{i}]"), out)),
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, x)| nulls(x, &format!("{at}.{k}"), out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn minimal_public_registration_echoes_defaults_and_omits_absent_members() {
+        let m = validate_registration(&json!({
+            "redirect_uris": ["http://127.0.0.1:9/cb"],
+            "token_endpoint_auth_method": "none"
+        }))
+        .unwrap();
+        let out = serde_json::to_value(RegistrationResponse::new(&m, "c1", 1700, None)).unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "client_id": "c1",
+                "client_id_issued_at": 1700,
+                "redirect_uris": ["http://127.0.0.1:9/cb"],
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+                "application_type": "web"
+            })
+        );
+    }
+
+    #[test]
+    fn confidential_registration_echoes_everything_registered() {
+        let m = validate_registration(&json!({
+            "redirect_uris": ["https://a.example/cb"],
+            "client_name": "App",
+            "client_uri": "https://a.example",
+            "scope": "tickets.read",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "application_type": "native",
+            "software_id": "ignored"
+        }))
+        .unwrap();
+        let out = serde_json::to_value(RegistrationResponse::new(&m, "c2", 1700, Some("s3cret")))
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "client_id": "c2",
+                "client_id_issued_at": 1700,
+                "client_secret": "s3cret",
+                "client_secret_expires_at": 0,
+                "client_name": "App",
+                "client_uri": "https://a.example",
+                "scope": "tickets.read",
+                "redirect_uris": ["https://a.example/cb"],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "application_type": "native"
+            })
+        );
+    }
+
+    #[test]
+    fn stored_metadata_has_no_nulls_and_reads_back() {
+        // The broker stores the serialized metadata and reads it back (also rows written before
+        // absent members were omitted, which carry `null`).
+        let m = validate_registration(&json!({"redirect_uris": ["https://a.example/cb"]})).unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        let mut found = Vec::new();
+        nulls(&serde_json::from_str(&text).unwrap(), "$", &mut found);
+        assert!(found.is_empty(), "null members: {found:?} in {text}");
+        assert_eq!(serde_json::from_str::<ClientMetadata>(&text).unwrap(), m);
+        let old = r#"{"client_name":null,"redirect_uris":["https://a.example/cb"],"grant_types":["authorization_code"],"response_types":["code"],"token_endpoint_auth_method":"client_secret_basic","application_type":"web","scope":null,"client_uri":null}"#;
+        assert_eq!(serde_json::from_str::<ClientMetadata>(old).unwrap(), m);
+    }
 
     #[test]
     fn redirect_uri_rules() {

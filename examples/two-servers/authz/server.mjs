@@ -43,7 +43,7 @@ function loadConfig(file) {
   }
   const known = new Set([
     'host', 'port', 'issuer', 'clients', 'resources', 'defaultResource', 'accessTokenTTL',
-    'refreshTokenTTL', 'user', 'pkceRequired',
+    'refreshTokenTTL', 'user', 'pkceRequired', 'registration', 'clientIdMetadataDocuments',
   ]);
   for (const key of Object.keys(raw)) {
     if (!known.has(key)) fail(`unknown config field "${key}"`);
@@ -74,6 +74,13 @@ function loadConfig(file) {
     name: userRaw.name ?? 'Demo User',
   };
 
+  if (raw.registration !== undefined && typeof raw.registration !== 'boolean') fail('registration must be true or false');
+  const cimd = raw.clientIdMetadataDocuments;
+  if (cimd !== undefined && (typeof cimd !== 'object' || Array.isArray(cimd)
+    || Object.keys(cimd).some((k) => k !== 'allowPrivateAddresses'))) {
+    fail('clientIdMetadataDocuments must be an object with only allowPrivateAddresses');
+  }
+
   return {
     host: raw.host ?? '127.0.0.1',
     port,
@@ -85,6 +92,8 @@ function loadConfig(file) {
     refreshTokenTTL: positiveInt(raw.refreshTokenTTL, 'refreshTokenTTL', 14 * 24 * 3600),
     pkceRequired: raw.pkceRequired ?? true,
     user,
+    registration: raw.registration ?? false,
+    cimd,
   };
 }
 
@@ -130,6 +139,11 @@ function buildProvider(config, issuer) {
   const resourceScopes = Object.values(resources).flatMap((rs) => rs.scope.split(' ').filter(Boolean));
   const scopes = [...new Set(['openid', 'offline_access', ...resourceScopes])];
 
+  // Only the configured clients' `scope` narrows what they get. MCP clients that register
+  // themselves (DCR) or come as a metadata document register the scope of their first challenge;
+  // narrowing to it would make every later step-up impossible.
+  const configuredClients = new Set(config.clients.map((c) => c.client_id));
+
   const account = {
     accountId: user.id,
     async claims() {
@@ -166,6 +180,10 @@ function buildProvider(config, issuer) {
       // The built-in dev login pages would need a browser; the routes below replace them.
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 7591 dynamic registration, open (no initial access token), for MCP clients.
+      registration: { enabled: config.registration },
+      // Client ID Metadata Documents (draft-02): the client_id is an https URL to fetch.
+      clientIdMetadataDocument: { enabled: config.cimd !== undefined, ack: 'draft-02' },
       introspection: { enabled: true },
       revocation: { enabled: true },
       resourceIndicators: {
@@ -186,7 +204,7 @@ function buildProvider(config, issuer) {
           if (!rs) throw new errors.InvalidTarget();
           // A client's registered `scope` narrows what it can get for any resource.
           let scope = rs.scope.split(' ').filter(Boolean);
-          if (client?.scope) {
+          if (client?.scope && configuredClients.has(client.clientId)) {
             const allowed = new Set(client.scope.split(' '));
             scope = scope.filter((s) => allowed.has(s));
           }
@@ -217,6 +235,15 @@ function buildProvider(config, issuer) {
       Session: 24 * 3600,
       Grant: config.refreshTokenTTL,
     },
+    // oidc-provider refuses to fetch from special-use addresses; a test that hosts metadata
+    // documents on loopback turns that off with clientIdMetadataDocuments.allowPrivateAddresses
+    // (its certificate is trusted through NODE_EXTRA_CA_CERTS).
+    ...(config.cimd?.allowPrivateAddresses ? {
+      fetch: (url, options) => {
+        const { dispatcher: _ssrfGuard, ...rest } = options;
+        return fetch(url, rest);
+      },
+    } : {}),
     // No CORS restrictions: only tests and local demos talk to this server.
     clientBasedCORS: () => true,
     // Error pages as JSON: tests read them, nobody renders them.
