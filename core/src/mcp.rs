@@ -105,17 +105,30 @@ pub struct NativeMetadata {
     pub is_mcp_request: Option<bool>,
     /// The native filter stopped parsing at its size limit and let the request through.
     pub exceeding_limit: bool,
+    /// Set when the native filter let a request through without trusting its parse
+    /// (`mcp_duplicate_keys`, `mcp_body_too_large`, ...; Envoy 1.40).
+    pub passthrough_reason: Option<String>,
 }
 
+/// The method the native filter records for a JSON-RPC response the client sends back.
+pub const NATIVE_RESPONSE_METHOD: &str = "__jsonrpc_response";
+
 /// The call the native filter saw, or a refusal: fail closed whenever it is missing,
-/// incomplete or not an MCP request.
+/// incomplete, passed through untrusted, or not an MCP request.
+///
+/// Envoy 1.40 lets duplicate keys through (last key wins) with a `passthrough_reason` even
+/// with `reject_duplicate_keys`, where the MCP server may read the first: such a request is
+/// refused, so the native filter and the server can never disagree on the method.
 pub fn from_metadata(m: &NativeMetadata) -> Result<Vec<Call>, McpError> {
-    if m.exceeding_limit || m.is_mcp_request != Some(true) {
+    if m.exceeding_limit || m.passthrough_reason.is_some() || m.is_mcp_request != Some(true) {
         return Err(McpError::MetadataMissing);
     }
     let Some(method) = m.method.as_deref().filter(|s| !s.is_empty()) else {
         return Err(McpError::MetadataMissing);
     };
+    if method == NATIVE_RESPONSE_METHOD {
+        return Ok(Vec::new());
+    }
     let name = match method {
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => m.uri.clone(),
         _ => m.name.clone(),
@@ -281,6 +294,12 @@ mod tests {
             from_metadata(&read).unwrap()[0].name.as_deref(),
             Some("tickets://1")
         );
+        let response = NativeMetadata {
+            method: Some(NATIVE_RESPONSE_METHOD.into()),
+            is_mcp_request: Some(true),
+            ..NativeMetadata::default()
+        };
+        assert_eq!(from_metadata(&response).unwrap(), vec![]);
         for bad in [
             NativeMetadata::default(),
             NativeMetadata {
@@ -297,6 +316,10 @@ mod tests {
             },
             NativeMetadata {
                 exceeding_limit: true,
+                ..ok.clone()
+            },
+            NativeMetadata {
+                passthrough_reason: Some("mcp_duplicate_keys".into()),
                 ..ok.clone()
             },
         ] {

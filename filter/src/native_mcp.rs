@@ -31,5 +31,6 @@ pub fn read() -> Result<NativeMetadata, Status> {
         uri: text(&["params", "uri"])?,
         is_mcp_request: flag(&["is_mcp_request"])?,
         exceeding_limit: flag(&["is_exceeding_limit"])?.unwrap_or(false),
+        passthrough_reason: text(&["passthrough_reason"])?,
     })
 }
