@@ -309,23 +309,39 @@ impl MeshEnvoy {
             .unwrap_or(0)
     }
 
-    /// Replaces the ECDS resource with `document` and waits until Envoy has either applied it
-    /// (`config_reload` +1) or rejected it (`config_fail` +1); returns whether it was applied.
+    /// The `version_info` of the scopegate extension config Envoy runs (its config dump).
+    pub fn applied_version(&self) -> Option<String> {
+        let dump: Value = reqwest::blocking::get(format!(
+            "http://127.0.0.1:{}/config_dump?resource=ecds_filters",
+            self.envoy.admin_port
+        ))
+        .ok()?
+        .json()
+        .ok()?;
+        dump["configs"]
+            .as_array()?
+            .iter()
+            .find(|c| c["ecds_filter"]["name"] == PLUGIN)
+            .and_then(|c| c["version_info"].as_str())
+            .map(str::to_string)
+    }
+
+    /// Replaces the ECDS resource with `document` and waits until Envoy either runs it (its
+    /// config dump shows the new version) or rejected it (`config_fail` +1); returns whether
+    /// it was applied.
     pub fn roll_out(&mut self, document: &str) -> bool {
-        let (reloads, fails) = (
-            self.discovery_stat("config_reload"),
-            self.discovery_stat("config_fail"),
-        );
+        let fails = self.discovery_stat("config_fail");
         self.version += 1;
         write_resource(&self.ecds_file, document, &self.delivery, self.version);
+        let version = self.version.to_string();
         wait_for(
             "Envoy to apply or reject the new extension config",
             Duration::from_secs(60),
             || {
-                if self.discovery_stat("config_reload") > reloads {
-                    Some(true)
-                } else if self.discovery_stat("config_fail") > fails {
+                if self.discovery_stat("config_fail") > fails {
                     Some(false)
+                } else if self.applied_version().as_deref() == Some(version.as_str()) {
+                    Some(true)
                 } else {
                     None
                 }
