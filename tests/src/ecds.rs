@@ -414,18 +414,15 @@ impl MeshStack {
         gateway_doc(&self.public_url, &self.issuer.url)
     }
 
-    /// Until the filter has its keys, governed requests get 503; wait that out.
+    /// Until the filter has its keys, governed requests get 503; wait that out. The probe is
+    /// a GET, which no body mode holds.
     pub fn wait_keys_loaded(&self) {
         let token = self.issuer.token(&self.resource(SUPPORT), "tickets.read");
         wait_for(
             "the filter to load its signing keys",
             Duration::from_secs(30),
             || {
-                let r = crate::mcp::Client::new(&self.envoy.url(SUPPORT), Some(&token)).request(
-                    "tools/list",
-                    json!({}),
-                    &[],
-                );
+                let r = crate::mcp::Client::get(&self.envoy.url(SUPPORT), Some(&token));
                 (r.status != 503).then_some(())
             },
         );

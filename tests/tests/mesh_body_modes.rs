@@ -203,6 +203,22 @@ fn mcp_metadata_reads_the_native_filter_and_fails_closed_without_it() {
         .expect("HTTP request");
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(upstream_saw(&s, &m), None);
+
+    // Duplicate keys: Envoy 1.40 passes them through (last key wins) with a
+    // `passthrough_reason`; a server reading the first key would run another method. Refused.
+    let smuggled = r#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"get_account"},"method":"tools/list"}"#;
+    let m = mark();
+    let r = reqwest::blocking::Client::new()
+        .post(s.envoy.url(SUPPORT))
+        .header("authorization", format!("Bearer {reader}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-test-mark", &m)
+        .body(smuggled)
+        .send()
+        .expect("HTTP request");
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(upstream_saw(&s, &m), None);
 }
 
 #[test]
@@ -240,4 +256,56 @@ fn hold_headers_with_the_flag_enforces_per_tool_scopes() {
     let refused = per_tool_enforcement(&s, "hold_headers");
     println!("hold_headers, refused tools/call: the upstream saw {refused}");
     assert_eq!(refused, "nothing", "the headers were held");
+}
+
+#[test]
+fn hold_body_with_the_flag_behaves_the_same() {
+    // An EnvoyFilter that does set the flag changes nothing for the default mode.
+    let s = MeshStack::start(
+        "mesh_hold_body_flag",
+        Delivery {
+            allow_on_headers_stop_iteration: true,
+            ..Delivery::default()
+        },
+        with_mode("hold_body"),
+    );
+    per_tool_enforcement(&s, "hold_body with the flag");
+}
+
+#[test]
+fn hold_headers_without_the_flag_fails_closed() {
+    // The mistake this guards against: the mode that needs the flag, delivered by a WasmPlugin.
+    let s = MeshStack::start(
+        "mesh_hold_headers_no_flag",
+        Delivery::default(),
+        with_mode("hold_headers"),
+    );
+    let both = s
+        .issuer
+        .token(&s.resource(SUPPORT), "tickets.read accounts.read");
+    let reader = s.issuer.token(&s.resource(SUPPORT), "tickets.read");
+    for (token, tool_name) in [(&reader, "get_account"), (&both, "list_tickets")] {
+        let mut c = Client::new(&s.envoy.url(SUPPORT), Some(token));
+        let (r, m) = call(&mut c, tool(40, tool_name), &[]);
+        // Envoy never hands the body over; the filter's timer answers instead of a hang.
+        assert_eq!(r.status, 503, "{tool_name}: {}", r.body);
+        assert_eq!(upstream_saw(&s, &m), None, "{tool_name} reached the server");
+    }
+    assert!(
+        s.envoy
+            .envoy
+            .log()
+            .contains("set allow_on_headers_stop_iteration: true"),
+        "the log says what is wrong"
+    );
+    assert!(
+        s.envoy
+            .envoy
+            .stat("wasmcustom.scopegate.hold_headers.no_body")
+            .unwrap_or(0)
+            >= 2
+    );
+    // Requests that need no body are unaffected.
+    let r = Client::get(&s.envoy.url("/plain/x"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
 }
