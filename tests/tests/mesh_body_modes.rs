@@ -309,3 +309,54 @@ fn hold_headers_without_the_flag_fails_closed() {
     let r = Client::get(&s.envoy.url("/plain/x"), None);
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn hold_body_after_a_header_time_callout_without_the_flag() {
+    // A token with a new `kid` makes the filter refetch keys while it holds the headers; without
+    // the flag Envoy then stops the whole stream, and hands the body over only after resuming.
+    let s = MeshStack::start(
+        "mesh_hold_body_callout",
+        Delivery::default(),
+        with_mode("hold_body"),
+    );
+    let resource = s.resource(SUPPORT);
+    let mut c = Client::new(
+        &s.envoy.url(SUPPORT),
+        Some(&s.issuer.token(&resource, "tickets.read")),
+    );
+    assert_eq!(c.initialize().status, 200);
+    s.issuer.add_unpublished("ES256", "rotated-a");
+    s.issuer.publish("rotated-a");
+    s.issuer.add_unpublished("ES256", "rotated-b");
+    let fetches = s.issuer.fetches();
+    c.token = Some(
+        s.issuer
+            .sign("rotated-a", s.issuer.claims(&resource, "tickets.read")),
+    );
+    let (r, m) = call(&mut c, tool(50, "list_tickets"), &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(s.issuer.fetches() > fetches, "the kid was refetched");
+    let body = upstream_saw(&s, &m).expect("reached the server");
+    assert!(body.as_str().is_some_and(|b| b.contains("list_tickets")));
+
+    s.issuer.publish("rotated-b");
+    c.token = Some(
+        s.issuer
+            .sign("rotated-b", s.issuer.claims(&resource, "tickets.read")),
+    );
+    // The unknown-kid refetch is rate-limited to one a second in this document.
+    let mut marks = Vec::new();
+    let status = scopegate_tests::procs::wait_for(
+        "the second rotated key to be accepted",
+        std::time::Duration::from_secs(20),
+        || {
+            let (r, m) = call(&mut c, tool(51, "get_account"), &[]);
+            marks.push(m);
+            (r.status != 401).then_some(r.status)
+        },
+    );
+    assert_eq!(status, 403);
+    for m in &marks {
+        assert_message_never_arrived(&s, m, "get_account after a refetch");
+    }
+}
