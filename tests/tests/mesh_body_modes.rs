@@ -4,7 +4,7 @@
 
 use scopegate_tests::ecds::{Delivery, MeshStack};
 use scopegate_tests::mcp::{Client, Reply};
-use scopegate_tests::stack::SUPPORT;
+use scopegate_tests::stack::{OPS, SUPPORT};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -167,6 +167,29 @@ fn hold_body_without_the_flag_enforces_per_tool_scopes() {
         upstream_saw(&s, &m),
         None,
         "declared refusals start nothing"
+    );
+
+    // Per-tool budgets count held bodies when they are decided: three admin_report calls an
+    // hour on ops-console, then 429 with Retry-After, and the fourth message never arrives.
+    let admin = s.issuer.token(&s.resource(OPS), "admin.read");
+    let mut c = Client::new(&s.envoy.url(OPS), Some(&admin));
+    assert_eq!(c.initialize().status, 200);
+    for i in 0..3 {
+        let r = c.call_tool("admin_report", json!({}));
+        assert_eq!(r.status, 200, "call {i}: {}", r.body);
+    }
+    let (r, m) = call(&mut c, tool(21, "admin_report"), &[]);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    let seen = s
+        .ops
+        .seen()
+        .into_iter()
+        .find(|r| r["headers"]["x-test-mark"] == m.as_str())
+        .map(|r| r["body"].clone());
+    assert!(
+        matches!(seen, None | Some(Value::Null)),
+        "the call over budget reached the server: {seen:?}"
     );
 }
 
