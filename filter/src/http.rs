@@ -561,6 +561,35 @@ impl Request {
     }
 }
 
+/// Where a body callback finds the request.
+enum Held {
+    /// Not governed, or already decided: the body flows.
+    Nothing,
+    /// Refused, or a callout is pending: keep the body.
+    Waiting,
+    /// A held message to decide once complete.
+    Body(ServerId, Principal, HeadersSent),
+}
+
+impl Request {
+    fn held(&self, worker: &Worker) -> Held {
+        match &self.phase {
+            Phase::Done | Phase::Start => Held::Nothing,
+            Phase::Replied | Phase::AwaitingKeys { .. } | Phase::AwaitingCredential { .. } => {
+                Held::Waiting
+            }
+            Phase::HoldingHeaders { server, principal } => {
+                // A body callback came, so the flag is set: the watch can stop.
+                hold_watch::release(worker, self.id);
+                Held::Body(*server, principal.clone(), HeadersSent::No)
+            }
+            Phase::HoldingBody { server, principal } => {
+                Held::Body(*server, principal.clone(), HeadersSent::Yes)
+            }
+        }
+    }
+}
+
 impl Drop for Request {
     fn drop(&mut self) {
         if let (Phase::HoldingHeaders { .. }, Some(worker)) = (&self.phase, &self.worker) {
@@ -674,18 +703,10 @@ impl HttpContext for Request {
         let Some(worker) = self.worker.clone() else {
             return Action::Pause;
         };
-        let (server, principal, headers) = match &self.phase {
-            Phase::Done | Phase::Start => return Action::Continue,
-            Phase::Replied | Phase::AwaitingKeys { .. } | Phase::AwaitingCredential { .. } => {
-                return Action::Pause
-            }
-            Phase::HoldingHeaders { server, principal } => {
-                hold_watch::release(&worker, self.id);
-                (*server, principal.clone(), HeadersSent::No)
-            }
-            Phase::HoldingBody { server, principal } => {
-                (*server, principal.clone(), HeadersSent::Yes)
-            }
+        let (server, principal, headers) = match self.held(&worker) {
+            Held::Nothing => return Action::Continue,
+            Held::Waiting => return Action::Pause,
+            Held::Body(server, principal, headers) => (server, principal, headers),
         };
         if body_size > worker.policy.filter.max_body_bytes {
             let policy = Rc::clone(&worker.policy);
@@ -698,6 +719,20 @@ impl HttpContext for Request {
             // StopIterationAndBuffer: nothing of the message moves on until it is decided.
             return Action::Pause;
         }
+        self.decide_held_body(&worker, server, &principal, headers)
+    }
+
+    /// Trailers end the body: a held message is decided here, never continued unchecked.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.body.complete = true;
+        let Some(worker) = self.worker.clone() else {
+            return Action::Pause;
+        };
+        let (server, principal, headers) = match self.held(&worker) {
+            Held::Nothing => return Action::Continue,
+            Held::Waiting => return Action::Pause,
+            Held::Body(server, principal, headers) => (server, principal, headers),
+        };
         self.decide_held_body(&worker, server, &principal, headers)
     }
 }
