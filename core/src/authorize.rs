@@ -5,9 +5,10 @@
 //! adapter only translates decisions into host calls.
 
 use crate::challenge::{www_authenticate, ChallengeKind};
+use crate::config::BodyMode;
 use crate::decision::{oauth_error_body, Audit, Decision, Denial, Grant, Outcome};
 use crate::jwt::{Claims, TokenError};
-use crate::mcp::{Call, McpError};
+use crate::mcp::{self, Call, McpError, NativeMetadata};
 use crate::policy::{Gateway, Policy, Server, ServerId};
 use crate::scopes::ScopeSet;
 
@@ -305,7 +306,7 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
 pub fn bad_request(target: Target<'_>, err: &McpError) -> Decision {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
-        "error": { "code": -32600, "message": err.describe() },
+        "error": { "code": err.code(), "message": err.describe() },
     })
     .to_string();
     Decision {
@@ -329,5 +330,78 @@ pub fn body_too_large(target: Target<'_>) -> Decision {
             body: oauth_error_body("invalid_request", "request body too large to classify"),
         }),
         audit: target.audit("deny", "body_too_large"),
+    }
+}
+
+/// What happens to a governed request once its token is admitted, by body mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// No per-call rule can apply (not a POST, or the server has none): decide now, no body.
+    DecideNow,
+    /// `hold_headers`: keep the headers until the body is complete, then [`decide_body`].
+    HoldHeaders,
+    /// `hold_body`: refuse now what the `Mcp-*` headers already show is refused
+    /// ([`early_refusal`]); else forward the headers with identity and credential, hold the
+    /// body, and [`decide_body`] once it is complete.
+    HoldBody,
+    /// `mcp_metadata`: [`decide_metadata`] now, on what `envoy.filters.http.mcp` parsed.
+    FromMetadata,
+}
+
+/// Chooses the plan. Requests that need no body never wait for one, whatever the mode.
+pub fn body_plan(server: &Server, mode: BodyMode, is_post: bool) -> BodyPlan {
+    if !is_post || !server.needs_body() {
+        return BodyPlan::DecideNow;
+    }
+    match mode {
+        BodyMode::HoldBody => BodyPlan::HoldBody,
+        BodyMode::HoldHeaders => BodyPlan::HoldHeaders,
+        BodyMode::McpMetadata => BodyPlan::FromMetadata,
+    }
+}
+
+/// `hold_body`, before the headers go upstream: the refusal for what the token alone can't do
+/// (base scopes) or for the call the `Mcp-Method`/`Mcp-Name` headers declare. `None` means
+/// "forward the headers", never "allowed": the body is still decided on its own calls.
+pub fn early_refusal(
+    target: Target<'_>,
+    principal: &Principal,
+    mcp_method: Option<&str>,
+    mcp_name: Option<&str>,
+) -> Option<Decision> {
+    let calls = mcp::declared(mcp_method, mcp_name).unwrap_or_default();
+    let d = decide(target, principal, &calls);
+    (!d.is_allow()).then_some(d)
+}
+
+/// The decision on a complete JSON-RPC body (`hold_body`, `hold_headers`): the body's own
+/// calls decide, and the `Mcp-*` headers, when sent, must agree with every one of them.
+pub fn decide_body(
+    target: Target<'_>,
+    principal: &Principal,
+    body: &[u8],
+    mcp_method: Option<&str>,
+    mcp_name: Option<&str>,
+) -> (Decision, Vec<Call>) {
+    match mcp::classify(body, mcp_method, mcp_name) {
+        Ok(calls) => (decide(target, principal, &calls), calls),
+        Err(e) => (bad_request(target, &e), Vec::new()),
+    }
+}
+
+/// The decision on what `envoy.filters.http.mcp` wrote (`mcp_metadata`): missing or partial
+/// metadata is refused, and the `Mcp-*` headers, when sent, must agree with it.
+pub fn decide_metadata(
+    target: Target<'_>,
+    principal: &Principal,
+    metadata: &NativeMetadata,
+    mcp_method: Option<&str>,
+    mcp_name: Option<&str>,
+) -> (Decision, Vec<Call>) {
+    let calls = mcp::from_metadata(metadata)
+        .and_then(|calls| mcp::check_declared(&calls, mcp_method, mcp_name).map(|()| calls));
+    match calls {
+        Ok(calls) => (decide(target, principal, &calls), calls),
+        Err(e) => (bad_request(target, &e), Vec::new()),
     }
 }

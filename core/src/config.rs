@@ -187,6 +187,41 @@ pub struct FilterDoc {
     /// Upper bound on per-worker verified-token cache entries.
     #[serde(default = "default_token_cache_entries")]
     pub token_cache_entries: usize,
+    /// How per-tool and per-method decisions learn a POST's JSON-RPC calls.
+    #[serde(default)]
+    pub body_mode: BodyMode,
+}
+
+/// How the filter learns the JSON-RPC calls of a POST before the message reaches the upstream.
+///
+/// Only `hold_headers` needs `allow_on_headers_stop_iteration`, which Istio's `WasmPlugin` and
+/// Envoy Gateway cannot set; the default works with or without it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyMode {
+    /// Headers go on once the token is admitted (identity headers and credential set then); the
+    /// body is held until the JSON-RPC message is complete, and a refusal is a local reply
+    /// (Envoy resets the upstream stream before the message is sent).
+    #[default]
+    HoldBody,
+    /// Headers are held until the body is complete, so a refused request never starts upstream.
+    /// Needs `allow_on_headers_stop_iteration: true` in the wasm plugin config.
+    HoldHeaders,
+    /// Envoy's native `envoy.filters.http.mcp` (placed before scopegate) parses the body and
+    /// writes the method and tool to dynamic metadata, read at header time; missing metadata
+    /// is refused.
+    McpMetadata,
+}
+
+impl BodyMode {
+    /// The name as written in the document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyMode::HoldBody => "hold_body",
+            BodyMode::HoldHeaders => "hold_headers",
+            BodyMode::McpMetadata => "mcp_metadata",
+        }
+    }
 }
 
 impl Default for FilterDoc {
@@ -197,6 +232,7 @@ impl Default for FilterDoc {
             leeway_s: default_leeway(),
             max_body_bytes: default_max_body(),
             token_cache_entries: default_token_cache_entries(),
+            body_mode: BodyMode::default(),
         }
     }
 }
@@ -398,6 +434,27 @@ mod tests {
         let err = Document::parse(yaml).unwrap_err();
         assert!(err.path.starts_with("gateways[0].servers[0]"), "{err}");
         assert!(err.message.contains("scopez"), "{err}");
+    }
+
+    #[test]
+    fn body_mode_defaults_to_hold_body_and_names_bad_values() {
+        let base = r#"{"gateways":[{"name":"g","public_url":"https://a.example","issuer":"https://a.example","allowed_scopes":["x"],"servers":[]}]"#;
+        let doc = Document::parse(&format!("{base}}}")).unwrap();
+        assert_eq!(doc.filter.body_mode, BodyMode::HoldBody);
+        for (text, mode) in [
+            ("hold_body", BodyMode::HoldBody),
+            ("hold_headers", BodyMode::HoldHeaders),
+            ("mcp_metadata", BodyMode::McpMetadata),
+        ] {
+            let d =
+                Document::parse(&format!(r#"{base},"filter":{{"body_mode":"{text}"}}}}"#)).unwrap();
+            assert_eq!(d.filter.body_mode, mode);
+            assert_eq!(mode.as_str(), text);
+        }
+        let err =
+            Document::parse(&format!(r#"{base},"filter":{{"body_mode":"peek"}}}}"#)).unwrap_err();
+        assert_eq!(err.path, "filter.body_mode", "{err}");
+        assert!(err.message.contains("hold_body"), "{err}");
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub struct FilterSettings {
     pub max_body_bytes: usize,
     pub token_cache_entries: usize,
     pub broker: Option<BrokerCall>,
+    pub body_mode: crate::config::BodyMode,
 }
 
 impl Policy {

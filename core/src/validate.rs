@@ -339,6 +339,9 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
     }
 
     warnings.extend(shared_boundaries(&doc.gateways));
+    if filter.body_mode == crate::config::BodyMode::HoldHeaders {
+        warnings.push("filter.body_mode `hold_headers` needs `allow_on_headers_stop_iteration: true` in the wasm plugin config (static Envoy, or an EnvoyFilter/ECDS patch); Istio's WasmPlugin and Envoy Gateway cannot set it, and without it per-tool requests are held and refused, never forwarded".into());
+    }
 
     if errs.0.is_empty() {
         Ok(Policy::new(
@@ -415,6 +418,7 @@ fn filter_settings(doc: &Document, errs: &mut Errors) -> FilterSettings {
         max_body_bytes: f.max_body_bytes,
         token_cache_entries: f.token_cache_entries,
         broker,
+        body_mode: f.body_mode,
     }
 }
 

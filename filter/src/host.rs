@@ -18,6 +18,11 @@ pub fn property(path: Vec<&str>) -> Result<Option<String>, Status> {
     Ok(hostcalls::get_property(path)?.and_then(|b| String::from_utf8(b).ok()))
 }
 
+/// A property's raw bytes (strings as UTF-8, a bool as one byte, messages serialised).
+pub fn property_bytes(path: Vec<&str>) -> Result<Option<Vec<u8>>, Status> {
+    hostcalls::get_property(path)
+}
+
 /// Writes filter state that access logs read as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
 pub fn set_filter_state(name: &str, value: &str) {
     if let Err(e) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {

@@ -2,13 +2,15 @@
 
 use crate::audit;
 use crate::budgets;
+use crate::hold_watch;
 use crate::host;
 use crate::keys;
+use crate::native_mcp;
 use crate::token_cache;
 use crate::worker::Worker;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use scopegate_core::authorize::{self, Principal, Target};
+use scopegate_core::authorize::{self, BodyPlan, Principal, Target};
 use scopegate_core::budget;
 use scopegate_core::decision::{oauth_error_body, Decision, Grant, Outcome};
 use scopegate_core::exchange;
@@ -32,18 +34,43 @@ enum Phase {
         server: ServerId,
         token: String,
     },
-    /// The token was admitted; holding the headers until the JSON-RPC body is complete.
-    AwaitingBody {
+    /// `hold_headers`: the token was admitted; the headers are held until the JSON-RPC body is
+    /// complete (needs `allow_on_headers_stop_iteration`).
+    HoldingHeaders {
         server: ServerId,
         principal: Principal,
     },
-    /// Allowed; waiting for the broker's downstream credential (callout `call`).
+    /// `hold_body`: the headers went upstream with identity and credential; the body is held
+    /// until the JSON-RPC message is complete, then decided (a refusal resets the upstream).
+    HoldingBody {
+        server: ServerId,
+        principal: Principal,
+    },
+    /// Allowed so far; waiting for the broker's downstream credential (callout `call`).
     AwaitingCredential {
         call: u32,
         server: ServerId,
         decision: Box<Decision>,
         cache_key: String,
+        then: Then,
     },
+}
+
+/// What follows once the request headers are rewritten for the upstream.
+enum Then {
+    /// The decision was final: record it, and let the request go.
+    Finish,
+    /// `hold_body`: the token's decision only; the body is decided when complete.
+    HoldBody(Principal),
+}
+
+/// Whether the request headers already went upstream when the body is decided.
+#[derive(Clone, Copy)]
+enum HeadersSent {
+    /// `hold_headers`: still held, so an allow rewrites them.
+    No,
+    /// `hold_body`: sent with identity and credential; only the verdict remains.
+    Yes,
 }
 
 /// What the headers told us that later phases need.
@@ -66,6 +93,8 @@ struct BodySeen {
 
 pub struct Request {
     worker: Option<Rc<Worker>>,
+    /// Envoy's id for this stream (the hold watch answers it from the root context).
+    id: u32,
     phase: Phase,
     head: Head,
     body: BodySeen,
@@ -74,9 +103,10 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(worker: Option<Rc<Worker>>) -> Request {
+    pub fn new(worker: Option<Rc<Worker>>, id: u32) -> Request {
         Request {
             worker,
+            id,
             phase: Phase::Start,
             head: Head::default(),
             body: BodySeen::default(),
@@ -130,6 +160,7 @@ impl Request {
         server: ServerId,
         decision: Decision,
         calls: &[mcp::Call],
+        then: Then,
     ) -> Action {
         let Outcome::Allow(grant) = &decision.outcome else {
             return self.reply(worker, &decision);
@@ -138,20 +169,32 @@ impl Request {
         let Some(target) = Target::of(&policy, server) else {
             return self.fail_closed("server vanished from the policy");
         };
-        if let Err(retry_after) = budgets::spend_all(target.server, calls, grant, host::now_s()) {
-            let d = budget::exceeded(target, &decision.audit, retry_after);
-            return self.reply(worker, &d);
+        // Budgets count calls: a held body is counted when it is decided.
+        if let Then::Finish = then {
+            if let Err(retry_after) = budgets::spend_all(target.server, calls, grant, host::now_s())
+            {
+                let d = budget::exceeded(target, &decision.audit, retry_after);
+                return self.reply(worker, &d);
+            }
         }
         if !target.gateway.brokered {
-            return self.forward(worker, grant, &decision, None);
+            return self.forward(worker, server, grant, &decision, None, then);
         }
         let Some(grant_id) = grant.grant_id.as_deref() else {
             return self.reply(worker, &exchange::no_grant(target, &decision.audit));
         };
         let cache_key = exchange::cache_key(grant_id, &target.server.name);
         let now = host::now_s();
-        if let Some(c) = worker.credentials.borrow_mut().get(&cache_key, now) {
-            return self.forward(worker, grant, &decision, Some(&c.access_token));
+        let cached = worker.credentials.borrow_mut().get(&cache_key, now);
+        if let Some(c) = cached {
+            return self.forward(
+                worker,
+                server,
+                grant,
+                &decision,
+                Some(&c.access_token),
+                then,
+            );
         }
         let Some(broker) = &policy.filter.broker else {
             return self.fail_closed("brokered gateway without filter.broker");
@@ -180,6 +223,7 @@ impl Request {
                     server,
                     decision: Box::new(decision),
                     cache_key,
+                    then,
                 };
                 Action::Pause
             }
@@ -199,13 +243,16 @@ impl Request {
     }
 
     /// Rewrites the request for the upstream: no client token (unless opted in), the downstream
-    /// credential when there is one, and the identity headers.
+    /// credential when there is one, and the identity headers. They depend on the token only,
+    /// so `hold_body` sets them before the body is seen (the host refuses header changes later).
     fn forward(
         &mut self,
         worker: &Worker,
+        server: ServerId,
         grant: &Grant,
         decision: &Decision,
         downstream: Option<&str>,
+        then: Then,
     ) -> Action {
         // One host call replaces the whole header map: the client's token and any
         // client-supplied `x-scopegate-*` go, the credential and identity headers come in.
@@ -232,9 +279,21 @@ impl Request {
         if host::set_request_headers(out).is_err() {
             return self.fail_closed("cannot rewrite the request headers");
         }
-        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
-        self.phase = Phase::Done;
-        Action::Continue
+        match then {
+            Then::Finish => {
+                audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+                self.phase = Phase::Done;
+                Action::Continue
+            }
+            Then::HoldBody(principal) => {
+                if self.body.complete || self.head.end_of_stream {
+                    return self.decide_held_body(worker, server, &principal, HeadersSent::Yes);
+                }
+                self.phase = Phase::HoldingBody { server, principal };
+                // The headers go on; `on_http_request_body` holds the body.
+                Action::Continue
+            }
+        }
     }
 
     /// The broker answered (or the call failed): forward with the credential, or refuse.
@@ -245,6 +304,7 @@ impl Request {
         decision: &Decision,
         cache_key: &str,
         body_size: usize,
+        then: Then,
     ) {
         let status = host::call_response_status();
         let body = match host::call_response_body(body_size) {
@@ -266,9 +326,14 @@ impl Request {
                     .credentials
                     .borrow_mut()
                     .insert(cache_key, &credential);
-                if let Action::Continue =
-                    self.forward(worker, grant, decision, Some(&credential.access_token))
-                {
+                if let Action::Continue = self.forward(
+                    worker,
+                    server,
+                    grant,
+                    decision,
+                    Some(&credential.access_token),
+                    then,
+                ) {
                     host::resume_request();
                 }
             }
@@ -352,15 +417,48 @@ impl Request {
             Ok(p) => p,
             Err(d) => return self.reply(worker, &d),
         };
-        if self.head.is_post && target.server.needs_body() {
-            if self.body.complete || self.head.end_of_stream {
-                return self.decide_with_body(worker, server, &principal);
+        match authorize::body_plan(target.server, policy.filter.body_mode, self.head.is_post) {
+            BodyPlan::DecideNow => {
+                let decision = authorize::decide(target, &principal, &[]);
+                self.enforce(worker, server, decision, &[], Then::Finish)
             }
-            self.phase = Phase::AwaitingBody { server, principal };
-            return Action::Pause;
+            BodyPlan::HoldHeaders => {
+                if self.body.complete || self.head.end_of_stream {
+                    return self.decide_held_body(worker, server, &principal, HeadersSent::No);
+                }
+                self.phase = Phase::HoldingHeaders { server, principal };
+                hold_watch::hold(worker, self.id);
+                Action::Pause
+            }
+            BodyPlan::HoldBody => {
+                let (method, name) = (
+                    self.head.mcp_method.as_deref(),
+                    self.head.mcp_name.as_deref(),
+                );
+                if let Some(refused) = authorize::early_refusal(target, &principal, method, name) {
+                    return self.reply(worker, &refused);
+                }
+                let decision = authorize::decide(target, &principal, &[]);
+                self.enforce(worker, server, decision, &[], Then::HoldBody(principal))
+            }
+            BodyPlan::FromMetadata => {
+                let metadata = match native_mcp::read() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        return self
+                            .fail_closed(&format!("cannot read the mcp filter's metadata: {e:?}"))
+                    }
+                };
+                let (decision, calls) = authorize::decide_metadata(
+                    target,
+                    &principal,
+                    &metadata,
+                    self.head.mcp_method.as_deref(),
+                    self.head.mcp_name.as_deref(),
+                );
+                self.enforce(worker, server, decision, &calls, Then::Finish)
+            }
         }
-        let decision = authorize::decide(target, &principal, &[]);
-        self.enforce(worker, server, decision, &[])
     }
 
     /// An unknown `kid`: use keys another worker already fetched, else refetch if the rate limit allows.
@@ -398,11 +496,14 @@ impl Request {
         }
     }
 
-    fn decide_with_body(
+    /// Decides on the complete body: `hold_headers` still holds the headers (the decision may
+    /// rewrite them); `hold_body` already sent them, so only the verdict remains.
+    fn decide_held_body(
         &mut self,
         worker: &Worker,
         server: ServerId,
         principal: &Principal,
+        headers: HeadersSent,
     ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
@@ -416,20 +517,27 @@ impl Request {
                 Err(e) => return self.fail_closed(&format!("cannot read the request body: {e:?}")),
             }
         };
-        match mcp::classify(
+        let (decision, calls) = authorize::decide_body(
+            target,
+            principal,
             &body,
             self.head.mcp_method.as_deref(),
             self.head.mcp_name.as_deref(),
-        ) {
-            Ok(calls) => {
-                let decision = authorize::decide(target, principal, &calls);
-                self.enforce(worker, server, decision, &calls)
-            }
-            Err(e) => {
-                let decision = authorize::bad_request(target, &e);
-                self.enforce(worker, server, decision, &[])
-            }
+        );
+        if let HeadersSent::No = headers {
+            return self.enforce(worker, server, decision, &calls, Then::Finish);
         }
+        // `hold_body`: headers, identity and credential are upstream already.
+        let Outcome::Allow(grant) = &decision.outcome else {
+            return self.reply(worker, &decision);
+        };
+        if let Err(retry_after) = budgets::spend_all(target.server, &calls, grant, host::now_s()) {
+            let d = budget::exceeded(target, &decision.audit, retry_after);
+            return self.reply(worker, &d);
+        }
+        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+        self.phase = Phase::Done;
+        Action::Continue
     }
 
     fn serve_metadata(&mut self, worker: &Worker, server: ServerId) -> Action {
@@ -450,6 +558,43 @@ impl Request {
         stats.count(&s.name, "metadata", "served");
         self.phase = Phase::Replied;
         Action::Pause
+    }
+}
+
+/// Where a body callback finds the request.
+enum Held {
+    /// Not governed, or already decided: the body flows.
+    Nothing,
+    /// Refused, or a callout is pending: keep the body.
+    Waiting,
+    /// A held message to decide once complete.
+    Body(ServerId, Principal, HeadersSent),
+}
+
+impl Request {
+    fn held(&self, worker: &Worker) -> Held {
+        match &self.phase {
+            Phase::Done | Phase::Start => Held::Nothing,
+            Phase::Replied | Phase::AwaitingKeys { .. } | Phase::AwaitingCredential { .. } => {
+                Held::Waiting
+            }
+            Phase::HoldingHeaders { server, principal } => {
+                // A body callback came, so the flag is set: the watch can stop.
+                hold_watch::release(worker, self.id);
+                Held::Body(*server, principal.clone(), HeadersSent::No)
+            }
+            Phase::HoldingBody { server, principal } => {
+                Held::Body(*server, principal.clone(), HeadersSent::Yes)
+            }
+        }
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let (Phase::HoldingHeaders { .. }, Some(worker)) = (&self.phase, &self.worker) {
+            hold_watch::release(worker, self.id);
+        }
     }
 }
 
@@ -481,8 +626,9 @@ impl Context for Request {
                 server,
                 decision,
                 cache_key,
+                then,
             } if call == token_id => {
-                self.credential_arrived(&worker, server, &decision, &cache_key, body_size);
+                self.credential_arrived(&worker, server, &decision, &cache_key, body_size, then);
             }
             other => self.phase = other,
         }
@@ -557,25 +703,36 @@ impl HttpContext for Request {
         let Some(worker) = self.worker.clone() else {
             return Action::Pause;
         };
-        match &self.phase {
-            Phase::Done | Phase::Start => Action::Continue,
-            Phase::Replied | Phase::AwaitingKeys { .. } | Phase::AwaitingCredential { .. } => {
-                Action::Pause
-            }
-            Phase::AwaitingBody { server, principal } => {
-                let (server, principal) = (*server, principal.clone());
-                if body_size > worker.policy.filter.max_body_bytes {
-                    let policy = Rc::clone(&worker.policy);
-                    return match Target::of(&policy, server) {
-                        Some(target) => self.reply(&worker, &authorize::body_too_large(target)),
-                        None => self.fail_closed("server vanished from the policy"),
-                    };
-                }
-                if !end_of_stream {
-                    return Action::Pause;
-                }
-                self.decide_with_body(&worker, server, &principal)
-            }
+        let (server, principal, headers) = match self.held(&worker) {
+            Held::Nothing => return Action::Continue,
+            Held::Waiting => return Action::Pause,
+            Held::Body(server, principal, headers) => (server, principal, headers),
+        };
+        if body_size > worker.policy.filter.max_body_bytes {
+            let policy = Rc::clone(&worker.policy);
+            return match Target::of(&policy, server) {
+                Some(target) => self.reply(&worker, &authorize::body_too_large(target)),
+                None => self.fail_closed("server vanished from the policy"),
+            };
         }
+        if !end_of_stream {
+            // StopIterationAndBuffer: nothing of the message moves on until it is decided.
+            return Action::Pause;
+        }
+        self.decide_held_body(&worker, server, &principal, headers)
+    }
+
+    /// Trailers end the body: a held message is decided here, never continued unchecked.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.body.complete = true;
+        let Some(worker) = self.worker.clone() else {
+            return Action::Pause;
+        };
+        let (server, principal, headers) = match self.held(&worker) {
+            Held::Nothing => return Action::Continue,
+            Held::Waiting => return Action::Pause,
+            Held::Body(server, principal, headers) => (server, principal, headers),
+        };
+        self.decide_held_body(&worker, server, &principal, headers)
     }
 }

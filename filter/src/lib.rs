@@ -7,9 +7,11 @@
 mod audit;
 mod budgets;
 mod credentials;
+mod hold_watch;
 mod host;
 mod http;
 mod keys;
+mod native_mcp;
 mod root;
 mod token_cache;
 mod worker;

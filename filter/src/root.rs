@@ -106,6 +106,7 @@ impl RootContext for Root {
         self.ticks = self.ticks.wrapping_add(1);
         let now = host::now();
         let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
+        crate::hold_watch::on_tick(&worker, now_ms);
         let sources = worker.keys.borrow().len();
         for id in 0..sources {
             if worker.keys.borrow_mut().sync(id) {
@@ -144,9 +145,9 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None, so an unconfigured root still hands out a (fail-closed) context.
-        Some(Box::new(Request::new(self.worker.clone())))
+        Some(Box::new(Request::new(self.worker.clone(), context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

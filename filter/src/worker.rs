@@ -14,6 +14,8 @@ pub struct Worker {
     pub tokens: RefCell<TokenCache>,
     pub stats: RefCell<Stats>,
     pub credentials: RefCell<Credentials>,
+    /// `hold_headers` requests waiting for their body: context id -> since (ms).
+    pub held: RefCell<std::collections::HashMap<u32, u64>>,
 }
 
 impl Worker {
@@ -26,6 +28,7 @@ impl Worker {
             tokens: RefCell::new(tokens),
             stats: RefCell::new(Stats::default()),
             credentials: RefCell::new(Credentials::default()),
+            held: RefCell::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod brokered;
 pub mod cimd_host;
 pub mod downstream;
+pub mod ecds;
 pub mod envoy;
 pub mod issuer;
 pub mod mcp;

@@ -11,7 +11,14 @@ use std::sync::OnceLock;
 /// One stack for the tests that only read; tests that need another document start their own.
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
-    STACK.get_or_init(|| Stack::start("validate_mode", |_| {}))
+    // The static bootstrap sets `allow_on_headers_stop_iteration`, so this stack runs the mode
+    // that holds the headers (a refused call reaches the upstream not at all); the default,
+    // `hold_body`, is covered through ECDS in `mesh_body_modes.rs`.
+    STACK.get_or_init(|| {
+        Stack::start("validate_mode", |doc| {
+            doc["filter"] = json!({"body_mode": "hold_headers"})
+        })
+    })
 }
 
 fn prm_url(s: &Stack, path: &str) -> String {

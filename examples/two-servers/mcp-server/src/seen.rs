@@ -27,22 +27,45 @@ pub struct SeenRequest {
     pub path: String,
     /// Every header by lower-case name; repeated headers are joined with `, `.
     pub headers: BTreeMap<String, String>,
+    /// The request body (a JSON-RPC message), set only once it has fully arrived: a request
+    /// whose stream was reset before its body completed (a refusal after the headers went
+    /// upstream) keeps `null` here, and never reaches the MCP handler.
+    pub body: Option<String>,
+    /// Identifies the entry while its body is still arriving.
+    #[serde(skip)]
+    seq: u64,
 }
+
+/// Bodies larger than this are refused rather than recorded (MCP messages are small).
+const MAX_SEEN_BODY: usize = 4 * 1024 * 1024;
 
 /// Shared, append-only (until cleared) list of requests in arrival order.
 #[derive(Clone, Default)]
 pub struct SeenLog {
     inner: Arc<Mutex<Vec<SeenRequest>>>,
+    next_seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SeenLog {
-    fn push(&self, request: SeenRequest) {
+    fn push(&self, mut request: SeenRequest) -> u64 {
+        let seq = self
+            .next_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        request.seq = seq;
         // A panic elsewhere while holding the lock cannot leave a Vec half-written in a way
         // that matters here, so a poisoned lock is simply taken over.
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(request);
+        seq
+    }
+
+    fn set_body(&self, seq: u64, body: String) {
+        let mut all = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(r) = all.iter_mut().rev().find(|r| r.seq == seq) {
+            r.body = Some(body);
+        }
     }
 
     fn snapshot(&self) -> Vec<SeenRequest> {
@@ -60,10 +83,13 @@ impl SeenLog {
     }
 }
 
-/// Axum middleware: records the request line and headers, then passes the request on
-/// untouched. The body is not read, so streaming requests and responses are unaffected.
+/// Axum middleware: records the request line and headers as they arrive, then the body once
+/// it is complete, then passes the request on. Responses are untouched, so SSE streams flow.
 pub async fn record(State(log): State<SeenLog>, request: Request, next: Next) -> Response {
-    if request.uri().path() != SEEN_PATH {
+    if request.uri().path() == SEEN_PATH {
+        return next.run(request).await;
+    }
+    {
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
         for (name, value) in request.headers() {
             let value = String::from_utf8_lossy(value.as_bytes());
@@ -79,13 +105,23 @@ pub async fn record(State(log): State<SeenLog>, request: Request, next: Next) ->
             || request.uri().path().to_owned(),
             |pq| pq.as_str().to_owned(),
         );
-        log.push(SeenRequest {
+        let seq = log.push(SeenRequest {
             method: request.method().as_str().to_owned(),
             path,
             headers,
+            body: None,
+            seq: 0,
         });
+        let (parts, body) = request.into_parts();
+        let bytes = match axum::body::to_bytes(body, MAX_SEEN_BODY).await {
+            Ok(b) => b,
+            // Reset or too large: the message never arrived, and the handler never sees it.
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        };
+        log.set_body(seq, String::from_utf8_lossy(&bytes).into_owned());
+        next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+            .await
     }
-    next.run(request).await
 }
 
 /// `GET /_seen`: every recorded request, oldest first, as a JSON array.

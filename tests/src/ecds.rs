@@ -1,0 +1,440 @@
+//! Envoy receiving scopegate the way a mesh delivers it: an ECDS extension config, in the shape
+//! istiod generates for a `WasmPlugin`, served from a watched file and replaced live.
+//!
+//! What istiod does (istio/istio `pilot/pkg/model/extensions.go` and the wasm listener code,
+//! checked 2026): the HTTP filter entry names the plugin `<namespace>.<name>` and points at
+//! ECDS (`config_discovery`, type URLs Wasm and RBAC: istio-agent swaps in a deny-all RBAC when
+//! a `FAIL_CLOSE` module cannot be fetched); the resource is a `TypedExtensionConfig` of that
+//! name holding a Wasm `PluginConfig` with `root_id` = `pluginName`, the `pluginConfig` object
+//! as JSON text in a `StringValue`, a VM config with runtime `envoy.wasm.runtime.v8`, the code
+//! as a local file (istio-agent downloads remote modules and rewrites the source), the
+//! environment variable `ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION`, no `vm_id`, and
+//! `failure_policy` from `failStrategy` (`FAIL_CLOSE` -> `FAIL_CLOSED`, `FAIL_OPEN` ->
+//! `FAIL_OPEN`, `FAIL_RELOAD` -> `FAIL_RELOAD`; the deprecated `fail_open` bool before 1.25).
+//! It never sets `allow_on_headers_stop_iteration`. Here the config source is a watched file
+//! instead of ADS, which is the only difference Envoy sees.
+
+use crate::envoy::{access_log_format, Envoy, ENVOY, WASM};
+use crate::issuer::Issuer;
+use crate::procs::{log_dir, wait_for, Proc};
+use crate::stack::{gateway_doc, start_echo, McpServer, OPS, SUPPORT};
+use crate::{built, free_port};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+pub const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+/// The ECDS resource name, as istiod spells a `WasmPlugin` `scopegate` in namespace `mcp`.
+pub const PLUGIN: &str = "mcp.scopegate";
+
+/// `WasmPlugin.spec.failStrategy`.
+#[derive(Clone, Copy, Debug)]
+pub enum FailStrategy {
+    FailClose,
+    FailOpen,
+    FailReload,
+}
+
+impl FailStrategy {
+    /// The `PluginConfig.failure_policy` istiod writes for it (Istio 1.25 and later).
+    pub fn failure_policy(self) -> &'static str {
+        match self {
+            FailStrategy::FailClose => "FAIL_CLOSED",
+            FailStrategy::FailOpen => "FAIL_OPEN",
+            FailStrategy::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// How the plugin is delivered and what sits around it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Istio's `WasmPlugin` cannot set it; only an `EnvoyFilter`/ECDS patch can.
+    pub allow_on_headers_stop_iteration: bool,
+    /// Envoy's native `envoy.filters.http.mcp` before scopegate (for `body_mode: mcp_metadata`).
+    pub native_mcp: bool,
+    pub fail_strategy: FailStrategy,
+}
+
+impl Default for Delivery {
+    /// What a `WasmPlugin` gets: no flag, no native filter, `FAIL_CLOSE` (Istio's default).
+    fn default() -> Self {
+        Delivery {
+            allow_on_headers_stop_iteration: false,
+            native_mcp: false,
+            fail_strategy: FailStrategy::FailClose,
+        }
+    }
+}
+
+/// The ECDS resource istiod would send for the plugin, with `document` as its `pluginConfig`.
+pub fn extension_config(document: &str, delivery: &Delivery, version: u64) -> Value {
+    let wasm = built(WASM, "make wasm");
+    let mut config = json!({
+        "name": PLUGIN,
+        "root_id": "scopegate",
+        "vm_config": {
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": wasm.display().to_string()}},
+            "environment_variables": {"key_values": {
+                "ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION": version.to_string()
+            }}
+        },
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": document
+        },
+        "failure_policy": delivery.fail_strategy.failure_policy()
+    });
+    if delivery.allow_on_headers_stop_iteration {
+        // What an EnvoyFilter patch adds; a WasmPlugin has no field for it.
+        config["allow_on_headers_stop_iteration"] = json!(true);
+    }
+    json!({
+        "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+        "name": PLUGIN,
+        "typed_config": {"@type": WASM_TYPE, "config": config}
+    })
+}
+
+/// Writes the resource the way a careful control plane replaces a file: a temporary file
+/// beside the watched directory, then one rename into it (Envoy never reads half a file).
+fn write_resource(ecds_file: &Path, document: &str, delivery: &Delivery, version: u64) {
+    let response = json!({
+        "version_info": version.to_string(),
+        "resources": [extension_config(document, delivery, version)]
+    });
+    let parent = ecds_file
+        .parent()
+        .and_then(Path::parent)
+        .expect("the watched directory has a parent");
+    let tmp = parent.join(format!("scopegate.json.{version}.tmp"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_string_pretty(&response).expect("ECDS JSON"),
+    )
+    .expect("write the ECDS resource");
+    std::fs::rename(&tmp, ecds_file).expect("rename the ECDS resource into place");
+}
+
+/// The native MCP filter as placed before scopegate: it holds the headers while it parses a
+/// POST, rejects duplicate keys (so it and the MCP server cannot read different methods), and
+/// writes what it parsed to dynamic metadata.
+pub fn native_mcp_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.mcp",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp",
+            "reject_duplicate_keys": true,
+            "max_request_body_size": 65536
+        }
+    })
+}
+
+/// An upstream and the route prefix that reaches it.
+pub struct Upstream {
+    pub cluster: String,
+    pub port: u16,
+    pub prefix: String,
+}
+
+fn bootstrap(
+    delivery: &Delivery,
+    upstreams: &[Upstream],
+    ecds_file: &Path,
+    watched: &Path,
+    port: u16,
+    admin_port: u16,
+    access_log: &Path,
+) -> Value {
+    let clusters: Vec<Value> = upstreams
+        .iter()
+        .map(|u| {
+            json!({
+                "name": u.cluster, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": u.cluster, "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": u.port}}}}
+                ]}]}
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = upstreams
+        .iter()
+        .filter(|u| !u.prefix.is_empty())
+        .map(|u| json!({"match": {"prefix": u.prefix}, "route": {"cluster": u.cluster, "timeout": "0s", "idle_timeout": "60s"}}))
+        .collect();
+    let mut filters = Vec::new();
+    if delivery.native_mcp {
+        filters.push(native_mcp_filter());
+    }
+    filters.push(json!({
+        "name": PLUGIN,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": ecds_file.display().to_string(),
+                    "watched_directory": {"path": watched.display().to_string()}
+                },
+                "resource_api_version": "V3"
+            },
+            "type_urls": [WASM_TYPE, RBAC_TYPE]
+        }
+    }));
+    filters.push(
+        json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
+    );
+    let mut log_format = access_log_format();
+    log_format["mcp_metadata"] = json!("%DYNAMIC_METADATA(envoy.filters.http.mcp)%");
+    json!({
+        "node": {"id": "sidecar~127.0.0.1~scopegate-test.mcp~mcp.svc.cluster.local", "cluster": "scopegate-test.mcp"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "mcp", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "mcp",
+                        "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                            "path": access_log.display().to_string(),
+                            "log_format": {"json_format": log_format}
+                        }}],
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                        "http_filters": filters
+                    }
+                }]}]
+            }],
+            "clusters": clusters
+        }
+    })
+}
+
+/// Envoy whose scopegate filter comes from an ECDS file that tests can replace.
+pub struct MeshEnvoy {
+    pub envoy: Envoy,
+    pub delivery: Delivery,
+    /// The file Envoy watches (through its directory).
+    pub ecds_file: PathBuf,
+    version: u64,
+}
+
+impl MeshEnvoy {
+    /// Starts Envoy with `document` delivered through ECDS; waits until it serves.
+    pub fn start(
+        name: &str,
+        document: &str,
+        delivery: Delivery,
+        upstreams: &[Upstream],
+        port: u16,
+        concurrency: u32,
+    ) -> MeshEnvoy {
+        let envoy_bin = built(ENVOY, "make venv");
+        let dir = log_dir(name);
+        let watched = dir.join("ecds");
+        let _ = std::fs::remove_dir_all(&watched);
+        std::fs::create_dir_all(&watched).expect("ECDS directory");
+        let ecds_file = watched.join("scopegate.json");
+        let admin_port = free_port();
+        let access_log = dir.join("access.log");
+        let _ = std::fs::remove_file(&access_log);
+        write_resource(&ecds_file, document, &delivery, 1);
+        let boot = bootstrap(
+            &delivery,
+            upstreams,
+            &ecds_file,
+            &watched,
+            port,
+            admin_port,
+            &access_log,
+        );
+        let config = dir.join("envoy.json");
+        std::fs::write(
+            &config,
+            serde_json::to_string_pretty(&boot).expect("bootstrap JSON"),
+        )
+        .expect("write the bootstrap");
+        let mut cmd = Command::new(envoy_bin);
+        cmd.arg("-c")
+            .arg(&config)
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
+            .args(["--file-flush-interval-msec", "100"]);
+        let mut proc = Proc::start("envoy", cmd, &dir);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = proc.try_exit() {
+                panic!("Envoy `{name}` exited ({status}):\n{}", proc.stderr());
+            }
+            let ready = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
+                .ok()
+                .filter(|r| r.status().is_success())
+                .and_then(|r| r.text().ok())
+                .is_some_and(|t| t.trim() == "LIVE");
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy `{name}` not ready in 60 s:\n{}",
+                proc.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        MeshEnvoy {
+            envoy: Envoy {
+                proc,
+                port,
+                admin_port,
+                access_log,
+            },
+            delivery,
+            ecds_file,
+            version: 1,
+        }
+    }
+
+    /// The counter `extension_config_discovery.http_filter.<plugin>.<name>` (0 when absent).
+    pub fn discovery_stat(&self, name: &str) -> u64 {
+        self.envoy
+            .stat(&format!(
+                "extension_config_discovery.http_filter.{PLUGIN}.{name}"
+            ))
+            .unwrap_or(0)
+    }
+
+    /// The `version_info` of the scopegate extension config Envoy runs (its config dump).
+    pub fn applied_version(&self) -> Option<String> {
+        let dump: Value = reqwest::blocking::get(format!(
+            "http://127.0.0.1:{}/config_dump?resource=ecds_filters",
+            self.envoy.admin_port
+        ))
+        .ok()?
+        .json()
+        .ok()?;
+        dump["configs"]
+            .as_array()?
+            .iter()
+            .find(|c| c["ecds_filter"]["name"] == PLUGIN)
+            .and_then(|c| c["version_info"].as_str())
+            .map(str::to_string)
+    }
+
+    /// Replaces the ECDS resource with `document` and waits until Envoy either runs it (its
+    /// config dump shows the new version) or rejected it (`config_fail` +1); returns whether
+    /// it was applied.
+    pub fn roll_out(&mut self, document: &str) -> bool {
+        let fails = self.discovery_stat("config_fail");
+        self.version += 1;
+        write_resource(&self.ecds_file, document, &self.delivery, self.version);
+        let version = self.version.to_string();
+        wait_for(
+            "Envoy to apply or reject the new extension config",
+            Duration::from_secs(60),
+            || {
+                if self.discovery_stat("config_fail") > fails {
+                    Some(false)
+                } else if self.applied_version().as_deref() == Some(version.as_str()) {
+                    Some(true)
+                } else {
+                    None
+                }
+            },
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.envoy.url(path)
+    }
+}
+
+/// The two-server example behind an ECDS-delivered scopegate, in validate mode.
+pub struct MeshStack {
+    pub issuer: Issuer,
+    pub support: McpServer,
+    pub ops: McpServer,
+    pub echo_port: u16,
+    pub envoy: MeshEnvoy,
+    pub public_url: String,
+}
+
+impl MeshStack {
+    /// Starts the stack with the example document, edited by `tweak`, as the plugin config.
+    pub fn start(name: &str, delivery: Delivery, tweak: impl FnOnce(&mut Value)) -> MeshStack {
+        let issuer = Issuer::start();
+        let support = McpServer::start("support-assistant", name);
+        let ops = McpServer::start("ops-console", name);
+        let echo_port = start_echo();
+        let port = free_port();
+        let public_url = format!("http://127.0.0.1:{port}");
+        let mut doc = gateway_doc(&public_url, &issuer.url);
+        tweak(&mut doc);
+        let upstream = |cluster: &str, port: u16, prefix: &str| Upstream {
+            cluster: cluster.into(),
+            port,
+            prefix: prefix.into(),
+        };
+        let envoy = MeshEnvoy::start(
+            name,
+            &doc.to_string(),
+            delivery,
+            &[
+                upstream("support_assistant", support.port, "/support-assistant/"),
+                upstream("ops_console", ops.port, "/ops-console/"),
+                upstream("plain_upstream", echo_port, "/plain/"),
+                upstream("test_issuer", issuer.port, ""),
+            ],
+            port,
+            1,
+        );
+        let stack = MeshStack {
+            issuer,
+            support,
+            ops,
+            echo_port,
+            envoy,
+            public_url,
+        };
+        stack.wait_keys_loaded();
+        stack
+    }
+
+    pub fn resource(&self, path: &str) -> String {
+        format!("{}{path}", self.public_url)
+    }
+
+    /// The example document for this stack (what `start` delivered before any `tweak`).
+    pub fn document(&self) -> Value {
+        gateway_doc(&self.public_url, &self.issuer.url)
+    }
+
+    /// Until the filter has its keys, governed requests get 503; wait that out. The probe is
+    /// a GET, which no body mode holds.
+    pub fn wait_keys_loaded(&self) {
+        let token = self.issuer.token(&self.resource(SUPPORT), "tickets.read");
+        wait_for(
+            "the filter to load its signing keys",
+            Duration::from_secs(30),
+            || {
+                let r = crate::mcp::Client::get(&self.envoy.url(SUPPORT), Some(&token));
+                (r.status != 503).then_some(())
+            },
+        );
+    }
+
+    /// Requests to `path` the MCP server received, and which of them carried a complete body.
+    pub fn seen(&self, path: &str) -> Vec<Value> {
+        let server = if path == OPS {
+            &self.ops
+        } else {
+            &self.support
+        };
+        server.seen()
+    }
+}
