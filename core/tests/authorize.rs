@@ -291,7 +291,7 @@ fn bad_request_body_is_a_json_rpc_error_without_null_members() {
     assert_eq!(deny.status, 400);
     let body: serde_json::Value = serde_json::from_str(&deny.body).unwrap();
     assert_eq!(body["jsonrpc"], "2.0");
-    assert_eq!(body["error"]["code"], -32600);
+    assert_eq!(body["error"]["code"], -32020);
     assert!(body.get("id").is_none(), "{body}");
     assert!(!deny.body.contains("null"), "{}", deny.body);
 }
