@@ -288,7 +288,8 @@ pub fn denied_call<'c>(server: &Server, calls: &'c [Call]) -> Option<&'c Call> {
 /// in `authorize::required_scopes`).
 pub fn call_scopes(server: &Server, call: &Call) -> ScopeSet {
     match (call.method.as_str(), call.name.as_deref()) {
-        ("resources/read", Some(uri)) => {
+        // Subscribing to a resource shows its changes: it needs what reading it needs.
+        ("resources/read" | "resources/subscribe", Some(uri)) => {
             entry_scopes(server, EntryKind::Resource, uri).unwrap_or_default()
         }
         ("prompts/get", Some(name)) => {
@@ -352,7 +353,7 @@ mod tests {
             "name": "s", "cluster": "c", "path": "/s/mcp",
             "scopes": ["tickets.read", "accounts.read"],
             "tools": {"get_account": ["accounts.read"]},
-            "resources": {"tickets://*": ["tickets.read"], "accounts://{id}": ["accounts.read"]},
+            "resources": {"tickets://*": ["tickets.read"], "accounts://{id}": ["accounts.read"], "accounts://{id}/profile": ["accounts.read"]},
             "prompts": {"triage": ["tickets.read"]},
             "deny": {"tools": ["drop_all"], "resources": ["tickets://internal/*"],
                      "prompts": ["jailbreak"], "methods": ["resources/subscribe"]}
@@ -433,6 +434,11 @@ mod tests {
             ],
         );
         assert_eq!(idx.render(needs), "tickets.read accounts.read");
+        let sub = crate::authorize::required_scopes(
+            s,
+            &[call("resources/subscribe", "accounts://a/profile")],
+        );
+        assert_eq!(idx.render(sub), "accounts.read");
     }
 
     #[test]
