@@ -121,7 +121,7 @@ impl Watch {
         if size > policy.filter.max_listing_bytes {
             return self.give_up(policy, stats, server, sse, size, Why::OverBound);
         }
-        if !end_of_stream && !sse {
+        if !end_of_stream && (!sse || !ends_an_event(size)) {
             return Action::Pause;
         }
         let body = match host::response_body(size) {
@@ -221,4 +221,18 @@ fn server_name(policy: &Policy, id: usize) -> String {
     policy
         .server(id)
         .map_or_else(String::new, |s| s.name.clone())
+}
+
+/// Whether the buffered SSE body ends with a blank line, so its last event is complete: only
+/// then is it worth parsing before the stream ends (a large event arrives in many chunks).
+fn ends_an_event(size: usize) -> bool {
+    let tail = size.min(4);
+    match hostcalls::get_buffer(BufferType::HttpResponseBody, size - tail, tail) {
+        Ok(Some(t)) => t.ends_with(b"\n\n") || t.ends_with(b"\r\n\r\n"),
+        Ok(None) => false,
+        Err(e) => {
+            log::warn!("cannot read the end of a listing response: {e:?}");
+            false
+        }
+    }
 }
