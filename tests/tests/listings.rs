@@ -565,3 +565,27 @@ fn over_the_bound_listings_pass_or_become_errors() {
     assert_eq!(line["server"], "support-json");
     envoy.wait_access_log(|l| l["hidden"] == "over_bound_replaced");
 }
+
+#[test]
+fn other_responses_on_a_filtering_server_still_stream() {
+    let s = stack();
+    let mut c = s.client(SUPPORT, "tickets.read");
+    let r = c.request(
+        "tools/call",
+        json!({"name": "slow_count", "arguments": {"n": 3}, "_meta": {"progressToken": "p1"}}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        content_type(&r).starts_with("text/event-stream"),
+        "{:?}",
+        r.headers
+    );
+    let progress = r
+        .messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .count();
+    assert_eq!(progress, 3, "{}", r.body);
+    assert!(r.result().is_some(), "{}", r.body);
+}
