@@ -240,6 +240,7 @@ pub fn required_scopes(server: &Server, calls: &[Call]) -> ScopeSet {
                 needs = needs.union(*s);
             }
         }
+        needs = needs.union(crate::catalog::call_scopes(server, call));
     }
     needs
 }
@@ -259,11 +260,15 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
     audit.tool = tool;
     let scopes = index.render(principal.effective);
 
+    if let Some(call) = crate::catalog::denied_call(target.server, calls) {
+        return denied(target, audit, call, scopes);
+    }
     if !needs.is_subset_of(principal.effective) {
         // Name needed ∪ granted: clients that replace rather than union their scopes keep what they had.
         let ask = index.render(needs.union(principal.effective));
         let missing = index.render(needs.minus(principal.effective));
         let description = match &audit.tool {
+            _ if calls.len() > 1 => format!("this batch needs scope `{missing}`"),
             Some(t) => format!("tool `{t}` needs scope `{missing}`"),
             None => format!("this request needs scope `{missing}`"),
         };
@@ -295,6 +300,31 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
             scopes,
             forward_client_token: target.server.forward_client_token,
             grant_id: principal.grant_id.clone(),
+        }),
+        audit,
+    }
+}
+
+/// The refusal for a call the document denies outright: no scope helps, so no OAuth challenge
+/// (the body becomes a JSON-RPC error with the request's id, see `jsonrpc`).
+fn denied(target: Target<'_>, mut audit: Audit, call: &Call, scopes: String) -> Decision {
+    let what = match call.name.as_deref() {
+        Some(n) => format!("`{}` of `{n}`", call.method),
+        None => format!("`{}`", call.method),
+    };
+    let message = format!(
+        "{what} is not available through server `{}`",
+        target.server.name
+    );
+    audit.decision = "deny";
+    audit.reason = "denied";
+    audit.scopes = scopes;
+    Decision {
+        outcome: Outcome::Deny(Denial {
+            status: 403,
+            www_authenticate: None,
+            retry_after: None,
+            body: crate::jsonrpc::error_body(None, crate::jsonrpc::DENIED, &message, None),
         }),
         audit,
     }

@@ -164,6 +164,19 @@ pub struct ServerDoc {
     /// Request budgets (429 with `Retry-After` once spent).
     #[serde(default)]
     pub budgets: Vec<crate::budget::Budget>,
+    /// Scopes per resource URI pattern for `resources/read`: an exact URI, a prefix ending in
+    /// `*`, or a `{template}` (`{x}` matches within one path segment, `{+x}` across them).
+    #[serde(default)]
+    pub resources: BTreeMap<String, Vec<String>>,
+    /// Scopes per prompt name for `prompts/get`.
+    #[serde(default)]
+    pub prompts: BTreeMap<String, Vec<String>>,
+    /// What no token may ever reach through this server: refused, and hidden from listings.
+    #[serde(default)]
+    pub deny: crate::catalog::DenyDoc,
+    /// What `tools/list` and the other listings hide from a token.
+    #[serde(default)]
+    pub listings: crate::listing::ListingsDoc,
     /// Forward the client's own token upstream (for servers that re-validate it). Off by default:
     /// the MCP spec forbids token passthrough to upstream APIs.
     #[serde(default)]
@@ -187,6 +200,10 @@ pub struct FilterDoc {
     /// Upper bound on per-worker verified-token cache entries.
     #[serde(default = "default_token_cache_entries")]
     pub token_cache_entries: usize,
+    /// Largest listing response (`tools/list` and friends) read to filter it; larger ones pass
+    /// untouched, or become a JSON-RPC error where they could show never-grantable entries.
+    #[serde(default = "default_max_listing_bytes")]
+    pub max_listing_bytes: usize,
     /// How per-tool and per-method decisions learn a POST's JSON-RPC calls.
     #[serde(default)]
     pub body_mode: BodyMode,
@@ -233,6 +250,7 @@ impl Default for FilterDoc {
             max_body_bytes: default_max_body(),
             token_cache_entries: default_token_cache_entries(),
             body_mode: BodyMode::default(),
+            max_listing_bytes: default_max_listing_bytes(),
         }
     }
 }
@@ -242,6 +260,9 @@ fn default_leeway() -> u64 {
 }
 fn default_max_body() -> usize {
     64 * 1024
+}
+fn default_max_listing_bytes() -> usize {
+    256 * 1024
 }
 fn default_token_cache_entries() -> usize {
     // Each entry holds the token (about 1 KB) and its claims: 4,096 stay within a few MiB per worker.

@@ -6,12 +6,15 @@
 pub mod authorize;
 pub mod broker_config;
 pub mod budget;
+pub mod catalog;
 pub mod challenge;
 pub mod config;
 pub mod decision;
 pub mod exchange;
+pub mod jsonrpc;
 pub mod jwks;
 pub mod jwt;
+pub mod listing;
 pub mod mcp;
 pub mod oauth;
 pub mod policy;

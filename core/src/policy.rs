@@ -64,6 +64,10 @@ pub struct Server {
     pub tools: BTreeMap<String, ScopeSet>,
     pub methods: BTreeMap<String, ScopeSet>,
     pub budgets: Vec<crate::budget::Budget>,
+    /// Per-resource and per-prompt scopes and the deny lists.
+    pub catalog: crate::catalog::Catalog,
+    /// What listings hide from a token.
+    pub hide: crate::listing::Hide,
     pub forward_client_token: bool,
     /// The `scope` parameter of a plain 401 challenge: the server's subset, space-separated.
     pub challenge_scope: String,
@@ -78,6 +82,16 @@ impl Server {
         !self.tools.is_empty()
             || !self.methods.is_empty()
             || self.budgets.iter().any(|b| b.tool.is_some())
+            || self.reads_listings()
+            || !self.catalog.resources.is_empty()
+            || !self.catalog.prompts.is_empty()
+            || !self.catalog.deny_methods.is_empty()
+    }
+
+    /// Whether listing responses may need filtering here, so listing requests must be read
+    /// (their method and id) and their responses buffered; otherwise they stream untouched.
+    pub fn reads_listings(&self) -> bool {
+        self.hide == crate::listing::Hide::NotGranted || self.catalog.denies_anything()
     }
 }
 
@@ -118,6 +132,7 @@ pub struct FilterSettings {
     pub leeway_s: u64,
     pub max_body_bytes: usize,
     pub token_cache_entries: usize,
+    pub max_listing_bytes: usize,
     pub broker: Option<BrokerCall>,
     pub body_mode: crate::config::BodyMode,
 }

@@ -17,6 +17,8 @@ use std::fmt;
 pub const MAX_LEEWAY_S: u64 = 60;
 /// Envoy answers 413 above about 1 MiB while the filter holds the request.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Envoy's default buffer limit is about 1 MiB: a listing is never held beyond it.
+pub const MAX_LISTING_BYTES: usize = 1024 * 1024;
 
 /// One reason the document is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,6 +345,19 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
         warnings.push("filter.body_mode `hold_headers` needs `allow_on_headers_stop_iteration: true` in the wasm plugin config (static Envoy, or an EnvoyFilter/ECDS patch); Istio's WasmPlugin and Envoy Gateway cannot set it, and without it per-tool requests are held and refused, never forwarded".into());
     }
 
+    if filter.body_mode == crate::config::BodyMode::McpMetadata {
+        // The native filter's metadata carries no request id, so a listing response could not
+        // be matched to its request and filtered: refuse rather than show denied entries.
+        for s in servers.iter().filter(|s| s.reads_listings()) {
+            errs.push(
+                None,
+                Some(s.name.as_str()),
+                "filter.body_mode".into(),
+                format!("`mcp_metadata` cannot filter listings, and server `{}` hides entries (`deny` or `listings.hide: not_granted`): use `hold_body` or `hold_headers`", s.name),
+            );
+        }
+    }
+
     if errs.0.is_empty() {
         Ok(Policy::new(
             doc,
@@ -381,6 +396,14 @@ fn filter_settings(doc: &Document, errs: &mut Errors) -> FilterSettings {
             "must be at least 1".into(),
         );
     }
+    if f.max_listing_bytes < 1024 || f.max_listing_bytes > MAX_LISTING_BYTES {
+        errs.push(
+            None,
+            None,
+            "filter.max_listing_bytes".into(),
+            format!("must be between 1024 and {MAX_LISTING_BYTES}"),
+        );
+    }
     let broker = f.broker.as_ref().map(|b| {
         if b.cluster.is_empty() {
             errs.push(
@@ -417,6 +440,7 @@ fn filter_settings(doc: &Document, errs: &mut Errors) -> FilterSettings {
         leeway_s: f.leeway_s,
         max_body_bytes: f.max_body_bytes,
         token_cache_entries: f.token_cache_entries,
+        max_listing_bytes: f.max_listing_bytes,
         broker,
         body_mode: f.body_mode,
     }
@@ -639,6 +663,19 @@ fn compile_server(
         methods.insert(method.clone(), set);
     }
 
+    let catalog = compile_catalog(s, &mut |field: String, what: &str, needs: &[String]| {
+        within(needs, sat(&field), what, errs)
+    });
+    let catalog = match catalog {
+        Ok(c) => c,
+        Err(bad) => {
+            for (field, message) in bad {
+                errs.push(gn, sn, sat(&field), message);
+            }
+            crate::catalog::Catalog::default()
+        }
+    };
+
     for (i, b) in s.budgets.iter().enumerate() {
         let field = sat(&format!("budgets[{i}]"));
         if b.requests == 0 {
@@ -681,8 +718,93 @@ fn compile_server(
         tools,
         methods,
         budgets: s.budgets.clone(),
+        catalog,
+        hide: s.listings.hide,
         forward_client_token: s.forward_client_token,
         challenge_scope: advertised.join(" "),
+    }
+}
+
+/// Compiles `resources`, `prompts` and `deny`; scopes are checked by `within` (which reports
+/// its own errors), patterns and names here, returned as `(field, message)`.
+fn compile_catalog(
+    s: &ServerDoc,
+    within: &mut dyn FnMut(String, &str, &[String]) -> ScopeSet,
+) -> Result<crate::catalog::Catalog, Vec<(String, String)>> {
+    use crate::catalog::{Catalog, Pattern};
+    let mut bad = Vec::new();
+    let mut catalog = Catalog::default();
+    for (pattern, needs) in &s.resources {
+        let set = within(
+            format!("resources.{pattern}"),
+            &format!("resource `{pattern}`"),
+            needs,
+        );
+        match Pattern::parse(pattern) {
+            Ok(p) => catalog.resources.push((p, set)),
+            Err(m) => bad.push((format!("resources.{pattern}"), m)),
+        }
+    }
+    for (name, needs) in &s.prompts {
+        if name.is_empty() {
+            bad.push(("prompts".into(), "prompt name must not be empty".into()));
+        }
+        let set = within(
+            format!("prompts.{name}"),
+            &format!("prompt `{name}`"),
+            needs,
+        );
+        catalog.prompts.insert(name.clone(), set);
+    }
+    for (i, pattern) in s.deny.resources.iter().enumerate() {
+        match Pattern::parse(pattern) {
+            Ok(p) => catalog.deny_resources.push(p),
+            Err(m) => bad.push((format!("deny.resources[{i}]"), m)),
+        }
+    }
+    for (what, names, into) in [
+        ("methods", &s.deny.methods, &mut catalog.deny_methods),
+        ("tools", &s.deny.tools, &mut catalog.deny_tools),
+        ("prompts", &s.deny.prompts, &mut catalog.deny_prompts),
+    ] {
+        for (i, n) in names.iter().enumerate() {
+            if n.is_empty() {
+                bad.push((format!("deny.{what}[{i}]"), "must not be empty".into()));
+            }
+            into.insert(n.clone());
+        }
+    }
+    for (i, m) in s.deny.methods.iter().enumerate() {
+        if matches!(
+            m.as_str(),
+            "initialize" | "notifications/initialized" | "ping"
+        ) {
+            bad.push((
+                format!("deny.methods[{i}]"),
+                format!("denying `{m}` would make the server unusable"),
+            ));
+        }
+    }
+    for t in &s.deny.tools {
+        if s.tools.contains_key(t) {
+            bad.push((
+                format!("tools.{t}"),
+                format!("tool `{t}` is both denied and given scopes"),
+            ));
+        }
+    }
+    for p in &s.deny.prompts {
+        if s.prompts.contains_key(p) {
+            bad.push((
+                format!("prompts.{p}"),
+                format!("prompt `{p}` is both denied and given scopes"),
+            ));
+        }
+    }
+    if bad.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(bad)
     }
 }
 

@@ -266,3 +266,18 @@ fn one_bad_server_scope_is_one_error() {
     let es = errors(&doc);
     assert_eq!(es.len(), 1, "{es:#?}");
 }
+
+#[test]
+fn mcp_metadata_cannot_filter_listings() {
+    let listing_rules = "        deny: { tools: [export_accounts] }\n";
+    let doc = BASE.replace(
+        "        tools: { get_account: [accounts.read] }\n",
+        &format!("        tools: {{ get_account: [accounts.read] }}\n{listing_rules}"),
+    );
+    assert!(errors(&doc).is_empty(), "{:?}", errors(&doc));
+    let metadata = format!("{doc}filter: {{ body_mode: mcp_metadata }}\n");
+    assert_refused(&metadata, "`mcp_metadata` cannot filter listings");
+    assert_refused(&metadata, "support-assistant");
+    let plain = format!("{BASE}filter: {{ body_mode: mcp_metadata }}\n");
+    assert!(errors(&plain).is_empty(), "{:?}", errors(&plain));
+}

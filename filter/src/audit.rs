@@ -67,6 +67,18 @@ impl Stats {
         self.count_named(server, decision, reason);
     }
 
+    /// Adds `n` to `scopegate.<server>.<group>.<name>` (e.g. entries hidden from a listing).
+    pub fn count_by(&mut self, server: &str, group: &'static str, name: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(id) = self.counter(server, group, name) {
+            if let Err(e) = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) {
+                log::warn!("cannot increment metric: {e:?}");
+            }
+        }
+    }
+
     fn count_named(&mut self, server: &str, decision: &'static str, reason: &'static str) {
         if let Some(id) = self.counter(server, decision, reason) {
             if let Err(e) = hostcalls::increment_metric(id, 1) {

@@ -34,6 +34,10 @@ pub fn request_body(size: usize) -> Result<Option<Vec<u8>>, Status> {
     hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
 }
 
+pub fn response_body(size: usize) -> Result<Option<Vec<u8>>, Status> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+}
+
 pub fn call_response_body(size: usize) -> Result<Option<Vec<u8>>, Status> {
     hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
 }

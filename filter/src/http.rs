@@ -100,6 +100,8 @@ pub struct Request {
     body: BodySeen,
     /// The client's token, kept only on brokered gateways: it is the exchange's subject token.
     subject_token: Option<String>,
+    /// Set when an allowed request holds listing calls whose response may need filtering.
+    listing: Option<crate::listing::Watch>,
 }
 
 impl Request {
@@ -111,10 +113,29 @@ impl Request {
             head: Head::default(),
             body: BodySeen::default(),
             subject_token: None,
+            listing: None,
         }
     }
 
+    /// The refusal with a JSON-RPC error body carrying the request's id, for refusals that are
+    /// not OAuth challenges; `None` keeps it as it is.
+    fn as_jsonrpc(&self, worker: &Worker, decision: &Decision) -> Option<Decision> {
+        scopegate_core::jsonrpc::code_for(decision.audit.reason)?;
+        let readable = self.head.is_post
+            && self.body.complete
+            && self.body.size > 0
+            && self.body.size <= worker.policy.filter.max_body_bytes;
+        let body = if readable {
+            host::request_body(self.body.size).ok().flatten()
+        } else {
+            None
+        };
+        scopegate_core::jsonrpc::refusal(decision, body.as_deref())
+    }
+
     fn reply(&mut self, worker: &Worker, decision: &Decision) -> Action {
+        let rewritten = self.as_jsonrpc(worker, decision);
+        let decision = rewritten.as_ref().unwrap_or(decision);
         if let Outcome::Deny(d) = &decision.outcome {
             let mut headers = vec![
                 ("content-type", "application/json"),
@@ -524,6 +545,15 @@ impl Request {
             self.head.mcp_method.as_deref(),
             self.head.mcp_name.as_deref(),
         );
+        if decision.is_allow() {
+            self.listing = crate::listing::Watch::new(
+                server,
+                target.server,
+                principal.effective,
+                &calls,
+                &body,
+            );
+        }
         if let HeadersSent::No = headers {
             return self.enforce(worker, server, decision, &calls, Then::Finish);
         }
@@ -734,5 +764,24 @@ impl HttpContext for Request {
             Held::Body(server, principal, headers) => (server, principal, headers),
         };
         self.decide_held_body(&worker, server, &principal, headers)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(watch), Some(worker)) = (self.listing.as_mut(), self.worker.as_ref()) else {
+            return Action::Continue;
+        };
+        watch.on_headers(&worker.policy, &mut worker.stats.borrow_mut())
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(watch), Some(worker)) = (self.listing.as_mut(), self.worker.as_ref()) else {
+            return Action::Continue;
+        };
+        watch.on_body(
+            &worker.policy,
+            &mut worker.stats.borrow_mut(),
+            body_size,
+            end_of_stream,
+        )
     }
 }

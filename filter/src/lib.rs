@@ -11,6 +11,7 @@ mod hold_watch;
 mod host;
 mod http;
 mod keys;
+mod listing;
 mod native_mcp;
 mod root;
 mod token_cache;

@@ -48,6 +48,7 @@ pub fn access_log_format() -> Value {
         "scopes",
         "tool",
         "foreign_scopes",
+        "hidden",
     ] {
         f[field] = json!(format!("%FILTER_STATE(wasm.scopegate_{field}:PLAIN)%"));
     }

@@ -426,7 +426,8 @@ fn a_spent_budget_is_429_with_retry_after_per_subject() {
         .parse()
         .unwrap();
     assert!((1..=3600).contains(&retry), "{retry}");
-    assert_eq!(r.json()["error"], "rate_limited");
+    // A JSON-RPC error for MCP clients (code -32011), with the HTTP status and Retry-After.
+    assert_eq!(r.json()["error"]["code"], -32011, "{}", r.body);
     // Other tools are not counted, and another user has a budget of their own.
     assert_eq!(
         c.call_tool(

@@ -2,9 +2,11 @@
 //! or `ops-console` behind the scopegate gateway and reports what reached it.
 //!
 //! Usage: `scopegate-example-mcp --name support-assistant|ops-console --listen 127.0.0.1:0
-//! [--path /support-assistant/mcp]`. Once bound it prints `listening on 127.0.0.1:PORT` on
+//! [--path /support-assistant/mcp] [--json]`. `--json` serves without sessions and answers
+//! plain requests with `application/json` instead of an SSE stream. Once bound it prints `listening on 127.0.0.1:PORT` on
 //! stdout, the one line test harnesses wait for.
 
+mod catalog;
 mod seen;
 mod tools;
 
@@ -24,7 +26,7 @@ use crate::seen::SeenLog;
 use crate::tools::{ExampleServer, Role};
 
 const USAGE: &str = "usage: scopegate-example-mcp --name support-assistant|ops-console \
-                     [--listen 127.0.0.1:0] [--path /<name>/mcp]";
+                     [--listen 127.0.0.1:0] [--path /<name>/mcp] [--json]";
 
 /// How long open streams get to finish after SIGTERM/SIGINT before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -34,6 +36,8 @@ struct Args {
     role: Role,
     listen: SocketAddr,
     path: String,
+    /// Stateless, with JSON (not SSE) responses where the call sends no notifications.
+    json: bool,
 }
 
 /// Hand-rolled parsing: four flags do not justify a CLI framework's build time on a shared box.
@@ -42,6 +46,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut name = None;
     let mut listen = None;
     let mut path = None;
+    let mut json = false;
     while let Some(flag) = argv.next() {
         let (flag, inline) = match flag.split_once('=') {
             Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
@@ -49,6 +54,10 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         };
         if flag == "-h" || flag == "--help" {
             return Ok(None);
+        }
+        if flag == "--json" {
+            json = true;
+            continue;
         }
         let value = match inline {
             Some(v) => v,
@@ -78,7 +87,12 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             seen::SEEN_PATH
         ));
     }
-    Ok(Some(Args { role, listen, path }))
+    Ok(Some(Args {
+        role,
+        listen,
+        path,
+        json,
+    }))
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns a future that resolves on the
@@ -115,7 +129,9 @@ async fn run(args: Args) -> Result<(), String> {
     // server only ever sits behind the gateway or on loopback in tests.
     let config = StreamableHttpServerConfig::default()
         .disable_allowed_hosts()
-        .with_cancellation_token(cancel.child_token());
+        .with_cancellation_token(cancel.child_token())
+        .with_legacy_session_mode(!args.json)
+        .with_json_response(args.json);
     let role = args.role;
     let mcp = StreamableHttpService::new(
         move || Ok(ExampleServer::new(role)),

@@ -5,7 +5,10 @@ use std::time::Duration;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    CallToolResult, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler};
@@ -162,6 +165,14 @@ impl ExampleServer {
         });
         Ok(self.report("get_account", &ctx, json!({ "account": account })))
     }
+
+    #[tool(description = "Bulk export of every account (the gateway example denies it).")]
+    async fn export_accounts(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(self.report("export_accounts", &ctx, json!({ "accounts": 2 })))
+    }
 }
 
 #[tool_router(router = ops_tools)]
@@ -232,16 +243,62 @@ impl ExampleServer {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for ExampleServer {
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        crate::catalog::list_resources(request)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        crate::catalog::list_resource_templates()
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        crate::catalog::read_resource(request).map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        crate::catalog::list_prompts()
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        crate::catalog::get_prompt(request).map(Into::into)
+    }
+
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                self.role.name(),
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(format!(
-                "scopegate example server `{}`: every tool reports the identity headers \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            self.role.name(),
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(format!(
+            "scopegate example server `{}`: every tool reports the identity headers \
                  the gateway forwarded.",
-                self.role.name()
-            ))
+            self.role.name()
+        ))
     }
 }

@@ -141,7 +141,15 @@ async fn exercise(version: ProtocolVersion, lifecycle: ClientLifecycleMode) -> V
         .map(|t| t.name.to_string())
         .collect();
     names.sort();
-    assert_eq!(names, ["get_account", "list_tickets", "slow_count"]);
+    assert_eq!(
+        names,
+        [
+            "export_accounts",
+            "get_account",
+            "list_tickets",
+            "slow_count"
+        ]
+    );
 
     let result = client
         .call_tool(

@@ -1,0 +1,468 @@
+//! What each tool, resource and prompt of a server needs: per-entry scopes, URI patterns, deny lists.
+//!
+//! One rule serves both sides: a call (`tools/call`, `resources/read`, `prompts/get`) needs the
+//! same scopes as the listing entry it names, so what a listing shows is what a client may call.
+
+use crate::mcp::Call;
+use crate::policy::Server;
+use crate::scopes::ScopeSet;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Entries no token may reach through a server, as written in the document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyDoc {
+    /// JSON-RPC methods refused outright (e.g. `resources/subscribe`).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Resource URI patterns, in the same forms as `resources`.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub prompts: Vec<String>,
+}
+
+/// A resource URI pattern: `tickets://T-1` (exact), `tickets://*` (prefix), `tickets://{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Exact(String),
+    Prefix(String),
+    Template(Vec<Part>),
+}
+
+/// A piece of a `{template}` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Literal(String),
+    /// `{x}`: one or more characters, none of them `/`.
+    Segment,
+    /// `{+x}`: one or more characters, `/` included (RFC 6570 reserved expansion).
+    Any,
+}
+
+impl Pattern {
+    /// Parses one pattern, or says what is wrong with it.
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        if text.is_empty() {
+            return Err("a resource pattern must not be empty".into());
+        }
+        if let Some(prefix) = text.strip_suffix('*') {
+            if prefix.contains(['*', '{', '}']) {
+                return Err(format!(
+                    "pattern `{text}`: a prefix pattern ends in one `*` and has no `{{…}}`"
+                ));
+            }
+            if prefix.is_empty() {
+                return Err("pattern `*` would match every resource; list the prefix".into());
+            }
+            return Ok(Pattern::Prefix(prefix.to_string()));
+        }
+        if text.contains('*') {
+            return Err(format!("pattern `{text}`: `*` is only allowed at the end"));
+        }
+        if !text.contains(['{', '}']) {
+            return Ok(Pattern::Exact(text.to_string()));
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            match rest.find(['{', '}']) {
+                None => {
+                    parts.push(Part::Literal(rest.to_string()));
+                    rest = "";
+                }
+                Some(i) if rest[i..].starts_with('}') => {
+                    return Err(format!("pattern `{text}`: `}}` without `{{`"));
+                }
+                Some(i) => {
+                    if i > 0 {
+                        parts.push(Part::Literal(rest[..i].to_string()));
+                    }
+                    let after = &rest[i + 1..];
+                    let Some(end) = after.find('}') else {
+                        return Err(format!("pattern `{text}`: `{{` without `}}`"));
+                    };
+                    let var = &after[..end];
+                    let (part, name) = match var.strip_prefix('+') {
+                        Some(n) => (Part::Any, n),
+                        None => (Part::Segment, var),
+                    };
+                    if name.is_empty() || name.contains(['{', '/']) {
+                        return Err(format!("pattern `{text}`: `{{{var}}}` is not a variable"));
+                    }
+                    if matches!(parts.last(), Some(Part::Segment | Part::Any)) {
+                        return Err(format!(
+                            "pattern `{text}`: two variables need a literal between them"
+                        ));
+                    }
+                    parts.push(part);
+                    rest = &after[end + 1..];
+                }
+            }
+        }
+        Ok(Pattern::Template(parts))
+    }
+
+    /// Whether a concrete resource URI matches.
+    pub fn matches(&self, uri: &str) -> bool {
+        match self {
+            Pattern::Exact(e) => e == uri,
+            Pattern::Prefix(p) => uri.starts_with(p.as_str()),
+            Pattern::Template(parts) => match_parts(parts, uri),
+        }
+    }
+
+    /// Whether the pattern applies to every URI a listed `uriTemplate` can expand to: a prefix
+    /// of the template's literal start, or the very same template text.
+    pub fn covers_template(&self, template: &str) -> bool {
+        let literal_start = template.split('{').next().unwrap_or(template);
+        match self {
+            Pattern::Prefix(p) => literal_start.starts_with(p.as_str()),
+            Pattern::Exact(e) => e == template,
+            // The same template up to variable names.
+            Pattern::Template(_) => Pattern::parse(template).is_ok_and(|p| &p == self),
+        }
+    }
+}
+
+fn match_parts(parts: &[Part], s: &str) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return s.is_empty();
+    };
+    match first {
+        Part::Literal(l) => s
+            .strip_prefix(l.as_str())
+            .is_some_and(|tail| match_parts(rest, tail)),
+        Part::Segment | Part::Any => {
+            // Try every non-empty length the variable may take (patterns are short).
+            for (i, c) in s.char_indices() {
+                if *first == Part::Segment && c == '/' {
+                    return false;
+                }
+                let end = i + c.len_utf8();
+                if match_parts(rest, &s[end..]) {
+                    return true;
+                }
+            }
+            false
+        }
+    }
+}
+
+/// The compiled per-entry rules of one server (tools keep living in `Server::tools`).
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub resources: Vec<(Pattern, ScopeSet)>,
+    pub prompts: BTreeMap<String, ScopeSet>,
+    pub deny_methods: BTreeSet<String>,
+    pub deny_tools: BTreeSet<String>,
+    pub deny_prompts: BTreeSet<String>,
+    pub deny_resources: Vec<Pattern>,
+}
+
+impl Catalog {
+    /// Whether anything at all is denied outright (such entries are hidden from every listing).
+    pub fn denies_anything(&self) -> bool {
+        !self.deny_tools.is_empty()
+            || !self.deny_prompts.is_empty()
+            || !self.deny_resources.is_empty()
+            || ENTRY_METHODS.iter().any(|m| self.deny_methods.contains(*m))
+    }
+}
+
+/// The methods that name one entry: what a listed entry is for.
+const ENTRY_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
+
+/// What kind of entry a listing holds, and so which call it leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Tool,
+    Resource,
+    /// A listed `uriTemplate`: judged by the rules that apply to all of its expansions.
+    ResourceTemplate,
+    Prompt,
+}
+
+impl EntryKind {
+    pub fn call_method(self) -> &'static str {
+        match self {
+            EntryKind::Tool => "tools/call",
+            EntryKind::Resource | EntryKind::ResourceTemplate => "resources/read",
+            EntryKind::Prompt => "prompts/get",
+        }
+    }
+}
+
+/// What reaching an entry takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Never, whatever the token (denied in the document, or outside the server's subset).
+    Never,
+    /// These scopes (base, method and entry scopes together).
+    Needs(ScopeSet),
+}
+
+/// The scopes one entry itself needs, or `None` when it is denied outright.
+fn entry_scopes(server: &Server, kind: EntryKind, key: &str) -> Option<ScopeSet> {
+    let c = &server.catalog;
+    match kind {
+        EntryKind::Tool => {
+            if c.deny_tools.contains(key) {
+                return None;
+            }
+            Some(server.tools.get(key).copied().unwrap_or_default())
+        }
+        EntryKind::Prompt => {
+            if c.deny_prompts.contains(key) {
+                return None;
+            }
+            Some(c.prompts.get(key).copied().unwrap_or_default())
+        }
+        EntryKind::Resource => {
+            if c.deny_resources.iter().any(|p| p.matches(key)) {
+                return None;
+            }
+            // Every matching pattern applies: overlapping rules only ever add needs.
+            Some(
+                c.resources
+                    .iter()
+                    .filter(|(p, _)| p.matches(key))
+                    .fold(ScopeSet::EMPTY, |acc, (_, s)| acc.union(*s)),
+            )
+        }
+        EntryKind::ResourceTemplate => {
+            if c.deny_resources.iter().any(|p| p.covers_template(key)) {
+                return None;
+            }
+            Some(
+                c.resources
+                    .iter()
+                    .filter(|(p, _)| p.covers_template(key))
+                    .fold(ScopeSet::EMPTY, |acc, (_, s)| acc.union(*s)),
+            )
+        }
+    }
+}
+
+/// What reaching one listed entry takes on this server.
+pub fn access(server: &Server, kind: EntryKind, key: &str) -> Access {
+    let method = kind.call_method();
+    if server.catalog.deny_methods.contains(method) {
+        return Access::Never;
+    }
+    let Some(own) = entry_scopes(server, kind, key) else {
+        return Access::Never;
+    };
+    let needs = server
+        .base_scopes
+        .union(server.methods.get(method).copied().unwrap_or_default())
+        .union(own);
+    if needs.is_subset_of(server.scopes) {
+        Access::Needs(needs)
+    } else {
+        Access::Never
+    }
+}
+
+/// The first call the document denies outright, if any.
+pub fn denied_call<'c>(server: &Server, calls: &'c [Call]) -> Option<&'c Call> {
+    calls.iter().find(|call| {
+        if server.catalog.deny_methods.contains(&call.method) {
+            return true;
+        }
+        let Some(kind) = call_entry(&call.method) else {
+            return false;
+        };
+        // A call without a name names nothing the rules could allow.
+        match call.name.as_deref() {
+            Some(name) => entry_scopes(server, kind, name).is_none(),
+            None => false,
+        }
+    })
+}
+
+/// The scopes a call's named entry needs beyond its method (resources and prompts; tools are
+/// in `authorize::required_scopes`).
+pub fn call_scopes(server: &Server, call: &Call) -> ScopeSet {
+    match (call.method.as_str(), call.name.as_deref()) {
+        // Subscribing to a resource shows its changes: it needs what reading it needs.
+        ("resources/read" | "resources/subscribe", Some(uri)) => {
+            entry_scopes(server, EntryKind::Resource, uri).unwrap_or_default()
+        }
+        ("prompts/get", Some(name)) => {
+            entry_scopes(server, EntryKind::Prompt, name).unwrap_or_default()
+        }
+        _ => ScopeSet::EMPTY,
+    }
+}
+
+fn call_entry(method: &str) -> Option<EntryKind> {
+    match method {
+        "tools/call" => Some(EntryKind::Tool),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            Some(EntryKind::Resource)
+        }
+        "prompts/get" => Some(EntryKind::Prompt),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_forms() {
+        let exact = Pattern::parse("tickets://T-1").unwrap();
+        assert!(exact.matches("tickets://T-1"));
+        assert!(!exact.matches("tickets://T-10"));
+        let prefix = Pattern::parse("tickets://*").unwrap();
+        assert!(prefix.matches("tickets://T-1/notes"));
+        assert!(!prefix.matches("accounts://a"));
+        let t = Pattern::parse("accounts://{id}/profile").unwrap();
+        assert!(t.matches("accounts://acct-42/profile"));
+        assert!(!t.matches("accounts://a/b/profile"));
+        assert!(!t.matches("accounts:///profile"));
+        let any = Pattern::parse("files://{+path}").unwrap();
+        assert!(any.matches("files://a/b/c"));
+        assert!(!any.matches("files://"));
+    }
+
+    #[test]
+    fn bad_patterns_say_why() {
+        for bad in ["", "*", "a*b*", "a{x", "a}b", "a{}b", "a{x}{y}", "a*{x}"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn templates_are_judged_by_rules_covering_every_expansion() {
+        let prefix = Pattern::parse("accounts://*").unwrap();
+        assert!(prefix.covers_template("accounts://{id}/profile"));
+        let same = Pattern::parse("accounts://{id}/profile").unwrap();
+        assert!(same.covers_template("accounts://{id}/profile"));
+        let narrower = Pattern::parse("accounts://acct-1/profile").unwrap();
+        assert!(!narrower.covers_template("accounts://{id}/profile"));
+    }
+
+    fn policy(extra: serde_json::Value) -> crate::Policy {
+        let mut server = serde_json::json!({
+            "name": "s", "cluster": "c", "path": "/s/mcp",
+            "scopes": ["tickets.read", "accounts.read"],
+            "tools": {"get_account": ["accounts.read"]},
+            "resources": {"tickets://*": ["tickets.read"], "accounts://{id}": ["accounts.read"], "accounts://{id}/profile": ["accounts.read"]},
+            "prompts": {"triage": ["tickets.read"]},
+            "deny": {"tools": ["drop_all"], "resources": ["tickets://internal/*"],
+                     "prompts": ["jailbreak"], "methods": ["resources/subscribe"]}
+        });
+        if let (Some(s), Some(e)) = (server.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        let doc = serde_json::json!({"gateways": [{
+            "name": "g", "public_url": "https://a.example", "issuer": "https://a.example",
+            "allowed_scopes": ["tickets.read", "tickets.write", "accounts.read"],
+            "jwks": {"cluster": "idp"}, "servers": [server]}]});
+        crate::validate::load(&doc.to_string()).unwrap()
+    }
+
+    fn call(method: &str, name: &str) -> Call {
+        Call {
+            method: method.into(),
+            name: Some(name.into()),
+        }
+    }
+
+    #[test]
+    fn entries_need_their_scopes_and_denied_ones_are_never_reachable() {
+        let p = policy(serde_json::json!({}));
+        let s = &p.servers[0];
+        let idx = &p.gateways[0].scopes;
+        let needs = |k, key| match access(s, k, key) {
+            Access::Needs(n) => Some(idx.render(n)),
+            Access::Never => None,
+        };
+        assert_eq!(
+            needs(EntryKind::Tool, "get_account").as_deref(),
+            Some("accounts.read")
+        );
+        assert_eq!(needs(EntryKind::Tool, "anything").as_deref(), Some(""));
+        assert_eq!(needs(EntryKind::Tool, "drop_all"), None);
+        assert_eq!(
+            needs(EntryKind::Resource, "tickets://T-1").as_deref(),
+            Some("tickets.read")
+        );
+        assert_eq!(needs(EntryKind::Resource, "tickets://internal/x"), None);
+        assert_eq!(
+            needs(EntryKind::Resource, "accounts://a1").as_deref(),
+            Some("accounts.read")
+        );
+        assert_eq!(
+            needs(EntryKind::ResourceTemplate, "accounts://{account}").as_deref(),
+            Some("accounts.read")
+        );
+        assert_eq!(needs(EntryKind::Prompt, "jailbreak"), None);
+        assert_eq!(
+            needs(EntryKind::Prompt, "triage").as_deref(),
+            Some("tickets.read")
+        );
+        assert!(s.catalog.denies_anything());
+        assert!(s.reads_listings());
+    }
+
+    #[test]
+    fn calls_are_denied_or_need_the_entry_scopes() {
+        let p = policy(serde_json::json!({}));
+        let s = &p.servers[0];
+        let idx = &p.gateways[0].scopes;
+        let batch = [
+            call("tools/call", "get_account"),
+            call("tools/call", "drop_all"),
+        ];
+        assert_eq!(denied_call(s, &batch), Some(&batch[1]));
+        assert!(denied_call(s, &[call("resources/subscribe", "tickets://1")]).is_some());
+        assert!(denied_call(s, &[call("resources/read", "tickets://internal/a")]).is_some());
+        assert!(denied_call(s, &[call("resources/read", "tickets://a")]).is_none());
+        let needs = crate::authorize::required_scopes(
+            s,
+            &[
+                call("resources/read", "tickets://a"),
+                call("prompts/get", "triage"),
+                call("tools/call", "get_account"),
+            ],
+        );
+        assert_eq!(idx.render(needs), "tickets.read accounts.read");
+        let sub = crate::authorize::required_scopes(
+            s,
+            &[call("resources/subscribe", "accounts://a/profile")],
+        );
+        assert_eq!(idx.render(sub), "accounts.read");
+    }
+
+    #[test]
+    fn the_document_is_checked_naming_the_field() {
+        let doc = serde_json::json!({"gateways": [{
+            "name": "g", "public_url": "https://a.example", "issuer": "https://a.example",
+            "allowed_scopes": ["tickets.read", "admin.read"],
+            "jwks": {"cluster": "idp"},
+            "servers": [{"name": "s", "cluster": "c", "path": "/s/mcp", "scopes": ["tickets.read"],
+                "resources": {"a{": ["tickets.read"], "ok://*": ["admin.read"]},
+                "prompts": {"p": ["billing"]},
+                "deny": {"tools": ["t"], "methods": ["initialize"]},
+                "tools": {"t": []}}]}]});
+        let err = crate::validate::load(&doc.to_string())
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "server `s`: pattern `a{`",
+            "resource `ok://*` needs `admin.read`, which is not in the server's scopes",
+            "prompt `p` needs `billing`",
+            "tool `t` is both denied and given scopes",
+            "denying `initialize` would make the server unusable (at `gateways[0].servers[0].deny.methods[0]`)",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        }
+    }
+}

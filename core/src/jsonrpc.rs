@@ -1,0 +1,175 @@
+//! JSON-RPC error responses for refusals an MCP client reads as errors, with stable error codes.
+//!
+//! 401 and 403 `insufficient_scope` keep the OAuth shape the MCP authorization spec asks for
+//! (clients act on their `WWW-Authenticate`). Every other refusal of a JSON-RPC request gets a
+//! JSON-RPC error body carrying the request's `id`, while the HTTP status and headers
+//! (`Retry-After`) stay what HTTP clients expect.
+
+use crate::decision::{Decision, Outcome};
+use serde_json::{json, Value};
+
+/// 400: the body is not JSON-RPC, or the `Mcp-Method`/`Mcp-Name` headers disagree with it.
+pub const INVALID_REQUEST: i64 = -32600;
+/// 403: the document denies this method, tool, resource or prompt outright; no scope helps.
+pub const DENIED: i64 = -32010;
+/// 429: a request budget is spent; `data.retry_after` (seconds) matches `Retry-After`.
+pub const RATE_LIMITED: i64 = -32011;
+/// 413: the request body is larger than the gateway reads.
+pub const TOO_LARGE: i64 = -32012;
+/// 200: a listing response could not be filtered and might show entries no token may reach.
+pub const LISTING_UNFILTERABLE: i64 = -32013;
+
+/// The JSON-RPC code for a refusal reason, or `None` where the OAuth shape stays.
+pub fn code_for(reason: &str) -> Option<i64> {
+    match reason {
+        "not_json_rpc" | "mcp_header_mismatch" => Some(INVALID_REQUEST),
+        "denied" => Some(DENIED),
+        "budget_exceeded" => Some(RATE_LIMITED),
+        "body_too_large" => Some(TOO_LARGE),
+        _ => None,
+    }
+}
+
+/// One error response object.
+pub fn error(id: &Value, code: i64, message: &str, data: Option<Value>) -> Value {
+    let mut e = json!({ "code": code, "message": message });
+    if let Some(d) = data {
+        e["data"] = d;
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": e })
+}
+
+/// The ids of the requests in a body: one per message that has one; `[null]` when the body
+/// cannot be read (JSON-RPC 2.0 §5: `id` is null when it cannot be determined).
+pub fn request_ids(body: Option<&[u8]>) -> (Vec<Value>, bool) {
+    let parsed = body.and_then(|b| serde_json::from_slice::<Value>(b).ok());
+    match parsed {
+        Some(Value::Array(msgs)) => {
+            let ids: Vec<Value> = msgs
+                .iter()
+                .filter_map(|m| m.get("id").cloned())
+                .filter(|id| !id.is_null())
+                .collect();
+            (ids, true)
+        }
+        Some(m @ Value::Object(_)) => (vec![m.get("id").cloned().unwrap_or(Value::Null)], false),
+        _ => (vec![Value::Null], false),
+    }
+}
+
+/// An error body answering every request of `request_body` (an array for a batch).
+pub fn error_body(
+    request_body: Option<&[u8]>,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> String {
+    let (ids, batch) = request_ids(request_body);
+    let mut errors: Vec<Value> = ids
+        .iter()
+        .map(|id| error(id, code, message, data.clone()))
+        .collect();
+    if batch && !errors.is_empty() {
+        return Value::Array(errors).to_string();
+    }
+    errors
+        .pop()
+        .unwrap_or_else(|| error(&Value::Null, code, message, data))
+        .to_string()
+}
+
+/// The human-readable message of an existing refusal body (OAuth or JSON-RPC shaped).
+fn message_of(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    v.get("error_description")
+        .or_else(|| v.get("error").and_then(|e| e.get("message")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The same refusal with a JSON-RPC error body, when its reason is not an OAuth challenge;
+/// `None` leaves the decision as it is.
+pub fn refusal(decision: &Decision, request_body: Option<&[u8]>) -> Option<Decision> {
+    let Outcome::Deny(denial) = &decision.outcome else {
+        return None;
+    };
+    let code = code_for(decision.audit.reason)?;
+    let message = message_of(&denial.body).unwrap_or_else(|| decision.audit.reason.to_string());
+    let data = denial.retry_after.map(|s| json!({ "retry_after": s }));
+    let mut out = decision.clone();
+    if let Outcome::Deny(d) = &mut out.outcome {
+        d.body = error_body(request_body, code, &message, data);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{Audit, Denial};
+
+    fn denial(status: u16, reason: &'static str, body: &str, retry: Option<u64>) -> Decision {
+        Decision {
+            outcome: Outcome::Deny(Denial {
+                status,
+                www_authenticate: None,
+                retry_after: retry,
+                body: body.into(),
+            }),
+            audit: Audit {
+                reason,
+                decision: "deny",
+                ..Audit::default()
+            },
+        }
+    }
+
+    fn body_of(d: &Decision) -> Value {
+        match &d.outcome {
+            Outcome::Deny(x) => serde_json::from_str(&x.body).unwrap(),
+            Outcome::Allow(_) => Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_budget_refusal_carries_the_id_code_and_retry_after() {
+        let d = denial(
+            429,
+            "budget_exceeded",
+            r#"{"error":"rate_limited","error_description":"spent"}"#,
+            Some(30),
+        );
+        let req = br#"{"jsonrpc":"2.0","id":"abc","method":"tools/call","params":{"name":"x"}}"#;
+        let out = refusal(&d, Some(req)).unwrap();
+        assert_eq!(out.status(), 429);
+        assert_eq!(
+            body_of(&out),
+            json!({"jsonrpc":"2.0","id":"abc","error":{"code":RATE_LIMITED,"message":"spent","data":{"retry_after":30}}})
+        );
+    }
+
+    #[test]
+    fn batches_get_one_error_per_request_and_unknown_ids_are_null() {
+        let d = denial(403, "denied", r#"{"error":{"message":"no"}}"#, None);
+        let req = br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#;
+        let v = body_of(&refusal(&d, Some(req)).unwrap());
+        assert_eq!(v[0]["id"], 1);
+        assert_eq!(v[1]["id"], 2);
+        assert_eq!(v[1]["error"]["code"], DENIED);
+        let v = body_of(&refusal(&denial(413, "body_too_large", "{}", None), None).unwrap());
+        assert_eq!(v["id"], Value::Null);
+        assert_eq!(v["error"]["code"], TOO_LARGE);
+    }
+
+    #[test]
+    fn oauth_challenges_keep_their_shape() {
+        for reason in [
+            "insufficient_scope",
+            "no_token",
+            "expired",
+            "jwks_unavailable",
+        ] {
+            assert!(refusal(&denial(403, reason, "{}", None), None).is_none());
+        }
+    }
+}
