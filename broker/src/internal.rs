@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use scopegate_core::oauth::OAuthError;
+use scopegate_core::revocation::{self, Page, Revoked};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,11 +28,13 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/internal/token-exchange", post(exchange))
         .route("/internal/stats", get(stats))
+        .route(revocation::DEFAULT_PATH, get(revocations))
         .route(
             "/jwks",
             get(|State(app): State<Arc<App>>| async move { axum::Json(app.keys.jwks()) }),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::body::MAX_BODY))
+        .layer(axum::middleware::from_fn(crate::body::bounded))
         .with_state(app)
 }
 
@@ -43,6 +46,36 @@ async fn stats(State(app): State<Arc<App>>) -> Response {
         "downstream_refresh_failures": s.downstream_refresh_failures.load(Ordering::Relaxed),
     }))
     .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+/// Revoked grants after the filter's cursor (`?since=`), for its revocations poll.
+async fn revocations(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(q): axum::extract::Query<Since>,
+) -> Response {
+    match app
+        .db(move |s| s.revocations_since(q.since, revocation::PAGE_LIMIT))
+        .await
+    {
+        Ok((cursor, rows)) => json(
+            StatusCode::OK,
+            serde_json::to_value(Page {
+                cursor,
+                revoked: rows
+                    .into_iter()
+                    .map(|(grant_id, until)| Revoked { grant_id, until })
+                    .collect(),
+            })
+            .unwrap_or_default(),
+        ),
+        Err(e) => error(&server_error(&e)),
+    }
 }
 
 async fn exchange(State(app): State<Arc<App>>, body: Bytes) -> Response {

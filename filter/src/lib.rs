@@ -10,6 +10,7 @@ mod credentials;
 mod host;
 mod http;
 mod keys;
+mod revocations;
 mod root;
 mod token_cache;
 mod worker;

@@ -3,6 +3,7 @@
 use crate::audit::Stats;
 use crate::credentials::Credentials;
 use crate::keys::KeyStore;
+use crate::revocations::Revocations;
 use crate::token_cache::TokenCache;
 use scopegate_core::Policy;
 use std::cell::RefCell;
@@ -14,6 +15,7 @@ pub struct Worker {
     pub tokens: RefCell<TokenCache>,
     pub stats: RefCell<Stats>,
     pub credentials: RefCell<Credentials>,
+    pub revocations: RefCell<Revocations>,
 }
 
 impl Worker {
@@ -26,6 +28,7 @@ impl Worker {
             tokens: RefCell::new(tokens),
             stats: RefCell::new(Stats::default()),
             credentials: RefCell::new(Credentials::default()),
+            revocations: RefCell::new(Revocations::default()),
         }
     }
 }

@@ -79,6 +79,11 @@ pub type Result<T> = std::result::Result<T, String>;
 pub trait Store: Send + Sync + 'static {
     fn put_client(&self, c: &ClientRow) -> Result<()>;
     fn client(&self, client_id: &str) -> Result<Option<ClientRow>>;
+    /// Registered (DCR) clients of a gateway.
+    fn count_clients(&self, gateway: &str) -> Result<u64>;
+    /// Deletes a gateway's clients registered before `created_before` that have no grant;
+    /// returns how many.
+    fn sweep_unused_clients(&self, gateway: &str, created_before: u64) -> Result<usize>;
 
     fn put_pending(&self, p: &PendingRow) -> Result<()>;
     fn pending(&self, id_hash: &str) -> Result<Option<PendingRow>>;
@@ -101,8 +106,11 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> Result<bool>;
     fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()>;
-    /// Revokes a grant and every refresh token of its family.
-    fn revoke_family(&self, grant_id: &str, now: u64) -> Result<()>;
+    /// Revokes a grant and every refresh token of its family, and lists it for the filter's
+    /// revocations poll until `listed_until`.
+    fn revoke_family(&self, grant_id: &str, now: u64, listed_until: u64) -> Result<()>;
+    /// Revoked grants after `since` (at most `limit`): the new cursor and (grant id, until).
+    fn revocations_since(&self, since: u64, limit: usize) -> Result<(u64, Vec<(String, u64)>)>;
 
     fn code(&self, code_hash: &str) -> Result<Option<CodeRow>>;
     /// Marks the code used and stores the first refresh token (if the client gets one); false if
