@@ -1,6 +1,7 @@
 //! scopegate-broker: `serve --config FILE` runs the broker; `check FILE` validates a document.
 
 mod app;
+mod body;
 mod check;
 mod cimd;
 mod clients;
@@ -10,6 +11,7 @@ mod downstream;
 mod http;
 mod internal;
 mod keys;
+mod listen;
 mod public;
 mod store;
 mod tokens;
@@ -151,12 +153,11 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     let public_l = tokio::net::TcpListener::bind(&public_addr)
         .await
         .map_err(|e| format!("bind {public_addr}: {e}"))?;
-    let internal_l = tokio::net::TcpListener::bind(&internal_addr)
-        .await
-        .map_err(|e| format!("bind {internal_addr}: {e}"))?;
+    let internal_l =
+        listen::Internal::bind(&internal_addr, broker.internal_mesh_authorized).await?;
     let (pa, ia) = (
         public_l.local_addr().map_err(|e| e.to_string())?,
-        internal_l.local_addr().map_err(|e| e.to_string())?,
+        internal_l.describe(),
     );
 
     let health = Router::new()
@@ -172,15 +173,12 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let s1 = axum::serve(public_l, public).with_graceful_shutdown(wait(stop_rx.clone()));
-    let s2 = axum::serve(internal_l, internal).with_graceful_shutdown(wait(stop_rx));
+    let s2 = internal_l.serve(internal, wait(stop_rx));
     tracing::info!(public = %pa, internal = %ia, "listening");
     println!("listening public={pa} internal={ia}");
     let _ = std::io::stdout().flush();
 
-    let servers =
-        tokio::spawn(
-            async move { tokio::try_join!(async move { s1.await }, async move { s2.await }) },
-        );
+    let servers = tokio::spawn(async move { tokio::try_join!(async move { s1.await }, s2) });
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -226,6 +224,7 @@ async fn maintain(app: Arc<App>) {
         let a = Arc::clone(&app);
         let r = tokio::task::spawn_blocking(move || {
             a.keys.maintain(now())?;
+            clients::sweep_unused(&a, now())?;
             a.store.purge(now())
         })
         .await;
