@@ -5,8 +5,9 @@ use crate::crypto::{self, Sealer};
 use crate::downstream::{self, Downstream};
 use crate::keys::KeyRing;
 use crate::store::Store;
-use scopegate_core::config::BrokerDoc;
+use scopegate_core::config::{BrokerDoc, RegistrationLimitsDoc};
 use scopegate_core::oauth::client::ClientMetadata;
+use scopegate_core::oauth::registration::Window;
 use scopegate_core::policy::GatewayId;
 use scopegate_core::Policy;
 use serde_json::Value;
@@ -31,6 +32,9 @@ pub struct GatewayRt {
     pub dcr: bool,
     pub prereg: HashMap<String, Prereg>,
     pub metadata: Value,
+    pub registration: RegistrationLimitsDoc,
+    /// Registrations in the current minute.
+    pub registrations: Mutex<Window>,
 }
 
 #[derive(Default)]
@@ -146,6 +150,8 @@ impl App {
                 dcr: g.clients.dcr,
                 prereg,
                 metadata: scopegate_core::oauth::metadata::document(gw, &g.clients),
+                registration: g.clients.registration.clone(),
+                registrations: Mutex::new(Window::default()),
             });
         }
         if gateways.is_empty() {

@@ -53,6 +53,8 @@ struct Discovered {
     authorization_endpoint: String,
     token_endpoint: String,
     userinfo_endpoint: Option<String>,
+    /// RFC 7009, where the downstream advertises it: revoking our grant revokes theirs too.
+    revocation_endpoint: Option<String>,
     jwks_uri: Option<String>,
     /// Replaced when an ID token names a key we have not seen: identity providers rotate keys.
     jwks: std::sync::RwLock<Option<std::sync::Arc<KeySet>>>,
@@ -148,6 +150,7 @@ impl Downstream {
                         token_endpoint: s("token_endpoint")
                             .ok_or("downstream metadata has no token_endpoint")?,
                         userinfo_endpoint: s("userinfo_endpoint"),
+                        revocation_endpoint: s("revocation_endpoint"),
                         jwks_uri,
                         jwks: std::sync::RwLock::new(jwks.map(std::sync::Arc::new)),
                     });
@@ -288,6 +291,42 @@ impl Downstream {
         }
     }
 
+    /// Revokes the downstream grant behind `t` (RFC 7009): its refresh token, else its access
+    /// token. `Ok(false)` when the downstream advertises no revocation endpoint.
+    pub async fn revoke(&self, t: &crate::tokens::Sealed) -> Result<bool, String> {
+        let d = self.meta().await?;
+        let Some(url) = &d.revocation_endpoint else {
+            return Ok(false);
+        };
+        // Directly rather than through `oauth2`, which insists on https even where the document
+        // allows plain http (a loopback downstream in tests and labs).
+        let (token, hint) = match &t.refresh_token {
+            Some(r) => (r.as_str(), "refresh_token"),
+            None => (t.access_token.as_str(), "access_token"),
+        };
+        let mut form = vec![("token", token), ("token_type_hint", hint)];
+        let mut req = self.http.post(url);
+        match &self.client_secret {
+            // RFC 6749 §2.3.1: both parts form-encoded before Basic.
+            Some(secret) => {
+                req = req.basic_auth(form_encode(&self.client_id), Some(form_encode(secret)))
+            }
+            None => form.push(("client_id", self.client_id.as_str())),
+        }
+        let req = req.form(&form);
+        let r = req
+            .send()
+            .await
+            .map_err(|e| format!("downstream revocation endpoint unreachable: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "downstream revocation endpoint: HTTP {}",
+                r.status()
+            ));
+        }
+        Ok(true)
+    }
+
     /// The gateway subject, by the identity rule: a claim of the (verified) ID token, else of userinfo.
     pub async fn subject(&self, t: &Tokens, nonce: &str) -> Result<String, String> {
         let d = self.meta().await?;
@@ -302,9 +341,11 @@ impl Downstream {
                 other => other,
             }
             .map_err(|e| format!("ID token: {e}"))?;
-            if !c.aud.iter().any(|a| a == &self.client_id) {
-                return Err("ID token is not for our client_id".into());
-            }
+            scopegate_core::oauth::id_token::check_audience(
+                &c.aud,
+                c.extra.get("azp").and_then(Value::as_str),
+                &self.client_id,
+            )?;
             if c.extra.get("nonce").and_then(Value::as_str) != Some(nonce) {
                 return Err("ID token nonce does not match".into());
             }
@@ -365,6 +406,10 @@ fn describe<E: std::error::Error>(e: RequestTokenError<E, BasicErrorResponse>) -
         RequestTokenError::Parse(e, _) => format!("downstream token response unparseable: {e}"),
         RequestTokenError::Other(s) => format!("downstream token endpoint: {s}"),
     }
+}
+
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The HTTP client for downstream calls: no redirects (SSRF), bounded time.

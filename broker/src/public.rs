@@ -111,7 +111,8 @@ pub fn router(app: Arc<App>) -> Router {
             .route(&format!("{p}{}", md::REGISTER), route(register, false))
             .route(&format!("{p}{}", md::JWKS), route(jwks, true));
     }
-    r.layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+    r.layer(axum::extract::DefaultBodyLimit::max(crate::body::MAX_BODY))
+        .layer(axum::middleware::from_fn(crate::body::bounded))
 }
 
 /// Which gateway a request is for: the only one under this path, else by `Host` against the issuer.
@@ -151,6 +152,15 @@ fn register(app: Arc<App>, gi: usize, req: Req) -> Fut {
         if !gw.dcr {
             return StatusCode::NOT_FOUND.into_response();
         }
+        // Only JSON: the content types a page can make a browser send cross-origin without a
+        // preflight (text/plain, forms, multipart) are refused.
+        if !http::is_json(&req.headers) {
+            let mut r = error(&OAuthError::invalid_client_metadata(
+                "the request body must be sent as Content-Type: application/json",
+            ));
+            *r.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return r;
+        }
         let body: serde_json::Value = match serde_json::from_slice(&req.body) {
             Ok(v) => v,
             Err(_) => {
@@ -163,6 +173,9 @@ fn register(app: Arc<App>, gi: usize, req: Req) -> Fut {
             Ok(m) => m,
             Err(e) => return error(&e),
         };
+        if let Err(r) = registration_admitted(&app, gw).await {
+            return r;
+        }
         let (Ok(client_id), Ok(secret)) = (crypto::id(), crypto::token()) else {
             return error(&server_error("no randomness"));
         };
@@ -187,6 +200,37 @@ fn register(app: Arc<App>, gi: usize, req: Req) -> Fut {
             out["client_secret_expires_at"] = json!(0);
         }
         json(StatusCode::CREATED, out)
+    })
+}
+
+/// The gateway's registration limits (core's window and cap): 429 with `Retry-After` beyond them.
+async fn registration_admitted(app: &Arc<App>, gw: &crate::app::GatewayRt) -> Result<(), Response> {
+    use scopegate_core::oauth::registration::room_for_one;
+    let limits = gw.registration.clone();
+    let name = gw.name.clone();
+    let live = app
+        .db(move |s| s.count_clients(&name))
+        .await
+        .map_err(|e| error(&server_error(&e)))?;
+    let verdict = if !room_for_one(live, limits.max_clients) {
+        Err(3600)
+    } else {
+        match gw.registrations.lock() {
+            Ok(mut w) => w.admit(crate::now(), limits.per_minute),
+            Err(_) => return Err(error(&server_error("registration window lock poisoned"))),
+        }
+    };
+    verdict.map_err(|retry_after| {
+        tracing::warn!(gateway = %gw.name, live, "registration refused: limit reached");
+        let mut r = error(&OAuthError::new(
+            "temporarily_unavailable",
+            "too many client registrations for this gateway; retry later",
+        ));
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
     })
 }
 
@@ -256,13 +300,7 @@ fn authorize(app: Arc<App>, gi: usize, req: Req) -> Fut {
         if let Err(e) = app.db(move |s| s.put_pending(&row)).await {
             return error_page(&server_error(&e));
         }
-        let host = url::Url::parse(&ok.redirect_uri)
-            .ok()
-            .map(|u| match u.port() {
-                Some(port) => format!("{}:{port}", u.host_str().unwrap_or("")),
-                None => u.host_str().unwrap_or("").to_string(),
-            })
-            .unwrap_or_default();
+        let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
         let scopes: Vec<&str> = scope.split(' ').collect();
         let action = format!("{}{}", gw.issuer, md::CONSENT);
         let html = consent::render(&Consent {
@@ -738,9 +776,51 @@ async fn load_active_grant(app: &Arc<App>, id: &str) -> Result<GrantRow, OAuthEr
 
 pub async fn revoke_grant(app: &Arc<App>, grant_id: &str, why: &str) {
     let id = grant_id.to_string();
-    match app.db(move |s| s.revoke_family(&id, crate::now())).await {
+    let now = crate::now();
+    // Listed for the filter until every access token of the grant has expired (plus the
+    // filter's largest clock leeway).
+    let until = now + app.broker.access_token_ttl_s + 60;
+    match app.db(move |s| s.revoke_family(&id, now, until)).await {
         Ok(()) => tracing::warn!(grant_id = %grant_id, reason = why, "grant revoked"),
-        Err(e) => tracing::error!(grant_id = %grant_id, error = %e, "revocation failed"),
+        Err(e) => {
+            tracing::error!(grant_id = %grant_id, error = %e, "revocation failed");
+            return;
+        }
+    }
+    // The downstream grant goes too, off the request path: the client's answer must not wait
+    // for (or depend on) the downstream server.
+    let (app, id) = (Arc::clone(app), grant_id.to_string());
+    tokio::spawn(async move { revoke_downstream(&app, &id).await });
+}
+
+async fn revoke_downstream(app: &Arc<App>, grant_id: &str) {
+    let key = grant_id.to_string();
+    let grant = match app.db(move |s| s.grant(&key)).await {
+        Ok(Some(g)) => g,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(grant_id = %grant_id, error = %e, "downstream revocation: grant unreadable");
+            return;
+        }
+    };
+    let Some(gw) = app.gateways.iter().find(|g| g.name == grant.gateway) else {
+        return;
+    };
+    let sealed = match tokens::open_downstream(app, &grant) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(grant_id = %grant_id, error = %e, "downstream revocation: credential unreadable");
+            return;
+        }
+    };
+    match gw.downstream.revoke(&sealed).await {
+        Ok(true) => tracing::info!(grant_id = %grant_id, "downstream grant revoked"),
+        Ok(false) => {
+            tracing::info!(grant_id = %grant_id, "downstream has no revocation endpoint")
+        }
+        Err(e) => {
+            tracing::warn!(grant_id = %grant_id, error = %e, "downstream revocation failed")
+        }
     }
 }
 
