@@ -83,6 +83,18 @@ impl Brokered {
         concurrency: u32,
         tweak: impl FnOnce(&mut Value),
     ) -> Brokered {
+        Brokered::start_edited(name, ttl, proxy, concurrency, tweak, &|_| {})
+    }
+
+    /// As [`Brokered::start_with`]; `edit_envoy` edits Envoy's bootstrap.
+    pub fn start_edited(
+        name: &str,
+        ttl: u64,
+        proxy: Option<&crate::proxy::Proxy>,
+        concurrency: u32,
+        tweak: impl FnOnce(&mut Value),
+        edit_envoy: &dyn Fn(&mut Value),
+    ) -> Brokered {
         let port = free_port();
         let public_url = format!("http://127.0.0.1:{port}");
         let stack = BrokerStack::start_at(name, ttl, proxy, Some(port), |doc| {
@@ -110,7 +122,7 @@ impl Brokered {
             broker: stack.broker.port,
             broker_internal: stack.broker.internal_port,
         };
-        let envoy = Envoy::start(&envoy_spec(name, &doc, ports, concurrency));
+        let envoy = Envoy::start_edited(&envoy_spec(name, &doc, ports, concurrency), edit_envoy);
         let b = Brokered {
             stack,
             support,
