@@ -63,8 +63,8 @@ clippy: toolchain
 lint: fmt-check clippy
 
 unit:
-	@echo "==> unit tests (scopegate-core)"
-	$(CARGO) test -p scopegate-core
+	@echo "==> unit tests: every workspace crate but the integration tests (core, filter, broker, example servers and client)"
+	$(CARGO) test --workspace --exclude scopegate-tests
 
 integration: build venv npm
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
