@@ -15,14 +15,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use scopegate_core::oauth::OAuthError;
+use scopegate_core::oauth::{token_exchange, OAuthError};
 use scopegate_core::revocation::{self, Page, Revoked};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+use scopegate_core::exchange::ACCESS_TOKEN_TYPE;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -96,26 +95,17 @@ async fn exchange(State(app): State<Arc<App>>, body: Bytes) -> Response {
 
 async fn do_exchange(app: &Arc<App>, body: &[u8]) -> Result<(String, u64), OAuthError> {
     let form = params(&String::from_utf8_lossy(body))?;
-    if form.get("grant_type").map(String::as_str) != Some(TOKEN_EXCHANGE) {
-        return Err(OAuthError::new(
-            "unsupported_grant_type",
-            "grant_type must be token-exchange",
-        ));
-    }
-    if form.get("subject_token_type").map(String::as_str) != Some(ACCESS_TOKEN_TYPE) {
-        return Err(OAuthError::invalid_request(
-            "subject_token_type must be an access token",
-        ));
-    }
-    let subject = form
-        .get("subject_token")
-        .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
-    let resource = form
-        .get("resource")
-        .ok_or_else(|| OAuthError::invalid_target("resource is required"))?;
+    let get = |k: &str| form.get(k).map(String::as_str);
+    let req = token_exchange::check(&token_exchange::Params {
+        grant_type: get("grant_type"),
+        subject_token: get("subject_token"),
+        subject_token_type: get("subject_token_type"),
+        resource: get("resource"),
+        requested_token_type: get("requested_token_type"),
+    })?;
     let server_id = app
         .policy
-        .server_for_resource(resource)
+        .server_for_resource(req.resource)
         .ok_or_else(|| OAuthError::invalid_target("resource is not a configured server"))?;
     let server = app
         .policy
@@ -124,21 +114,15 @@ async fn do_exchange(app: &Arc<App>, body: &[u8]) -> Result<(String, u64), OAuth
     let gw = app
         .gateway(server.gateway)
         .ok_or_else(|| OAuthError::invalid_target("resource's gateway is not brokered"))?;
-    let claims = tokens::verify_own(app, gw, subject).map_err(|e| {
+    let claims = tokens::verify_own(app, gw, req.subject_token).map_err(|e| {
         OAuthError::invalid_request(format!(
             "subject_token is not a valid access token: {}",
             e.reason()
         ))
     })?;
-    if !claims.aud.iter().any(|a| a == resource) {
-        return Err(OAuthError::invalid_request(
-            "subject_token is not for this resource",
-        ));
-    }
-    let grant_id = claims
-        .grant_id
-        .ok_or_else(|| OAuthError::invalid_request("subject_token has no grant_id"))?;
-    let grant = load(app, &grant_id).await?;
+    let grant_id =
+        token_exchange::subject_grant(&claims.aud, claims.grant_id.as_deref(), req.resource)?;
+    let grant = load(app, grant_id).await?;
     if grant.server != server.name {
         return Err(OAuthError::invalid_grant("the grant is for another server"));
     }

@@ -14,6 +14,7 @@ pub mod pkce;
 pub mod redirect;
 pub mod refresh;
 pub mod registration;
+pub mod token_exchange;
 
 pub use error::OAuthError;
 
