@@ -1,5 +1,6 @@
 //! The broker as a confidential client of a gateway's downstream authorization server (`oauth2` crate).
 
+use crate::secret::Secret;
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
@@ -18,12 +19,18 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// `id_token` comes back next to the OAuth fields when `openid` was asked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct IdFields {
     #[serde(default)]
     pub id_token: Option<String>,
 }
 impl ExtraTokenFields for IdFields {}
+
+impl std::fmt::Debug for IdFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdFields { .. }")
+    }
+}
 
 type Response = StandardTokenResponse<IdFields, BasicTokenType>;
 /// A client with its authorization and token endpoints set (oauth2's typestate).
@@ -60,8 +67,8 @@ struct Discovered {
     jwks: std::sync::RwLock<Option<std::sync::Arc<KeySet>>>,
 }
 
-/// Tokens from the downstream token endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Tokens from the downstream token endpoint (`Debug` prints only the expiry).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: Option<String>,
@@ -69,6 +76,14 @@ pub struct Tokens {
     pub expires_at: u64,
     #[serde(skip)]
     pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a refresh failed.
@@ -83,7 +98,7 @@ pub enum RefreshError {
 pub struct Downstream {
     authorization_server: String,
     client_id: String,
-    client_secret: Option<String>,
+    client_secret: Option<Secret>,
     redirect_uri: String,
     resource: Option<String>,
     extra_scopes: Vec<String>,
@@ -107,7 +122,7 @@ impl Downstream {
         Some(Downstream {
             authorization_server: d.authorization_server.clone(),
             client_id: d.client_id.clone(),
-            client_secret: secret,
+            client_secret: secret.map(Secret::new),
             redirect_uri: format!("{}{}", g.issuer, scopegate_core::oauth::metadata::CALLBACK),
             resource: d.resource.clone(),
             extra_scopes: d.extra_scopes.clone(),
@@ -212,7 +227,7 @@ impl Downstream {
                 RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| e.to_string())?,
             );
         if let Some(s) = &self.client_secret {
-            c = c.set_client_secret(ClientSecret::new(s.clone()));
+            c = c.set_client_secret(ClientSecret::new(s.expose().to_string()));
         }
         Ok(c)
     }
@@ -309,7 +324,10 @@ impl Downstream {
         match &self.client_secret {
             // RFC 6749 §2.3.1: both parts form-encoded before Basic.
             Some(secret) => {
-                req = req.basic_auth(form_encode(&self.client_id), Some(form_encode(secret)))
+                req = req.basic_auth(
+                    form_encode(&self.client_id),
+                    Some(form_encode(secret.expose())),
+                )
             }
             None => form.push(("client_id", self.client_id.as_str())),
         }

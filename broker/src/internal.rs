@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::clients::server_error;
 use crate::downstream::RefreshError;
 use crate::http::{error, json, params};
-use crate::store::GrantRow;
+use crate::store::{GrantRow, GrantStatus};
 use crate::tokens;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -136,7 +136,7 @@ async fn load(app: &Arc<App>, grant_id: &str) -> Result<GrantRow, OAuthError> {
         .await
         .map_err(|e| server_error(&e))?
     {
-        Some(g) if g.status == "active" => Ok(g),
+        Some(g) if g.status == GrantStatus::Active => Ok(g),
         _ => Err(OAuthError::invalid_grant(
             "the grant is revoked or the downstream grant is gone",
         )),
@@ -253,7 +253,7 @@ fn dead() -> OAuthError {
 async fn mark_dead(app: &Arc<App>, grant_id: &str, why: &str) {
     let id = grant_id.to_string();
     if let Err(e) = app
-        .db(move |s| s.set_grant_status(&id, "dead", crate::now()))
+        .db(move |s| s.set_grant_status(&id, GrantStatus::Dead, crate::now()))
         .await
     {
         tracing::error!(grant_id = %grant_id, error = %e, "could not mark grant dead");

@@ -13,6 +13,7 @@ mod internal;
 mod keys;
 mod listen;
 mod public;
+mod secret;
 mod store;
 mod tokens;
 

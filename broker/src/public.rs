@@ -8,7 +8,7 @@ use crate::clients::{self, server_error};
 use crate::consent::{self, Consent};
 use crate::crypto;
 use crate::http::{self, error, error_page, header_str, json, params, redirect, with_params};
-use crate::store::{ClientRow, CodeRow, GrantRow, PendingRow, RefreshRow};
+use crate::store::{ClientRow, CodeRow, GrantRow, GrantStatus, PendingRow, RefreshRow};
 use crate::tokens;
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -557,7 +557,7 @@ fn callback(app: Arc<App>, gi: usize, req: Req) -> Fut {
             client_id: data.client_id.clone(),
             subject: subject.clone(),
             scope: data.scope.clone(),
-            status: "active".into(),
+            status: GrantStatus::Active,
             downstream: sealed,
             downstream_expires_at: tokens.expires_at,
             version: 0,
@@ -710,7 +710,7 @@ async fn refresh_token(
         status: row.status,
         client_id: &row.client_id,
         expires_at: row.expires_at,
-        grant_active: grant.status == "active",
+        grant_active: grant.status == GrantStatus::Active,
     };
     match on_present(&p, &client.id, now) {
         Transition::Rotate => {}
@@ -769,7 +769,7 @@ async fn load_active_grant(app: &Arc<App>, id: &str) -> Result<GrantRow, OAuthEr
         .await
         .map_err(|e| server_error(&e))?
     {
-        Some(g) if g.status == "active" => Ok(g),
+        Some(g) if g.status == GrantStatus::Active => Ok(g),
         _ => Err(OAuthError::invalid_grant("the grant is revoked")),
     }
 }

@@ -27,8 +27,35 @@ pub struct PendingRow {
     pub expires_at: u64,
 }
 
-/// Grant status: `active`, `revoked` (by us: revocation, reuse, code replay) or `dead`
-/// (the downstream authorization server refused to refresh it).
+/// Where a grant stands; stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantStatus {
+    Active,
+    /// By us: revocation, refresh-token reuse, code replay.
+    Revoked,
+    /// The downstream authorization server refused to refresh it.
+    Dead,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Revoked => "revoked",
+            GrantStatus::Dead => "dead",
+        }
+    }
+
+    /// An unknown stored value reads as `Dead`: never usable (fail closed).
+    pub fn parse(s: &str) -> GrantStatus {
+        match s {
+            "active" => GrantStatus::Active,
+            "revoked" => GrantStatus::Revoked,
+            _ => GrantStatus::Dead,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GrantRow {
     pub id: String,
@@ -37,7 +64,7 @@ pub struct GrantRow {
     pub client_id: String,
     pub subject: String,
     pub scope: String,
-    pub status: String,
+    pub status: GrantStatus,
     pub downstream: Vec<u8>,
     pub downstream_expires_at: u64,
     pub version: i64,
@@ -105,7 +132,7 @@ pub trait Store: Send + Sync + 'static {
         expires_at: u64,
         now: u64,
     ) -> Result<bool>;
-    fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()>;
+    fn set_grant_status(&self, id: &str, status: GrantStatus, now: u64) -> Result<()>;
     /// Revokes a grant and every refresh token of its family, and lists it for the filter's
     /// revocations poll until `listed_until`.
     fn revoke_family(&self, grant_id: &str, now: u64, listed_until: u64) -> Result<()>;

@@ -79,7 +79,7 @@ fn grant_row(r: &Row) -> rusqlite::Result<GrantRow> {
         client_id: r.get(3)?,
         subject: r.get(4)?,
         scope: r.get(5)?,
-        status: r.get(6)?,
+        status: GrantStatus::parse(&r.get::<_, String>(6)?),
         downstream: r.get(7)?,
         downstream_expires_at: u(r.get(8)?),
         version: r.get(9)?,
@@ -234,7 +234,7 @@ impl Store for Sqlite {
             let tx = db.transaction()?;
             tx.execute(
                 &format!("INSERT INTO grants ({GRANT_COLS}, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)"),
-                params![g.id, g.gateway, g.server, g.client_id, g.subject, g.scope, g.status, g.downstream, i(g.downstream_expires_at), g.version, i(g.created_at)],
+                params![g.id, g.gateway, g.server, g.client_id, g.subject, g.scope, g.status.as_str(), g.downstream, i(g.downstream_expires_at), g.version, i(g.created_at)],
             )?;
             tx.execute(
                 "INSERT INTO codes (code_hash, grant_id, client_id, redirect_uri, code_challenge, resource, expires_at, used) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
@@ -272,11 +272,11 @@ impl Store for Sqlite {
         })
     }
 
-    fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()> {
+    fn set_grant_status(&self, id: &str, status: GrantStatus, now: u64) -> Result<()> {
         self.with(|db| {
             db.execute(
                 "UPDATE grants SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, status, i(now)],
+                params![id, status.as_str(), i(now)],
             )
             .map(|_| ())
         })
@@ -459,7 +459,7 @@ mod tests {
             client_id: "c".into(),
             subject: "u".into(),
             scope: "a".into(),
-            status: "active".into(),
+            status: GrantStatus::Active,
             downstream: vec![1],
             downstream_expires_at: 10,
             version: 0,
@@ -504,7 +504,10 @@ mod tests {
         assert!(db.update_downstream("g1", 0, &[2], 20, 5).unwrap());
         assert!(!db.update_downstream("g1", 0, &[3], 30, 5).unwrap());
         db.revoke_family("g1", 6, 400).unwrap();
-        assert_eq!(db.grant("g1").unwrap().unwrap().status, "revoked");
+        assert_eq!(
+            db.grant("g1").unwrap().unwrap().status,
+            GrantStatus::Revoked
+        );
         assert_eq!(
             db.refresh("r2").unwrap().unwrap().status,
             TokenStatus::Revoked
