@@ -12,7 +12,6 @@ use scopegate_core::policy::GatewayId;
 use scopegate_core::Policy;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// A client from the document.
@@ -37,13 +36,6 @@ pub struct GatewayRt {
     pub registrations: Mutex<Window>,
 }
 
-#[derive(Default)]
-pub struct Stats {
-    pub token_exchanges: AtomicU64,
-    pub downstream_refreshes: AtomicU64,
-    pub downstream_refresh_failures: AtomicU64,
-}
-
 pub struct App {
     pub policy: Policy,
     pub broker: BrokerDoc,
@@ -51,7 +43,7 @@ pub struct App {
     pub sealer: Sealer,
     pub keys: KeyRing,
     pub gateways: Vec<GatewayRt>,
-    pub stats: Stats,
+    pub metrics: crate::metrics::Metrics,
     /// One lock per grant being refreshed downstream (single-flight).
     pub refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -171,7 +163,7 @@ impl App {
             sealer,
             keys,
             gateways,
-            stats: Stats::default(),
+            metrics: crate::metrics::Metrics::new()?,
             refresh_locks: Mutex::new(HashMap::new()),
         })
     }

@@ -18,7 +18,6 @@ use axum::Router;
 use scopegate_core::oauth::{token_exchange, OAuthError};
 use scopegate_core::revocation::{self, Page, Revoked};
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use scopegate_core::exchange::ACCESS_TOKEN_TYPE;
@@ -28,21 +27,27 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/internal/token-exchange", post(exchange))
         .route("/internal/stats", get(stats))
         .route(revocation::DEFAULT_PATH, get(revocations))
+        .route("/metrics", get(crate::metrics::serve))
         .route(
             "/jwks",
             get(|State(app): State<Arc<App>>| async move { axum::Json(app.keys.jwks()) }),
         )
         .layer(axum::extract::DefaultBodyLimit::max(crate::body::MAX_BODY))
         .layer(axum::middleware::from_fn(crate::body::bounded))
+        .layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&app), "internal"),
+            crate::metrics::track,
+        ))
         .with_state(app)
 }
 
+/// The counters the tests and the demo read, from the same counters as `/metrics`.
 async fn stats(State(app): State<Arc<App>>) -> Response {
-    let s = &app.stats;
+    let m = &app.metrics;
     axum::Json(json!({
-        "token_exchanges": s.token_exchanges.load(Ordering::Relaxed),
-        "downstream_refreshes": s.downstream_refreshes.load(Ordering::Relaxed),
-        "downstream_refresh_failures": s.downstream_refresh_failures.load(Ordering::Relaxed),
+        "token_exchanges": crate::metrics::Metrics::total(&m.exchanges),
+        "downstream_refreshes": m.downstream_refreshes.get(),
+        "downstream_refresh_failures": m.downstream_refresh_failures.get(),
     }))
     .into_response()
 }
@@ -78,8 +83,12 @@ async fn revocations(
 }
 
 async fn exchange(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    app.stats.token_exchanges.fetch_add(1, Ordering::Relaxed);
-    match do_exchange(&app, &body).await {
+    let result = do_exchange(&app, &body).await;
+    app.metrics
+        .exchanges
+        .with_label_values(&[result.as_ref().map_or_else(|e| e.error, |_| "ok")])
+        .inc();
+    match result {
         Ok((token, expires_in)) => json(
             StatusCode::OK,
             json!({
@@ -202,9 +211,7 @@ async fn refresh(
         mark_dead(app, &grant.id, "no downstream refresh token").await;
         return Err(dead());
     };
-    app.stats
-        .downstream_refreshes
-        .fetch_add(1, Ordering::Relaxed);
+    app.metrics.downstream_refreshes.inc();
     match gw.downstream.refresh(&rt).await {
         Ok(t) => {
             let blob = tokens::seal_downstream(app, &grant.id, &t).map_err(|e| server_error(&e))?;
@@ -222,9 +229,7 @@ async fn refresh(
             Ok((t.access_token, t.expires_at.saturating_sub(crate::now())))
         }
         Err(RefreshError::Dead) => {
-            app.stats
-                .downstream_refresh_failures
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.downstream_refresh_failures.inc();
             mark_dead(
                 app,
                 &grant.id,
@@ -234,9 +239,7 @@ async fn refresh(
             Err(dead())
         }
         Err(RefreshError::Unavailable(e)) => {
-            app.stats
-                .downstream_refresh_failures
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.downstream_refresh_failures.inc();
             tracing::warn!(gateway = %gw.name, grant_id = %grant.id, error = %e, "downstream refresh failed");
             Err(OAuthError::new(
                 "temporarily_unavailable",

@@ -12,6 +12,7 @@ mod http;
 mod internal;
 mod keys;
 mod listen;
+mod metrics;
 mod public;
 mod secret;
 mod store;

@@ -113,6 +113,10 @@ pub fn router(app: Arc<App>) -> Router {
     }
     r.layer(axum::extract::DefaultBodyLimit::max(crate::body::MAX_BODY))
         .layer(axum::middleware::from_fn(crate::body::bounded))
+        .layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&app), "public"),
+            crate::metrics::track,
+        ))
 }
 
 /// Which gateway a request is for: the only one under this path, else by `Host` against the issuer.
@@ -192,6 +196,10 @@ fn register(app: Arc<App>, gi: usize, req: Req) -> Fut {
             return error(&server_error(&e));
         }
         tracing::info!(gateway = %gw.name, client_id = %client_id, kind = "dcr", "client registered");
+        app.metrics
+            .registrations
+            .with_label_values(&[gw.name.as_str()])
+            .inc();
         let mut out = serde_json::to_value(&meta).unwrap_or_default();
         out["client_id"] = json!(client_id);
         out["client_id_issued_at"] = json!(now);
@@ -323,6 +331,10 @@ fn authorize(app: Arc<App>, gi: usize, req: Req) -> Fut {
             gw.issuer_path,
             md::CONSENT
         );
+        app.metrics
+            .authorizations
+            .with_label_values(&[gw.name.as_str()])
+            .inc();
         let mut r = axum::response::Html(html).into_response();
         let h = r.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -399,6 +411,10 @@ fn consent_post(app: Arc<App>, gi: usize, req: Req) -> Fut {
             let key = id_hash.clone();
             let _ = app.db(move |s| s.delete_pending(&key)).await;
             tracing::info!(gateway = %gw.name, client_id = %data.client_id, "consent denied");
+            app.metrics
+                .consents
+                .with_label_values(&[gw.name.as_str(), "deny"])
+                .inc();
             let e = OAuthError::new("access_denied", "the user denied the request");
             return redirect(
                 StatusCode::SEE_OTHER,
@@ -439,6 +455,10 @@ fn consent_post(app: Arc<App>, gi: usize, req: Req) -> Fut {
             Err(e) => return error_page(&server_error(&e)),
         }
         tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent given; to the downstream server");
+        app.metrics
+            .consents
+            .with_label_values(&[gw.name.as_str(), "approve"])
+            .inc();
         redirect(StatusCode::SEE_OTHER, &url)
     })
 }
@@ -595,6 +615,7 @@ fn token(app: Arc<App>, gi: usize, req: Req) -> Fut {
             Ok(f) => f,
             Err(e) => return error(&e),
         };
+        let grant_type = form.get("grant_type").cloned().unwrap_or_default();
         let result = match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => authorization_code(&app, gw, &req.headers, &form).await,
             Some("refresh_token") => refresh_token(&app, gw, &req.headers, &form).await,
@@ -605,7 +626,13 @@ fn token(app: Arc<App>, gi: usize, req: Req) -> Fut {
             None => Err(OAuthError::invalid_request("grant_type is required")),
         };
         match result {
-            Ok(body) => json(StatusCode::OK, body),
+            Ok(body) => {
+                app.metrics
+                    .token_grants
+                    .with_label_values(&[gw.name.as_str(), grant_type.as_str()])
+                    .inc();
+                json(StatusCode::OK, body)
+            }
             Err(e) => error(&e),
         }
     })
@@ -781,7 +808,10 @@ pub async fn revoke_grant(app: &Arc<App>, grant_id: &str, why: &str) {
     // filter's largest clock leeway).
     let until = now + app.broker.access_token_ttl_s + 60;
     match app.db(move |s| s.revoke_family(&id, now, until)).await {
-        Ok(()) => tracing::warn!(grant_id = %grant_id, reason = why, "grant revoked"),
+        Ok(()) => {
+            tracing::warn!(grant_id = %grant_id, reason = why, "grant revoked");
+            app.metrics.revocations.with_label_values(&[why]).inc();
+        }
         Err(e) => {
             tracing::error!(grant_id = %grant_id, error = %e, "revocation failed");
             return;
