@@ -175,11 +175,11 @@ impl App {
     /// Runs a blocking store call on tokio's blocking pool.
     pub async fn db<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&dyn Store) -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
+        f: impl FnOnce(&dyn Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> crate::store::Result<T> {
         let app = Arc::clone(self);
         tokio::task::spawn_blocking(move || f(app.store.as_ref()))
             .await
-            .map_err(|e| format!("store task: {e}"))?
+            .map_err(|e| crate::store::StoreError::Task(e.to_string()))?
     }
 }

@@ -67,7 +67,7 @@ pub async fn resolve(
     }
 }
 
-pub fn server_error(detail: &str) -> OAuthError {
+pub fn server_error(detail: impl std::fmt::Display) -> OAuthError {
     tracing::error!(error = %detail, "internal error");
     OAuthError::new("server_error", "internal error")
 }

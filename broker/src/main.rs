@@ -227,7 +227,7 @@ async fn maintain(app: Arc<App>) {
         let r = tokio::task::spawn_blocking(move || {
             a.keys.maintain(now())?;
             clients::sweep_unused(&a, now())?;
-            a.store.purge(now())
+            a.store.purge(now()).map_err(String::from)
         })
         .await;
         match r {

@@ -100,7 +100,29 @@ pub struct KeyRow {
     pub created_at: u64,
 }
 
-pub type Result<T> = std::result::Result<T, String>;
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("database lock poisoned")]
+    Poisoned,
+    #[error(
+        "database schema version {found} is newer than this broker ({known}); refusing to run"
+    )]
+    NewerSchema { found: usize, known: usize },
+    #[error("store task: {0}")]
+    Task(String),
+}
+
+/// Callers that report errors as text (`?` in a `Result<_, String>`).
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> String {
+        e.to_string()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// What the broker needs from a database.
 pub trait Store: Send + Sync + 'static {

@@ -14,8 +14,8 @@ pub struct Sqlite {
     conn: Mutex<Connection>,
 }
 
-fn e(err: rusqlite::Error) -> String {
-    format!("database: {err}")
+fn e(err: rusqlite::Error) -> StoreError {
+    StoreError::Database(err)
 }
 
 impl Sqlite {
@@ -34,10 +34,7 @@ impl Sqlite {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| "database lock poisoned".to_string())?;
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         f(&mut conn).map_err(e)
     }
 }
@@ -49,10 +46,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         .try_into()
         .unwrap_or(0);
     if applied > MIGRATIONS.len() {
-        return Err(format!(
-            "database schema version {applied} is newer than this broker ({}); refusing to run",
-            MIGRATIONS.len()
-        ));
+        return Err(StoreError::NewerSchema {
+            found: applied,
+            known: MIGRATIONS.len(),
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().map_err(e)?;
