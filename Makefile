@@ -110,3 +110,16 @@ down:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(AUTHZ)/node_modules
+
+# Coverage-guided fuzzing of the parsers that face attackers (fuzz/, cargo fuzz on nightly):
+# each target runs FUZZ_SECONDS; a crash stops with its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := jwt mcp config redirect challenge wire
+.PHONY: fuzz
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || { echo "==> installing a nightly toolchain for cargo fuzz"; rustup toolchain install nightly --profile minimal; }
+	@command -v cargo-fuzz >/dev/null || { echo "==> installing cargo-fuzz"; $(CARGO) +nightly install cargo-fuzz --locked; }
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
+		echo "==> fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		$(CARGO) +nightly fuzz run --fuzz-dir fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 2>&1 | tail -4 || exit 1; \
+	done
