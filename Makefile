@@ -86,19 +86,12 @@ clippy: toolchain
 lint: fmt-check clippy
 
 unit:
-	@echo "==> unit tests (scopegate-core)"
-	$(CARGO) test -p scopegate-core
+	@echo "==> unit tests: every workspace crate but the integration tests (core, filter, broker, example servers and client)"
+	$(CARGO) test --workspace --exclude scopegate-tests
 
 integration: build venv npm sdk-clients
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
 	$(CARGO) test -p scopegate-tests
-
-# Unit tests of the broker (render among them) and of the OCI tool.
-.PHONY: unit-broker
-unit-broker:
-	@echo "==> unit tests (scopegate-broker, wasm-oci)"
-	$(CARGO) test -p scopegate-broker -p scopegate-wasm-oci
-unit: unit-broker
 
 # The OCI image test (tests/tests/oci_image.rs) reads `make oci`'s layout with skopeo.
 integration: skopeo oci
@@ -187,3 +180,16 @@ down:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(AUTHZ)/node_modules $(CLIENTS)/node_modules
+
+# Coverage-guided fuzzing of the parsers that face attackers (fuzz/, cargo fuzz on nightly):
+# each target runs FUZZ_SECONDS; a crash stops with its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := jwt mcp config redirect challenge wire
+.PHONY: fuzz
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || { echo "==> installing a nightly toolchain for cargo fuzz"; rustup toolchain install nightly --profile minimal; }
+	@command -v cargo-fuzz >/dev/null || { echo "==> installing cargo-fuzz"; $(CARGO) +nightly install cargo-fuzz --locked; }
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
+		echo "==> fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		$(CARGO) +nightly fuzz run --fuzz-dir fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 2>&1 | tail -4 || exit 1; \
+	done

@@ -5,13 +5,13 @@ use crate::crypto::{self, Sealer};
 use crate::downstream::{self, Downstream};
 use crate::keys::KeyRing;
 use crate::store::Store;
-use scopegate_core::config::BrokerDoc;
+use scopegate_core::config::{BrokerDoc, RegistrationLimitsDoc};
 use scopegate_core::oauth::client::ClientMetadata;
+use scopegate_core::oauth::registration::Window;
 use scopegate_core::policy::GatewayId;
 use scopegate_core::Policy;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// A client from the document.
@@ -31,13 +31,9 @@ pub struct GatewayRt {
     pub dcr: bool,
     pub prereg: HashMap<String, Prereg>,
     pub metadata: Value,
-}
-
-#[derive(Default)]
-pub struct Stats {
-    pub token_exchanges: AtomicU64,
-    pub downstream_refreshes: AtomicU64,
-    pub downstream_refresh_failures: AtomicU64,
+    pub registration: RegistrationLimitsDoc,
+    /// Registrations in the current minute.
+    pub registrations: Mutex<Window>,
 }
 
 pub struct App {
@@ -47,7 +43,7 @@ pub struct App {
     pub sealer: Sealer,
     pub keys: KeyRing,
     pub gateways: Vec<GatewayRt>,
-    pub stats: Stats,
+    pub metrics: crate::metrics::Metrics,
     /// One lock per grant being refreshed downstream (single-flight).
     pub refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -146,6 +142,8 @@ impl App {
                 dcr: g.clients.dcr,
                 prereg,
                 metadata: scopegate_core::oauth::metadata::document(gw, &g.clients),
+                registration: g.clients.registration.clone(),
+                registrations: Mutex::new(Window::default()),
             });
         }
         if gateways.is_empty() {
@@ -165,7 +163,7 @@ impl App {
             sealer,
             keys,
             gateways,
-            stats: Stats::default(),
+            metrics: crate::metrics::Metrics::new()?,
             refresh_locks: Mutex::new(HashMap::new()),
         })
     }
@@ -177,11 +175,11 @@ impl App {
     /// Runs a blocking store call on tokio's blocking pool.
     pub async fn db<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&dyn Store) -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
+        f: impl FnOnce(&dyn Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> crate::store::Result<T> {
         let app = Arc::clone(self);
         tokio::task::spawn_blocking(move || f(app.store.as_ref()))
             .await
-            .map_err(|e| format!("store task: {e}"))?
+            .map_err(|e| crate::store::StoreError::Task(e.to_string()))?
     }
 }

@@ -67,7 +67,7 @@ pub async fn resolve(
     }
 }
 
-pub fn server_error(detail: &str) -> OAuthError {
+pub fn server_error(detail: impl std::fmt::Display) -> OAuthError {
     tracing::error!(error = %detail, "internal error");
     OAuthError::new("server_error", "internal error")
 }
@@ -132,4 +132,17 @@ fn form_decode(s: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
+}
+
+/// Deletes registered clients that never got a grant within their gateway's
+/// `clients.registration.unused_client_ttl_s` (blocking: run from the maintenance task).
+pub fn sweep_unused(app: &App, now: u64) -> Result<(), String> {
+    for g in &app.gateways {
+        let before = now.saturating_sub(g.registration.unused_client_ttl_s);
+        let n = app.store.sweep_unused_clients(&g.name, before)?;
+        if n > 0 {
+            tracing::info!(gateway = %g.name, clients = n, "unused clients swept");
+        }
+    }
+    Ok(())
 }

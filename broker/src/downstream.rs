@@ -1,5 +1,6 @@
 //! The broker as a confidential client of a gateway's downstream authorization server (`oauth2` crate).
 
+use crate::secret::Secret;
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
     BasicTokenIntrospectionResponse, BasicTokenType,
@@ -18,12 +19,18 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// `id_token` comes back next to the OAuth fields when `openid` was asked.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct IdFields {
     #[serde(default)]
     pub id_token: Option<String>,
 }
 impl ExtraTokenFields for IdFields {}
+
+impl std::fmt::Debug for IdFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdFields { .. }")
+    }
+}
 
 type Response = StandardTokenResponse<IdFields, BasicTokenType>;
 /// A client with its authorization and token endpoints set (oauth2's typestate).
@@ -53,13 +60,15 @@ struct Discovered {
     authorization_endpoint: String,
     token_endpoint: String,
     userinfo_endpoint: Option<String>,
+    /// RFC 7009, where the downstream advertises it: revoking our grant revokes theirs too.
+    revocation_endpoint: Option<String>,
     jwks_uri: Option<String>,
     /// Replaced when an ID token names a key we have not seen: identity providers rotate keys.
     jwks: std::sync::RwLock<Option<std::sync::Arc<KeySet>>>,
 }
 
-/// Tokens from the downstream token endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Tokens from the downstream token endpoint (`Debug` prints only the expiry).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: Option<String>,
@@ -67,6 +76,14 @@ pub struct Tokens {
     pub expires_at: u64,
     #[serde(skip)]
     pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a refresh failed.
@@ -81,7 +98,7 @@ pub enum RefreshError {
 pub struct Downstream {
     authorization_server: String,
     client_id: String,
-    client_secret: Option<String>,
+    client_secret: Option<Secret>,
     redirect_uri: String,
     resource: Option<String>,
     extra_scopes: Vec<String>,
@@ -105,7 +122,7 @@ impl Downstream {
         Some(Downstream {
             authorization_server: d.authorization_server.clone(),
             client_id: d.client_id.clone(),
-            client_secret: secret,
+            client_secret: secret.map(Secret::new),
             redirect_uri: format!("{}{}", g.issuer, scopegate_core::oauth::metadata::CALLBACK),
             resource: d.resource.clone(),
             extra_scopes: d.extra_scopes.clone(),
@@ -148,6 +165,7 @@ impl Downstream {
                         token_endpoint: s("token_endpoint")
                             .ok_or("downstream metadata has no token_endpoint")?,
                         userinfo_endpoint: s("userinfo_endpoint"),
+                        revocation_endpoint: s("revocation_endpoint"),
                         jwks_uri,
                         jwks: std::sync::RwLock::new(jwks.map(std::sync::Arc::new)),
                     });
@@ -209,7 +227,7 @@ impl Downstream {
                 RedirectUrl::new(self.redirect_uri.clone()).map_err(|e| e.to_string())?,
             );
         if let Some(s) = &self.client_secret {
-            c = c.set_client_secret(ClientSecret::new(s.clone()));
+            c = c.set_client_secret(ClientSecret::new(s.expose().to_string()));
         }
         Ok(c)
     }
@@ -288,6 +306,45 @@ impl Downstream {
         }
     }
 
+    /// Revokes the downstream grant behind `t` (RFC 7009): its refresh token, else its access
+    /// token. `Ok(false)` when the downstream advertises no revocation endpoint.
+    pub async fn revoke(&self, t: &crate::tokens::Sealed) -> Result<bool, String> {
+        let d = self.meta().await?;
+        let Some(url) = &d.revocation_endpoint else {
+            return Ok(false);
+        };
+        // Directly rather than through `oauth2`, which insists on https even where the document
+        // allows plain http (a loopback downstream in tests and labs).
+        let (token, hint) = match &t.refresh_token {
+            Some(r) => (r.as_str(), "refresh_token"),
+            None => (t.access_token.as_str(), "access_token"),
+        };
+        let mut form = vec![("token", token), ("token_type_hint", hint)];
+        let mut req = self.http.post(url);
+        match &self.client_secret {
+            // RFC 6749 §2.3.1: both parts form-encoded before Basic.
+            Some(secret) => {
+                req = req.basic_auth(
+                    form_encode(&self.client_id),
+                    Some(form_encode(secret.expose())),
+                )
+            }
+            None => form.push(("client_id", self.client_id.as_str())),
+        }
+        let req = req.form(&form);
+        let r = req
+            .send()
+            .await
+            .map_err(|e| format!("downstream revocation endpoint unreachable: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "downstream revocation endpoint: HTTP {}",
+                r.status()
+            ));
+        }
+        Ok(true)
+    }
+
     /// The gateway subject, by the identity rule: a claim of the (verified) ID token, else of userinfo.
     pub async fn subject(&self, t: &Tokens, nonce: &str) -> Result<String, String> {
         let d = self.meta().await?;
@@ -302,9 +359,11 @@ impl Downstream {
                 other => other,
             }
             .map_err(|e| format!("ID token: {e}"))?;
-            if !c.aud.iter().any(|a| a == &self.client_id) {
-                return Err("ID token is not for our client_id".into());
-            }
+            scopegate_core::oauth::id_token::check_audience(
+                &c.aud,
+                c.extra.get("azp").and_then(Value::as_str),
+                &self.client_id,
+            )?;
             if c.extra.get("nonce").and_then(Value::as_str) != Some(nonce) {
                 return Err("ID token nonce does not match".into());
             }
@@ -365,6 +424,10 @@ fn describe<E: std::error::Error>(e: RequestTokenError<E, BasicErrorResponse>) -
         RequestTokenError::Parse(e, _) => format!("downstream token response unparseable: {e}"),
         RequestTokenError::Other(s) => format!("downstream token endpoint: {s}"),
     }
+}
+
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The HTTP client for downstream calls: no redirects (SSRF), bounded time.

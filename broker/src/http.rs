@@ -97,3 +97,10 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
+
+/// Whether the request says its body is JSON: `application/json`, parameters (charset) allowed.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    header_str(headers, header::CONTENT_TYPE)
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mt| mt.trim().eq_ignore_ascii_case("application/json"))
+}

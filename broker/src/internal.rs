@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::clients::server_error;
 use crate::downstream::RefreshError;
 use crate::http::{error, json, params};
-use crate::store::GrantRow;
+use crate::store::{GrantRow, GrantStatus};
 use crate::tokens;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,39 +15,80 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use scopegate_core::oauth::OAuthError;
+use scopegate_core::oauth::{token_exchange, OAuthError};
+use scopegate_core::revocation::{self, Page, Revoked};
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+use scopegate_core::exchange::ACCESS_TOKEN_TYPE;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/internal/token-exchange", post(exchange))
         .route("/internal/stats", get(stats))
+        .route(revocation::DEFAULT_PATH, get(revocations))
+        .route("/metrics", get(crate::metrics::serve))
         .route(
             "/jwks",
             get(|State(app): State<Arc<App>>| async move { axum::Json(app.keys.jwks()) }),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::body::MAX_BODY))
+        .layer(axum::middleware::from_fn(crate::body::bounded))
+        .layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&app), "internal"),
+            crate::metrics::track,
+        ))
         .with_state(app)
 }
 
+/// The counters the tests and the demo read, from the same counters as `/metrics`.
 async fn stats(State(app): State<Arc<App>>) -> Response {
-    let s = &app.stats;
+    let m = &app.metrics;
     axum::Json(json!({
-        "token_exchanges": s.token_exchanges.load(Ordering::Relaxed),
-        "downstream_refreshes": s.downstream_refreshes.load(Ordering::Relaxed),
-        "downstream_refresh_failures": s.downstream_refresh_failures.load(Ordering::Relaxed),
+        "token_exchanges": crate::metrics::Metrics::total(&m.exchanges),
+        "downstream_refreshes": m.downstream_refreshes.get(),
+        "downstream_refresh_failures": m.downstream_refresh_failures.get(),
     }))
     .into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct Since {
+    #[serde(default)]
+    since: u64,
+}
+
+/// Revoked grants after the filter's cursor (`?since=`), for its revocations poll.
+async fn revocations(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(q): axum::extract::Query<Since>,
+) -> Response {
+    match app
+        .db(move |s| s.revocations_since(q.since, revocation::PAGE_LIMIT))
+        .await
+    {
+        Ok((cursor, rows)) => json(
+            StatusCode::OK,
+            serde_json::to_value(Page {
+                cursor,
+                revoked: rows
+                    .into_iter()
+                    .map(|(grant_id, until)| Revoked { grant_id, until })
+                    .collect(),
+            })
+            .unwrap_or_default(),
+        ),
+        Err(e) => error(&server_error(&e)),
+    }
+}
+
 async fn exchange(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    app.stats.token_exchanges.fetch_add(1, Ordering::Relaxed);
-    match do_exchange(&app, &body).await {
+    let result = do_exchange(&app, &body).await;
+    app.metrics
+        .exchanges
+        .with_label_values(&[result.as_ref().map_or_else(|e| e.error, |_| "ok")])
+        .inc();
+    match result {
         Ok((token, expires_in)) => json(
             StatusCode::OK,
             json!({
@@ -63,26 +104,17 @@ async fn exchange(State(app): State<Arc<App>>, body: Bytes) -> Response {
 
 async fn do_exchange(app: &Arc<App>, body: &[u8]) -> Result<(String, u64), OAuthError> {
     let form = params(&String::from_utf8_lossy(body))?;
-    if form.get("grant_type").map(String::as_str) != Some(TOKEN_EXCHANGE) {
-        return Err(OAuthError::new(
-            "unsupported_grant_type",
-            "grant_type must be token-exchange",
-        ));
-    }
-    if form.get("subject_token_type").map(String::as_str) != Some(ACCESS_TOKEN_TYPE) {
-        return Err(OAuthError::invalid_request(
-            "subject_token_type must be an access token",
-        ));
-    }
-    let subject = form
-        .get("subject_token")
-        .ok_or_else(|| OAuthError::invalid_request("subject_token is required"))?;
-    let resource = form
-        .get("resource")
-        .ok_or_else(|| OAuthError::invalid_target("resource is required"))?;
+    let get = |k: &str| form.get(k).map(String::as_str);
+    let req = token_exchange::check(&token_exchange::Params {
+        grant_type: get("grant_type"),
+        subject_token: get("subject_token"),
+        subject_token_type: get("subject_token_type"),
+        resource: get("resource"),
+        requested_token_type: get("requested_token_type"),
+    })?;
     let server_id = app
         .policy
-        .server_for_resource(resource)
+        .server_for_resource(req.resource)
         .ok_or_else(|| OAuthError::invalid_target("resource is not a configured server"))?;
     let server = app
         .policy
@@ -91,21 +123,15 @@ async fn do_exchange(app: &Arc<App>, body: &[u8]) -> Result<(String, u64), OAuth
     let gw = app
         .gateway(server.gateway)
         .ok_or_else(|| OAuthError::invalid_target("resource's gateway is not brokered"))?;
-    let claims = tokens::verify_own(app, gw, subject).map_err(|e| {
+    let claims = tokens::verify_own(app, gw, req.subject_token).map_err(|e| {
         OAuthError::invalid_request(format!(
             "subject_token is not a valid access token: {}",
             e.reason()
         ))
     })?;
-    if !claims.aud.iter().any(|a| a == resource) {
-        return Err(OAuthError::invalid_request(
-            "subject_token is not for this resource",
-        ));
-    }
-    let grant_id = claims
-        .grant_id
-        .ok_or_else(|| OAuthError::invalid_request("subject_token has no grant_id"))?;
-    let grant = load(app, &grant_id).await?;
+    let grant_id =
+        token_exchange::subject_grant(&claims.aud, claims.grant_id.as_deref(), req.resource)?;
+    let grant = load(app, grant_id).await?;
     if grant.server != server.name {
         return Err(OAuthError::invalid_grant("the grant is for another server"));
     }
@@ -119,7 +145,7 @@ async fn load(app: &Arc<App>, grant_id: &str) -> Result<GrantRow, OAuthError> {
         .await
         .map_err(|e| server_error(&e))?
     {
-        Some(g) if g.status == "active" => Ok(g),
+        Some(g) if g.status == GrantStatus::Active => Ok(g),
         _ => Err(OAuthError::invalid_grant(
             "the grant is revoked or the downstream grant is gone",
         )),
@@ -185,9 +211,7 @@ async fn refresh(
         mark_dead(app, &grant.id, "no downstream refresh token").await;
         return Err(dead());
     };
-    app.stats
-        .downstream_refreshes
-        .fetch_add(1, Ordering::Relaxed);
+    app.metrics.downstream_refreshes.inc();
     match gw.downstream.refresh(&rt).await {
         Ok(t) => {
             let blob = tokens::seal_downstream(app, &grant.id, &t).map_err(|e| server_error(&e))?;
@@ -205,9 +229,7 @@ async fn refresh(
             Ok((t.access_token, t.expires_at.saturating_sub(crate::now())))
         }
         Err(RefreshError::Dead) => {
-            app.stats
-                .downstream_refresh_failures
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.downstream_refresh_failures.inc();
             mark_dead(
                 app,
                 &grant.id,
@@ -217,9 +239,7 @@ async fn refresh(
             Err(dead())
         }
         Err(RefreshError::Unavailable(e)) => {
-            app.stats
-                .downstream_refresh_failures
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.downstream_refresh_failures.inc();
             tracing::warn!(gateway = %gw.name, grant_id = %grant.id, error = %e, "downstream refresh failed");
             Err(OAuthError::new(
                 "temporarily_unavailable",
@@ -236,7 +256,7 @@ fn dead() -> OAuthError {
 async fn mark_dead(app: &Arc<App>, grant_id: &str, why: &str) {
     let id = grant_id.to_string();
     if let Err(e) = app
-        .db(move |s| s.set_grant_status(&id, "dead", crate::now()))
+        .db(move |s| s.set_grant_status(&id, GrantStatus::Dead, crate::now()))
         .await
     {
         tracing::error!(grant_id = %grant_id, error = %e, "could not mark grant dead");

@@ -2,6 +2,7 @@
 //! proxy configuration for Envoy, Istio or Envoy Gateway (see `cli`).
 
 mod app;
+mod body;
 mod check;
 mod cimd;
 mod cli;
@@ -12,8 +13,11 @@ mod downstream;
 mod http;
 mod internal;
 mod keys;
+mod listen;
+mod metrics;
 mod public;
 mod render;
+mod secret;
 mod serve;
 mod store;
 mod tokens;

@@ -69,12 +69,11 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     let public_l = tokio::net::TcpListener::bind(&public_addr)
         .await
         .map_err(|e| format!("bind {public_addr}: {e}"))?;
-    let internal_l = tokio::net::TcpListener::bind(&internal_addr)
-        .await
-        .map_err(|e| format!("bind {internal_addr}: {e}"))?;
+    let internal_l =
+        crate::listen::Internal::bind(&internal_addr, broker.internal_mesh_authorized).await?;
     let (pa, ia) = (
         public_l.local_addr().map_err(|e| e.to_string())?,
-        internal_l.local_addr().map_err(|e| e.to_string())?,
+        internal_l.describe(),
     );
 
     let health = Router::new()
@@ -90,15 +89,12 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let s1 = axum::serve(public_l, public).with_graceful_shutdown(wait(stop_rx.clone()));
-    let s2 = axum::serve(internal_l, internal).with_graceful_shutdown(wait(stop_rx));
+    let s2 = internal_l.serve(internal, wait(stop_rx));
     tracing::info!(public = %pa, internal = %ia, "listening");
     println!("listening public={pa} internal={ia}");
     let _ = std::io::stdout().flush();
 
-    let servers =
-        tokio::spawn(
-            async move { tokio::try_join!(async move { s1.await }, async move { s2.await }) },
-        );
+    let servers = tokio::spawn(async move { tokio::try_join!(async move { s1.await }, s2) });
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -144,7 +140,8 @@ async fn maintain(app: Arc<App>) {
         let a = Arc::clone(&app);
         let r = tokio::task::spawn_blocking(move || {
             a.keys.maintain(now())?;
-            a.store.purge(now())
+            crate::clients::sweep_unused(&a, now())?;
+            a.store.purge(now()).map_err(String::from)
         })
         .await;
         match r {

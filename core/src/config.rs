@@ -99,6 +99,9 @@ pub struct ClientsDoc {
     pub cimd: Option<CimdDoc>,
     #[serde(default)]
     pub preregistered: Vec<PreregisteredClientDoc>,
+    /// Limits on dynamic registration.
+    #[serde(default)]
+    pub registration: RegistrationLimitsDoc,
 }
 
 impl Default for ClientsDoc {
@@ -107,8 +110,44 @@ impl Default for ClientsDoc {
             dcr: true,
             cimd: None,
             preregistered: Vec::new(),
+            registration: RegistrationLimitsDoc::default(),
         }
     }
+}
+
+/// How many clients may register, and how long one that is never used is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationLimitsDoc {
+    /// Registrations per minute for the gateway (beyond: 429 with `Retry-After`).
+    #[serde(default = "default_registrations_per_minute")]
+    pub per_minute: u32,
+    /// Registered clients kept at once (beyond: 429 until unused ones are swept).
+    #[serde(default = "default_max_clients")]
+    pub max_clients: u64,
+    /// A registered client with no grant after this long is deleted.
+    #[serde(default = "default_unused_client_ttl")]
+    pub unused_client_ttl_s: u64,
+}
+
+impl Default for RegistrationLimitsDoc {
+    fn default() -> Self {
+        RegistrationLimitsDoc {
+            per_minute: default_registrations_per_minute(),
+            max_clients: default_max_clients(),
+            unused_client_ttl_s: default_unused_client_ttl(),
+        }
+    }
+}
+
+fn default_registrations_per_minute() -> u32 {
+    60
+}
+fn default_max_clients() -> u64 {
+    10_000
+}
+fn default_unused_client_ttl() -> u64 {
+    24 * 3600
 }
 
 fn yes() -> bool {
@@ -313,6 +352,19 @@ pub struct BrokerCallDoc {
     pub path: String,
     #[serde(default = "default_broker_timeout")]
     pub timeout_ms: u64,
+    /// Where revoked grants are published (polled on the same cluster).
+    #[serde(default = "default_revocations_path")]
+    pub revocations_path: String,
+    /// How often the filter polls revocations: a revoked grant stops working within about this.
+    #[serde(default = "default_revocation_poll")]
+    pub revocation_poll_s: u64,
+}
+
+fn default_revocations_path() -> String {
+    crate::revocation::DEFAULT_PATH.to_string()
+}
+fn default_revocation_poll() -> u64 {
+    crate::revocation::DEFAULT_POLL_S
 }
 
 fn default_broker_path() -> String {
@@ -332,6 +384,10 @@ pub struct BrokerDoc {
     /// Internal listener (token exchange, JWKS, stats) for the filter; `--internal-listen` overrides it.
     #[serde(default)]
     pub internal_listen: Option<String>,
+    /// A non-loopback TCP `internal_listen` is refused unless this says a mesh enforces mutual
+    /// TLS and an authorization policy on it (Istio: PeerAuthentication STRICT + AuthorizationPolicy).
+    #[serde(default)]
+    pub internal_mesh_authorized: bool,
     /// SQLite database file (created, migrated on start).
     #[serde(default)]
     pub database: Option<String>,
@@ -367,6 +423,7 @@ impl Default for BrokerDoc {
         BrokerDoc {
             listen: None,
             internal_listen: None,
+            internal_mesh_authorized: false,
             database: None,
             encryption_key_env: None,
             encryption_key_file: None,

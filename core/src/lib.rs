@@ -19,6 +19,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod policy;
 pub mod prm;
+pub mod revocation;
 pub mod scopes;
 pub mod url;
 pub mod validate;

@@ -124,6 +124,8 @@ pub struct BrokerCall {
     pub authority: String,
     pub path: String,
     pub timeout_ms: u64,
+    pub revocations_path: String,
+    pub revocation_poll_s: u64,
 }
 
 /// The filter's own knobs.

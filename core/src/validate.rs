@@ -429,11 +429,32 @@ fn filter_settings(doc: &Document, errs: &mut Errors) -> FilterSettings {
                 "must be between 1 and 60000".into(),
             );
         }
+        if !b.revocations_path.starts_with('/') || b.revocations_path.contains(['?', '#']) {
+            errs.push(
+                None,
+                None,
+                "filter.broker.revocations_path".into(),
+                "must start with `/` and have no query".into(),
+            );
+        }
+        if b.revocation_poll_s == 0 || b.revocation_poll_s > crate::revocation::MAX_POLL_S {
+            errs.push(
+                None,
+                None,
+                "filter.broker.revocation_poll_s".into(),
+                format!(
+                    "must be between 1 and {} seconds",
+                    crate::revocation::MAX_POLL_S
+                ),
+            );
+        }
         BrokerCall {
             cluster: b.cluster.clone(),
             authority: b.authority.clone().unwrap_or_else(|| b.cluster.clone()),
             path: b.path.clone(),
             timeout_ms: b.timeout_ms,
+            revocations_path: b.revocations_path.clone(),
+            revocation_poll_s: b.revocation_poll_s,
         }
     });
     FilterSettings {
@@ -532,6 +553,14 @@ fn check_gateway_extras(g: &GatewayDoc, gi: usize, errs: &mut Errors) {
                 "list at least one host, or `*`".into(),
             );
         }
+    }
+    for (field, message) in crate::oauth::registration::check(&g.clients.registration) {
+        errs.push(
+            gn,
+            None,
+            at(&format!("clients.registration.{field}")),
+            message,
+        );
     }
     let mut ids = HashSet::new();
     for (i, c) in g.clients.preregistered.iter().enumerate() {

@@ -43,6 +43,18 @@ impl Credentials {
         self.remember(key, credential.clone());
     }
 
+    /// Drops a credential here and for the other workers (its grant was revoked).
+    pub fn forget(&mut self, key: &str) {
+        self.local.remove(key);
+        if let Ok((Some(v), _)) = hostcalls::get_shared_data(key) {
+            if !v.is_empty() {
+                if let Err(e) = hostcalls::set_shared_data(key, Some(b""), None) {
+                    log::warn!("cannot drop a shared credential: {e:?}");
+                }
+            }
+        }
+    }
+
     fn remember(&mut self, key: &str, credential: Credential) {
         if self.local.len() >= MAX_LOCAL {
             self.local.clear();

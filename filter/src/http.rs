@@ -204,6 +204,10 @@ impl Request {
         let Some(grant_id) = grant.grant_id.as_deref() else {
             return self.reply(worker, &exchange::no_grant(target, &decision.audit));
         };
+        if worker.revocations.borrow().is_revoked(grant_id) {
+            let d = exchange::refusal(target, exchange::ExchangeError::DeadGrant, &decision.audit);
+            return self.reply(worker, &d);
+        }
         let cache_key = exchange::cache_key(grant_id, &target.server.name);
         let now = host::now_s();
         let cached = worker.credentials.borrow_mut().get(&cache_key, now);

@@ -184,7 +184,7 @@ impl KeyStore {
 
 /// Takes the lease stored under `key` if it is due, pushing it `period_ms` ahead. CAS makes
 /// sure only one worker wins when several tick at once.
-fn claim(key: &str, now_ms: u64, period_ms: u64) -> bool {
+pub(crate) fn claim(key: &str, now_ms: u64, period_ms: u64) -> bool {
     let (due, cas) = match hostcalls::get_shared_data(key) {
         Ok((value, cas)) => (
             value

@@ -13,6 +13,7 @@ mod http;
 mod keys;
 mod listing;
 mod native_mcp;
+mod revocations;
 mod root;
 mod token_cache;
 mod worker;

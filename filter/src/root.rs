@@ -24,6 +24,8 @@ pub struct Root {
     ticks: u64,
     /// The tick period in force, so it is only changed when it must be.
     period: Duration,
+    /// The revocations poll in flight, if this worker holds the lease.
+    revocation_poll: Option<u32>,
 }
 
 impl Context for Root {
@@ -34,6 +36,13 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
+        if self.revocation_poll == Some(token_id) {
+            self.revocation_poll = None;
+            if let Some(worker) = &self.worker {
+                crate::revocations::on_response(worker, body_size, host::now_s());
+            }
+            return;
+        }
         let Some(source) = self.fetches.remove(&token_id) else {
             return;
         };
@@ -128,6 +137,9 @@ impl RootContext for Root {
                 }
                 Err(e) => log::warn!("cannot fetch JWKS from cluster {}: {e:?}", spec.cluster),
             }
+        }
+        if self.revocation_poll.is_none() {
+            self.revocation_poll = crate::revocations::tick(&worker, now_ms);
         }
         let wanted = if worker.keys.borrow().all_loaded() {
             TICK

@@ -3,6 +3,7 @@
 use crate::audit::Stats;
 use crate::credentials::Credentials;
 use crate::keys::KeyStore;
+use crate::revocations::Revocations;
 use crate::token_cache::TokenCache;
 use scopegate_core::Policy;
 use std::cell::RefCell;
@@ -16,6 +17,7 @@ pub struct Worker {
     pub credentials: RefCell<Credentials>,
     /// `hold_headers` requests waiting for their body: context id -> since (ms).
     pub held: RefCell<std::collections::HashMap<u32, u64>>,
+    pub revocations: RefCell<Revocations>,
 }
 
 impl Worker {
@@ -29,6 +31,7 @@ impl Worker {
             stats: RefCell::new(Stats::default()),
             credentials: RefCell::new(Credentials::default()),
             held: RefCell::default(),
+            revocations: RefCell::new(Revocations::default()),
         }
     }
 }

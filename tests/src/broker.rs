@@ -117,6 +117,12 @@ impl Broker {
         };
         self.public = format!("http://{}", addr("public="));
         self.internal = format!("http://{}", addr("internal="));
+        // A Unix-socket internal listener (`internal=unix:/path`) has no port.
+        if let Some(path) = addr("internal=").strip_prefix("unix:") {
+            self.internal = format!("unix:{path}");
+            self.internal_port = 0;
+            return;
+        }
         self.internal_port = self
             .internal
             .rsplit(':')
@@ -184,6 +190,13 @@ fn spawn(config: &PathBuf, port: u16, internal_port: u16, logs: &std::path::Path
         Some(p) => p.clone(),
         None => built(BIN, "cargo build -p scopegate-broker"),
     };
+    // The document's internal listener when it is a Unix socket, else a loopback port.
+    let internal = std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|d| d["broker"]["internal_listen"].as_str().map(str::to_string))
+        .filter(|a| a.starts_with("unix:"))
+        .unwrap_or_else(|| format!("127.0.0.1:{internal_port}"));
     let mut cmd = Command::new(bin);
     cmd.arg("serve")
         .arg("--config")
@@ -192,7 +205,7 @@ fn spawn(config: &PathBuf, port: u16, internal_port: u16, logs: &std::path::Path
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--internal-listen",
-            &format!("127.0.0.1:{internal_port}"),
+            &internal,
         ])
         .env("SCOPEGATE_TEST_KEY", KEY)
         .env("SCOPEGATE_TEST_DOWNSTREAM_SECRET", CLIENT_SECRET);

@@ -83,6 +83,18 @@ impl Brokered {
         concurrency: u32,
         tweak: impl FnOnce(&mut Value),
     ) -> Brokered {
+        Brokered::start_edited(name, ttl, proxy, concurrency, tweak, &|_| {})
+    }
+
+    /// As [`Brokered::start_with`]; `edit_envoy` edits Envoy's bootstrap.
+    pub fn start_edited(
+        name: &str,
+        ttl: u64,
+        proxy: Option<&crate::proxy::Proxy>,
+        concurrency: u32,
+        tweak: impl FnOnce(&mut Value),
+        edit_envoy: &dyn Fn(&mut Value),
+    ) -> Brokered {
         let port = free_port();
         let public_url = format!("http://127.0.0.1:{port}");
         let stack = BrokerStack::start_at(name, ttl, proxy, Some(port), |doc| {
@@ -104,7 +116,7 @@ impl Brokered {
             .expect("broker.json");
         let doc: Value = serde_json::from_str(&config).expect("broker document");
         // Envoy runs what `scopegate-broker render envoy` prints for the same document.
-        let envoy = crate::render::start_envoy(
+        let envoy = crate::render::start_envoy_edited(
             name,
             &doc,
             &crate::render::Upstreams {
@@ -116,6 +128,7 @@ impl Brokered {
             },
             port,
             concurrency,
+            edit_envoy,
         );
         let b = Brokered {
             stack,

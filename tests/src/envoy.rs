@@ -125,8 +125,21 @@ impl Envoy {
         }
     }
 
+    /// As [`Envoy::start`], with `edit` applied to the bootstrap first (e.g. a cluster on a
+    /// Unix socket).
+    pub fn start_edited(spec: &Spec, edit: &dyn Fn(&mut Value)) -> Envoy {
+        match Envoy::try_start_edited(spec, edit) {
+            Ok(e) => e,
+            Err(log) => panic!("Envoy `{}` did not start:\n{log}", spec.name),
+        }
+    }
+
     /// Starts Envoy; `Err(log)` if it exits (e.g. refuses the configuration).
     pub fn try_start(spec: &Spec) -> Result<Envoy, String> {
+        Envoy::try_start_edited(spec, &|_| {})
+    }
+
+    fn try_start_edited(spec: &Spec, edit: &dyn Fn(&mut Value)) -> Result<Envoy, String> {
         let envoy = built(ENVOY, "make venv");
         let dir = log_dir(&spec.name);
         let port = spec.port.unwrap_or_else(free_port);
@@ -134,7 +147,8 @@ impl Envoy {
         let access_log = dir.join("access.log");
         let _ = std::fs::remove_file(&access_log);
         let config = dir.join("envoy.json");
-        let boot = bootstrap(spec, port, admin_port, &access_log.display().to_string());
+        let mut boot = bootstrap(spec, port, admin_port, &access_log.display().to_string());
+        edit(&mut boot);
         std::fs::write(&config, serde_json::to_string_pretty(&boot).unwrap()).unwrap();
         let mut cmd = Command::new(envoy);
         cmd.arg("-c")
@@ -208,6 +222,17 @@ impl Envoy {
 
     pub fn log(&self) -> String {
         self.proc.stderr()
+    }
+}
+
+/// Points cluster `name` at a Unix domain socket (Envoy's `pipe` address) instead of a port.
+pub fn cluster_on_socket(boot: &mut Value, name: &str, socket: &str) {
+    if let Some(clusters) = boot["static_resources"]["clusters"].as_array_mut() {
+        for c in clusters.iter_mut().filter(|c| c["name"] == name) {
+            c["load_assignment"]["endpoints"] = json!([{"lb_endpoints": [
+                {"endpoint": {"address": {"pipe": {"path": socket}}}}
+            ]}]);
+        }
     }
 }
 

@@ -45,6 +45,19 @@ pub struct Upstreams<'a> {
 /// Renders the Envoy bootstrap for `doc` and starts Envoy with it on `port`; panics with
 /// Envoy's log if it does not become ready.
 pub fn start_envoy(name: &str, doc: &Value, up: &Upstreams, port: u16, concurrency: u32) -> Envoy {
+    start_envoy_edited(name, doc, up, port, concurrency, &|_| {})
+}
+
+/// As [`start_envoy`], with `edit` applied to the rendered bootstrap first (e.g. a cluster moved
+/// to a Unix socket).
+pub fn start_envoy_edited(
+    name: &str,
+    doc: &Value,
+    up: &Upstreams,
+    port: u16,
+    concurrency: u32,
+    edit: &dyn Fn(&mut Value),
+) -> Envoy {
     let dir = log_dir(name);
     let doc_path = dir.join("gateway.json");
     std::fs::write(&doc_path, serde_json::to_string_pretty(doc).unwrap()).unwrap();
@@ -81,6 +94,10 @@ pub fn start_envoy(name: &str, doc: &Value, up: &Upstreams, port: u16, concurren
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     render(&refs);
+    let mut boot: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).expect("rendered JSON");
+    edit(&mut boot);
+    std::fs::write(&config, serde_json::to_string_pretty(&boot).unwrap()).unwrap();
 
     let mut cmd = Command::new(built(ENVOY, "make venv"));
     cmd.arg("-c")

@@ -27,8 +27,35 @@ pub struct PendingRow {
     pub expires_at: u64,
 }
 
-/// Grant status: `active`, `revoked` (by us: revocation, reuse, code replay) or `dead`
-/// (the downstream authorization server refused to refresh it).
+/// Where a grant stands; stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantStatus {
+    Active,
+    /// By us: revocation, refresh-token reuse, code replay.
+    Revoked,
+    /// The downstream authorization server refused to refresh it.
+    Dead,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Revoked => "revoked",
+            GrantStatus::Dead => "dead",
+        }
+    }
+
+    /// An unknown stored value reads as `Dead`: never usable (fail closed).
+    pub fn parse(s: &str) -> GrantStatus {
+        match s {
+            "active" => GrantStatus::Active,
+            "revoked" => GrantStatus::Revoked,
+            _ => GrantStatus::Dead,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GrantRow {
     pub id: String,
@@ -37,7 +64,7 @@ pub struct GrantRow {
     pub client_id: String,
     pub subject: String,
     pub scope: String,
-    pub status: String,
+    pub status: GrantStatus,
     pub downstream: Vec<u8>,
     pub downstream_expires_at: u64,
     pub version: i64,
@@ -73,12 +100,39 @@ pub struct KeyRow {
     pub created_at: u64,
 }
 
-pub type Result<T> = std::result::Result<T, String>;
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("database lock poisoned")]
+    Poisoned,
+    #[error(
+        "database schema version {found} is newer than this broker ({known}); refusing to run"
+    )]
+    NewerSchema { found: usize, known: usize },
+    #[error("store task: {0}")]
+    Task(String),
+}
+
+/// Callers that report errors as text (`?` in a `Result<_, String>`).
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> String {
+        e.to_string()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// What the broker needs from a database.
 pub trait Store: Send + Sync + 'static {
     fn put_client(&self, c: &ClientRow) -> Result<()>;
     fn client(&self, client_id: &str) -> Result<Option<ClientRow>>;
+    /// Registered (DCR) clients of a gateway.
+    fn count_clients(&self, gateway: &str) -> Result<u64>;
+    /// Deletes a gateway's clients registered before `created_before` that have no grant;
+    /// returns how many.
+    fn sweep_unused_clients(&self, gateway: &str, created_before: u64) -> Result<usize>;
 
     fn put_pending(&self, p: &PendingRow) -> Result<()>;
     fn pending(&self, id_hash: &str) -> Result<Option<PendingRow>>;
@@ -100,9 +154,12 @@ pub trait Store: Send + Sync + 'static {
         expires_at: u64,
         now: u64,
     ) -> Result<bool>;
-    fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()>;
-    /// Revokes a grant and every refresh token of its family.
-    fn revoke_family(&self, grant_id: &str, now: u64) -> Result<()>;
+    fn set_grant_status(&self, id: &str, status: GrantStatus, now: u64) -> Result<()>;
+    /// Revokes a grant and every refresh token of its family, and lists it for the filter's
+    /// revocations poll until `listed_until`.
+    fn revoke_family(&self, grant_id: &str, now: u64, listed_until: u64) -> Result<()>;
+    /// Revoked grants after `since` (at most `limit`): the new cursor and (grant id, until).
+    fn revocations_since(&self, since: u64, limit: usize) -> Result<(u64, Vec<(String, u64)>)>;
 
     fn code(&self, code_hash: &str) -> Result<Option<CodeRow>>;
     /// Marks the code used and stores the first refresh token (if the client gets one); false if

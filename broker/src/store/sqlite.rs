@@ -5,14 +5,17 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::sync::Mutex;
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_revocations.sql"),
+];
 
 pub struct Sqlite {
     conn: Mutex<Connection>,
 }
 
-fn e(err: rusqlite::Error) -> String {
-    format!("database: {err}")
+fn e(err: rusqlite::Error) -> StoreError {
+    StoreError::Database(err)
 }
 
 impl Sqlite {
@@ -31,10 +34,7 @@ impl Sqlite {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| "database lock poisoned".to_string())?;
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         f(&mut conn).map_err(e)
     }
 }
@@ -46,10 +46,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         .try_into()
         .unwrap_or(0);
     if applied > MIGRATIONS.len() {
-        return Err(format!(
-            "database schema version {applied} is newer than this broker ({}); refusing to run",
-            MIGRATIONS.len()
-        ));
+        return Err(StoreError::NewerSchema {
+            found: applied,
+            known: MIGRATIONS.len(),
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         let tx = conn.transaction().map_err(e)?;
@@ -76,7 +76,7 @@ fn grant_row(r: &Row) -> rusqlite::Result<GrantRow> {
         client_id: r.get(3)?,
         subject: r.get(4)?,
         scope: r.get(5)?,
-        status: r.get(6)?,
+        status: GrantStatus::parse(&r.get::<_, String>(6)?),
         downstream: r.get(7)?,
         downstream_expires_at: u(r.get(8)?),
         version: r.get(9)?,
@@ -118,6 +118,26 @@ impl Store for Sqlite {
                 params![c.client_id, c.gateway, c.metadata, c.secret_hash, i(c.created_at)],
             )
             .map(|_| ())
+        })
+    }
+
+    fn count_clients(&self, gateway: &str) -> Result<u64> {
+        self.with(|db| {
+            db.query_row(
+                "SELECT COUNT(*) FROM clients WHERE gateway = ?1",
+                [gateway],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(u)
+        })
+    }
+
+    fn sweep_unused_clients(&self, gateway: &str, created_before: u64) -> Result<usize> {
+        self.with(|db| {
+            db.execute(
+                "DELETE FROM clients WHERE gateway = ?1 AND created_at < ?2 AND NOT EXISTS (SELECT 1 FROM grants WHERE grants.client_id = clients.client_id)",
+                params![gateway, i(created_before)],
+            )
         })
     }
 
@@ -211,7 +231,7 @@ impl Store for Sqlite {
             let tx = db.transaction()?;
             tx.execute(
                 &format!("INSERT INTO grants ({GRANT_COLS}, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)"),
-                params![g.id, g.gateway, g.server, g.client_id, g.subject, g.scope, g.status, g.downstream, i(g.downstream_expires_at), g.version, i(g.created_at)],
+                params![g.id, g.gateway, g.server, g.client_id, g.subject, g.scope, g.status.as_str(), g.downstream, i(g.downstream_expires_at), g.version, i(g.created_at)],
             )?;
             tx.execute(
                 "INSERT INTO codes (code_hash, grant_id, client_id, redirect_uri, code_challenge, resource, expires_at, used) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
@@ -249,23 +269,29 @@ impl Store for Sqlite {
         })
     }
 
-    fn set_grant_status(&self, id: &str, status: &str, now: u64) -> Result<()> {
+    fn set_grant_status(&self, id: &str, status: GrantStatus, now: u64) -> Result<()> {
         self.with(|db| {
             db.execute(
                 "UPDATE grants SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                params![id, status, i(now)],
+                params![id, status.as_str(), i(now)],
             )
             .map(|_| ())
         })
     }
 
-    fn revoke_family(&self, grant_id: &str, now: u64) -> Result<()> {
+    fn revoke_family(&self, grant_id: &str, now: u64, listed_until: u64) -> Result<()> {
         self.with(|db| {
             let tx = db.transaction()?;
-            tx.execute(
+            let changed = tx.execute(
                 "UPDATE grants SET status = 'revoked', updated_at = ?2 WHERE id = ?1 AND status = 'active'",
                 params![grant_id, i(now)],
             )?;
+            if changed > 0 {
+                tx.execute(
+                    "INSERT INTO revocations (grant_id, until) VALUES (?1, ?2)",
+                    params![grant_id, i(listed_until)],
+                )?;
+            }
             tx.execute("UPDATE refresh_tokens SET status = 'revoked' WHERE grant_id = ?1", [grant_id])?;
             tx.commit()
         })
@@ -384,7 +410,32 @@ impl Store for Sqlite {
                 "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
                 [i(now)],
             )?;
+            tx.execute("DELETE FROM revocations WHERE until <= ?1", [i(now)])?;
             tx.commit()
+        })
+    }
+
+    fn revocations_since(&self, since: u64, limit: usize) -> Result<(u64, Vec<(String, u64)>)> {
+        self.with(|db| {
+            let last: i64 =
+                db.query_row("SELECT COALESCE(MAX(seq), 0) FROM revocations", [], |r| {
+                    r.get(0)
+                })?;
+            // A cursor from before a database reset is ahead of us: start over.
+            let since = if i(since) > last { 0 } else { i(since) };
+            let mut stmt = db.prepare(
+                "SELECT seq, grant_id, until FROM revocations WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![since, i(limit as u64)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, u(r.get(2)?)))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let cursor = rows.last().map_or(since, |r| r.0);
+            Ok((
+                u(cursor),
+                rows.into_iter().map(|(_, id, until)| (id, until)).collect(),
+            ))
         })
     }
 
@@ -405,7 +456,7 @@ mod tests {
             client_id: "c".into(),
             subject: "u".into(),
             scope: "a".into(),
-            status: "active".into(),
+            status: GrantStatus::Active,
             downstream: vec![1],
             downstream_expires_at: 10,
             version: 0,
@@ -449,12 +500,61 @@ mod tests {
         );
         assert!(db.update_downstream("g1", 0, &[2], 20, 5).unwrap());
         assert!(!db.update_downstream("g1", 0, &[3], 30, 5).unwrap());
-        db.revoke_family("g1", 6).unwrap();
-        assert_eq!(db.grant("g1").unwrap().unwrap().status, "revoked");
+        db.revoke_family("g1", 6, 400).unwrap();
+        assert_eq!(
+            db.grant("g1").unwrap().unwrap().status,
+            GrantStatus::Revoked
+        );
         assert_eq!(
             db.refresh("r2").unwrap().unwrap().status,
             TokenStatus::Revoked
         );
         assert!(!db.update_downstream("g1", 1, &[3], 30, 7).unwrap());
+    }
+
+    #[test]
+    fn revocations_are_listed_once_until_they_expire() {
+        let db = Sqlite::open(":memory:").unwrap();
+        db.create_grant(&grant("g1"), &code("c1", "g1")).unwrap();
+        db.create_grant(&grant("g2"), &code("c2", "g2")).unwrap();
+        assert_eq!(db.revocations_since(0, 10).unwrap(), (0, vec![]));
+        db.revoke_family("g1", 5, 100).unwrap();
+        db.revoke_family("g1", 6, 100).unwrap();
+        db.revoke_family("g2", 7, 200).unwrap();
+        let (cursor, rows) = db.revocations_since(0, 10).unwrap();
+        assert_eq!(rows, vec![("g1".into(), 100), ("g2".into(), 200)]);
+        assert_eq!(db.revocations_since(cursor, 10).unwrap(), (cursor, vec![]));
+        let (c1, first) = db.revocations_since(0, 1).unwrap();
+        assert_eq!(first, vec![("g1".to_string(), 100)]);
+        assert_eq!(db.revocations_since(c1, 10).unwrap().1.len(), 1);
+        // A cursor from before a database reset is ahead: everything is listed again.
+        assert_eq!(db.revocations_since(cursor + 50, 10).unwrap().1.len(), 2);
+        db.purge(150).unwrap();
+        assert_eq!(
+            db.revocations_since(0, 10).unwrap().1,
+            vec![("g2".to_string(), 200)]
+        );
+    }
+
+    #[test]
+    fn unused_clients_are_swept() {
+        let db = Sqlite::open(":memory:").unwrap();
+        for (id, at) in [("c", 1), ("idle", 1), ("new", 50)] {
+            db.put_client(&ClientRow {
+                client_id: id.into(),
+                gateway: "g".into(),
+                metadata: "{}".into(),
+                secret_hash: None,
+                created_at: at,
+            })
+            .unwrap();
+        }
+        db.create_grant(&grant("g1"), &code("c1", "g1")).unwrap();
+        assert_eq!(db.count_clients("g").unwrap(), 3);
+        assert_eq!(db.sweep_unused_clients("other", 40).unwrap(), 0);
+        assert_eq!(db.sweep_unused_clients("g", 40).unwrap(), 1);
+        assert!(db.client("idle").unwrap().is_none());
+        assert!(db.client("c").unwrap().is_some(), "it has a grant");
+        assert!(db.client("new").unwrap().is_some(), "too young");
     }
 }

@@ -68,58 +68,7 @@ impl ClientMetadata {
     }
 }
 
-/// A redirect URI a client may register: absolute `https`, or `http` on a loopback host
-/// (RFC 8252 §7.3), never with a fragment (RFC 6749 §3.1.2) or user info.
-pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    if uri.len() > MAX_URI_LEN {
-        return Err(format!(
-            "redirect URI is longer than {MAX_URI_LEN} characters"
-        ));
-    }
-    if uri.contains('#') {
-        return Err(format!("redirect URI `{uri}` must not have a fragment"));
-    }
-    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "redirect URI `{uri}` has whitespace or control characters"
-        ));
-    }
-    let (scheme, rest) = uri
-        .split_once("://")
-        .ok_or_else(|| format!("redirect URI `{uri}` is not an absolute URL"))?;
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(format!("redirect URI `{uri}` has no host"));
-    }
-    if authority.contains('@') {
-        return Err(format!("redirect URI `{uri}` must not carry user info"));
-    }
-    match scheme {
-        "https" => Ok(()),
-        "http" if is_loopback_authority(authority) => Ok(()),
-        "http" => Err(format!(
-            "redirect URI `{uri}` must use https (http only for loopback)"
-        )),
-        _ => Err(format!(
-            "redirect URI `{uri}` must use https, or http on a loopback host"
-        )),
-    }
-}
-
-/// `127.0.0.0/8`, `[::1]` or `localhost`, with any port.
-pub fn is_loopback_authority(authority: &str) -> bool {
-    let host = crate::url::authority_host(authority);
-    host == "localhost"
-        || host == "[::1]"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Exact string comparison (OAuth 2.1 §4.1.1): no prefix, no normalisation.
-pub fn redirect_registered(registered: &[String], requested: &str) -> bool {
-    registered.iter().any(|r| r == requested)
-}
+pub use super::redirect::{check_redirect_uri, redirect_registered};
 
 /// Validates an RFC 7591 registration request into the metadata the broker keeps.
 /// Unknown members are ignored, as RFC 7591 §2 allows.

@@ -8,9 +8,13 @@ pub mod cimd;
 pub mod client;
 pub mod code;
 pub mod error;
+pub mod id_token;
 pub mod metadata;
 pub mod pkce;
+pub mod redirect;
 pub mod refresh;
+pub mod registration;
+pub mod token_exchange;
 
 pub use error::OAuthError;
 

@@ -55,14 +55,8 @@ pub fn s256(verifier: &str) -> Option<String> {
 /// Constant-time equality for secrets (PKCE digests, client secrets, CSRF tokens): the time
 /// taken depends on the lengths only, never on where the first difference is.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    diff == 0
+    // `subtle` keeps the comparison free of data-dependent branches (lengths are not secret).
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 fn is_b64url(b: u8) -> bool {

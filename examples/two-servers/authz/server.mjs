@@ -261,6 +261,8 @@ function buildProvider(config, issuer) {
   const logError = (event) => (_ctx, err) => {
     process.stderr.write(`authz: ${event}: ${err.error ?? err.name}: ${err.error_description ?? err.message}\n`);
   };
+  // Revocations are logged by event name only (tests read it to see the broker revoke downstream).
+  provider.on('grant.revoked', () => process.stderr.write('authz: grant.revoked\n'));
   for (const event of ['server_error', 'authorization.error', 'grant.error', 'introspection.error',
     'revocation.error', 'backchannel.error', 'jwks.error', 'discovery.error']) {
     provider.on(event, logError(event));

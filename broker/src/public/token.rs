@@ -1,0 +1,198 @@
+//! `/token`: the authorization_code and refresh_token grants (rotation, reuse detection).
+
+use super::*;
+
+pub(super) fn token(app: Arc<App>, gi: usize, req: Req) -> Fut {
+    Box::pin(async move {
+        let Some(gw) = app.gateways.get(gi) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let form = match params(&String::from_utf8_lossy(&req.body)) {
+            Ok(f) => f,
+            Err(e) => return error(&e),
+        };
+        let grant_type = form.get("grant_type").cloned().unwrap_or_default();
+        let result = match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => authorization_code(&app, gw, &req.headers, &form).await,
+            Some("refresh_token") => refresh_token(&app, gw, &req.headers, &form).await,
+            Some(_) => Err(OAuthError::new(
+                "unsupported_grant_type",
+                "grant_type must be authorization_code or refresh_token",
+            )),
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+        };
+        match result {
+            Ok(body) => {
+                app.metrics
+                    .token_grants
+                    .with_label_values(&[gw.name.as_str(), grant_type.as_str()])
+                    .inc();
+                json(StatusCode::OK, body)
+            }
+            Err(e) => error(&e),
+        }
+    })
+}
+
+async fn authorization_code(
+    app: &Arc<App>,
+    gw: &crate::app::GatewayRt,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<serde_json::Value, OAuthError> {
+    let client =
+        clients::authenticate(app, gw, header_str(headers, header::AUTHORIZATION), form).await?;
+    let code = form
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let code_hash = crypto::hash(code);
+    let key = code_hash.clone();
+    let row = app
+        .db(move |s| s.code(&key))
+        .await
+        .map_err(|e| server_error(&e))?
+        .ok_or_else(|| OAuthError::invalid_grant("authorization code is not valid"))?;
+    let now = crate::now();
+    let issued = codes::IssuedCode {
+        client_id: &row.client_id,
+        redirect_uri: &row.redirect_uri,
+        code_challenge: &row.code_challenge,
+        resource: &row.resource,
+        expires_at: row.expires_at,
+        used: row.used,
+    };
+    let redemption = codes::Redemption {
+        client_id: &client.id,
+        redirect_uri: form.get("redirect_uri").map(String::as_str),
+        code_verifier: form.get("code_verifier").map(String::as_str),
+        resource: form.get("resource").map(String::as_str),
+        now,
+    };
+    if let Err(e) = codes::redeem(&issued, &redemption) {
+        if e == codes::replayed() {
+            revoke_grant(app, &row.grant_id, "authorization code replayed").await;
+        }
+        return Err(e);
+    }
+    let grant = load_active_grant(app, &row.grant_id).await?;
+    let refresh = if client.gets_refresh_tokens() {
+        Some(crypto::token().map_err(|e| server_error(&e))?)
+    } else {
+        None
+    };
+    let refresh_row = refresh.as_ref().map(|t| RefreshRow {
+        token_hash: crypto::hash(t),
+        grant_id: grant.id.clone(),
+        client_id: client.id.clone(),
+        status: TokenStatus::Active,
+        expires_at: now + app.broker.refresh_token_ttl_s,
+        created_at: now,
+    });
+    let ok = app
+        .db(move |s| s.redeem_code(&code_hash, refresh_row.as_ref()))
+        .await
+        .map_err(|e| server_error(&e))?;
+    if !ok {
+        revoke_grant(app, &row.grant_id, "authorization code replayed").await;
+        return Err(codes::replayed());
+    }
+    tracing::info!(gateway = %gw.name, grant_id = %grant.id, client_id = %client.id, "authorization code redeemed");
+    tokens::token_response(app, gw, &grant, &grant.scope, refresh.as_deref())
+}
+
+async fn refresh_token(
+    app: &Arc<App>,
+    gw: &crate::app::GatewayRt,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<serde_json::Value, OAuthError> {
+    use scopegate_core::oauth::refresh::{narrow_scopes, on_present, Presented, Transition};
+    let client =
+        clients::authenticate(app, gw, header_str(headers, header::AUTHORIZATION), form).await?;
+    let presented = form
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let hash = crypto::hash(presented);
+    let key = hash.clone();
+    let row = app
+        .db(move |s| s.refresh(&key))
+        .await
+        .map_err(|e| server_error(&e))?
+        .ok_or_else(|| OAuthError::invalid_grant("refresh token is not valid"))?;
+    let gid = row.grant_id.clone();
+    let grant = app
+        .db(move |s| s.grant(&gid))
+        .await
+        .map_err(|e| server_error(&e))?
+        .ok_or_else(|| OAuthError::invalid_grant("refresh token is not valid"))?;
+    if grant.gateway != gw.name {
+        return Err(OAuthError::invalid_grant("refresh token is not valid"));
+    }
+    let now = crate::now();
+    let p = Presented {
+        status: row.status,
+        client_id: &row.client_id,
+        expires_at: row.expires_at,
+        grant_active: grant.status == GrantStatus::Active,
+    };
+    match on_present(&p, &client.id, now) {
+        Transition::Rotate => {}
+        Transition::RevokeFamily(e) => {
+            revoke_grant(app, &grant.id, "refresh token reused").await;
+            return Err(e);
+        }
+        Transition::Refuse(e) => return Err(e),
+    }
+    let server = app
+        .policy
+        .server_by_name(&grant.server)
+        .and_then(|i| app.policy.server(i))
+        .ok_or_else(|| server_error("server vanished"))?;
+    if form.get("resource").is_some_and(|r| r != &server.resource) {
+        return Err(OAuthError::invalid_target(
+            "resource does not match the grant",
+        ));
+    }
+    let index = &app.policy.gateways[gw.id].scopes;
+    let granted = index
+        .classify(&grant.scope.split(' ').collect::<Vec<_>>())
+        .granted;
+    let scope = index.render(narrow_scopes(
+        index,
+        granted,
+        form.get("scope").map(String::as_str),
+    )?);
+    let next = crypto::token().map_err(|e| server_error(&e))?;
+    let next_row = RefreshRow {
+        token_hash: crypto::hash(&next),
+        grant_id: grant.id.clone(),
+        client_id: client.id.clone(),
+        status: TokenStatus::Active,
+        expires_at: now + app.broker.refresh_token_ttl_s,
+        created_at: now,
+    };
+    let rotated = app
+        .db(move |s| s.rotate_refresh(&hash, &next_row))
+        .await
+        .map_err(|e| server_error(&e))?;
+    if !rotated {
+        // Lost a race with another use of the same token: that is reuse too.
+        revoke_grant(app, &grant.id, "refresh token reused concurrently").await;
+        return Err(OAuthError::invalid_grant(
+            scopegate_core::oauth::refresh::REUSE,
+        ));
+    }
+    tokens::token_response(app, gw, &grant, &scope, Some(&next))
+}
+
+async fn load_active_grant(app: &Arc<App>, id: &str) -> Result<GrantRow, OAuthError> {
+    let key = id.to_string();
+    match app
+        .db(move |s| s.grant(&key))
+        .await
+        .map_err(|e| server_error(&e))?
+    {
+        Some(g) if g.status == GrantStatus::Active => Ok(g),
+        _ => Err(OAuthError::invalid_grant("the grant is revoked")),
+    }
+}

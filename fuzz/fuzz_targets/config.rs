@@ -1,0 +1,9 @@
+//! The config document (YAML or JSON) through parsing and validation.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = scopegate_core::validate::load(text);
+    }
+});

@@ -1,0 +1,8 @@
+//! JSON-RPC classification of MCP request bodies, with and without `Mcp-Method`/`Mcp-Name`.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = scopegate_core::mcp::classify(data, None, None);
+    let _ = scopegate_core::mcp::classify(data, Some("tools/call"), Some("get_account"));
+});
