@@ -31,8 +31,8 @@ fn the_example_bootstrap_validates_with_the_filter_configured() {
 fn validate_mode_catches_a_bad_document_before_deploying_it() {
     let text = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
     let bad = text.replace(
-        "scopes: [tickets.write, admin.read]",
-        "scopes: [tickets.write, billing.write]",
+        r#""scopes": ["tickets.write", "admin.read"]"#,
+        r#""scopes": ["tickets.write", "billing.write"]"#,
     );
     assert_ne!(bad, text, "the example changed shape; update this test");
     let path = scopegate_tests::procs::log_dir("envoy_examples").join("bad.yaml");
