@@ -46,7 +46,7 @@ npm: $(AUTHZ)/node_modules/.installed
 # relinks (or something else wrote the .wasm).
 WASM_RAW := target/wasm32-wasip1/wasm/scopegate_filter.wasm
 WASM_EXPORTS := target/debug/wasm-exports
-WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers
+WASM_OPT_FLAGS := -Oz --converge --ignore-implicit-traps --zero-filled-memory --strip-debug --strip-producers --strip-target-features
 
 binaryen:
 	@command -v wasm-opt >/dev/null || { echo "==> installing binaryen, the .wasm optimizer (apt-get install -y binaryen)"; \
