@@ -11,7 +11,7 @@ ENVOY := $(VENV)/bin/envoy
 AUTHZ := examples/two-servers/authz
 WASM := target/wasm32-wasip1/release/scopegate_filter.wasm
 
-.PHONY: help toolchain venv npm sdk-clients chromium wasm bins build fmt-check clippy lint unit integration test demo up down clean bench bench-quick wrk
+.PHONY: help toolchain binaryen ladder venv npm sdk-clients chromium wasm bins build fmt-check clippy lint unit integration test demo up down clean bench bench-quick wrk
 
 help:
 	@echo "make demo   - build everything and walk through the two-server example (exits 0 only if every step held)"
@@ -62,10 +62,48 @@ chromium:
 
 sdk-clients: $(CLIENTS)/node_modules/.installed $(VENV)/.sdk-clients-installed chromium
 
-wasm: toolchain
+
+# The .wasm is cargo's build (profile `wasm`: release, optimised for size) with only the exports in
+# filter/exports.txt kept (tools/wasm-exports: Envoy enters the VM for every exported callback on
+# every request), then wasm-opt (Debian's binaryen) removes the code only the dropped callbacks
+# reached, strips the names and shrinks the rest. The stamp re-runs the two steps whenever cargo
+# relinks (or something else wrote the .wasm).
+WASM_RAW := target/wasm32-wasip1/wasm/scopegate_filter.wasm
+WASM_EXPORTS := target/debug/wasm-exports
+WASM_OPT_FLAGS := -Oz --converge --ignore-implicit-traps --zero-filled-memory --strip-debug --strip-producers --strip-target-features
+
+binaryen:
+	@command -v wasm-opt >/dev/null || { echo "==> installing binaryen, the .wasm optimizer (apt-get install -y binaryen)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq binaryen >/dev/null; }
+	@command -v wasm-opt >/dev/null || { echo "wasm-opt is required: apt-get install -y binaryen"; exit 1; }
+
+$(WASM_EXPORTS): tools/wasm-exports/src/lib.rs tools/wasm-exports/src/main.rs
+	$(CARGO) build -q -p scopegate-wasm-exports
+
+wasm: toolchain binaryen $(WASM_EXPORTS)
 	@echo "==> building the filter for wasm32-wasip1"
-	$(CARGO) build -p scopegate-filter --target wasm32-wasip1 --release
+	$(CARGO) build -p scopegate-filter --target wasm32-wasip1 --profile wasm
+	@mkdir -p $(dir $(WASM))
+	@if [ ! -e $(WASM) ] || [ ! -e $(WASM).stamp ] || [ $(WASM_RAW) -nt $(WASM).stamp ] || [ $(WASM) -nt $(WASM).stamp ] \
+		|| [ filter/exports.txt -nt $(WASM).stamp ]; then \
+		echo "==> keeping the exports in filter/exports.txt, then wasm-opt $(WASM_OPT_FLAGS)"; \
+		$(WASM_EXPORTS) keep filter/exports.txt $(WASM_RAW) $(WASM) \
+		&& wasm-opt $(WASM_OPT_FLAGS) $(WASM) -o $(WASM) && touch $(WASM).stamp; \
+	fi
 	@ls -l $(WASM) | awk '{print "    " $$9 ": " $$5 " bytes"}'
+
+# The cost ladder's module (bench/ladder) for `make bench`, through the same wasm-opt step, and
+# its floor with the unused callbacks' exports removed (bench/ladder/exports.txt).
+LADDER_RAW := target/wasm32-wasip1/wasm/scopegate_ladder.wasm
+LADDER_WASM := target/wasm32-wasip1/release/scopegate_ladder.wasm
+LADDER_STRIPPED := target/wasm32-wasip1/release/scopegate_ladder_floor_exports.wasm
+
+ladder: toolchain binaryen $(WASM_EXPORTS)
+	@echo "==> building the cost ladder's filter (bench/ladder) for wasm32-wasip1"
+	$(CARGO) build -p scopegate-ladder --target wasm32-wasip1 --profile wasm
+	rm -f $(LADDER_WASM) && wasm-opt $(WASM_OPT_FLAGS) $(LADDER_RAW) -o $(LADDER_WASM)
+	$(WASM_EXPORTS) keep bench/ladder/exports.txt $(LADDER_RAW) $(LADDER_STRIPPED)
+	wasm-opt $(WASM_OPT_FLAGS) $(LADDER_STRIPPED) -o $(LADDER_STRIPPED)
 
 bins:
 	@echo "==> building the broker, the example MCP servers, the walkthrough client and the test harness"
@@ -156,12 +194,12 @@ wrk:
 
 # The broker measurements run the release broker when it is built (make bench builds it), else
 # the debug one (make bench-quick: it checks the harness, not speed).
-bench: wasm venv npm wrk
-	@echo "==> benchmark: Envoy alone, scopegate (cache hits; misses RS256/ES256), native jwt_authn + RBAC, the brokered path and the broker; about 17 minutes"
+bench: wasm ladder venv npm wrk
+	@echo "==> benchmark: Envoy alone, scopegate (cache hits; misses RS256/ES256), native jwt_authn + RBAC, the brokered path, the broker and the cost ladder; about 26 minutes"
 	$(BENCH_ENV) $(CARGO) build --release -p scopegate-broker --bin scopegate-broker
 	$(BENCH)
 
-bench-quick: wasm venv npm wrk
+bench-quick: wasm ladder venv npm wrk
 	@echo "==> benchmark harness check: every case briefly, expected status codes and broker counts only (no timing asserted)"
 	@test -x target/release/scopegate-broker || $(CARGO) build -q -p scopegate-broker
 	$(BENCH) --quick

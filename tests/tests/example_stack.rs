@@ -1,4 +1,4 @@
-//! The files `make up` runs: examples/two-servers/envoy.yaml carries scopegate.yaml verbatim as
+//! The files `make up` runs: examples/two-servers/envoy.yaml carries scopegate.yaml, as JSON, as
 //! the filter's configuration (filter and broker read one document), and Envoy accepts it.
 
 use scopegate_tests::envoy::{ENVOY, WASM};
@@ -24,9 +24,11 @@ fn the_bootstrap_embeds_the_gateway_document_the_broker_reads() {
     let embedded = wasm["typed_config"]["config"]["configuration"]["value"]
         .as_str()
         .expect("configuration value");
+    // The filter reads JSON only: the embedded document is JSON text.
+    let embedded: Value = serde_json::from_str(embedded)
+        .unwrap_or_else(|e| panic!("envoy.yaml's configuration is not JSON: {e}"));
     assert_eq!(
-        yaml(embedded),
-        doc,
+        embedded, doc,
         "envoy.yaml's configuration is not scopegate.yaml"
     );
 }

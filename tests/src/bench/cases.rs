@@ -13,6 +13,11 @@ pub enum Kind {
     /// The scopegate filter in broker mode: the real broker issued the tokens, and the filter
     /// exchanges each grant once for its downstream credential, then serves from its caches.
     Brokered,
+    /// A rung of the cost ladder (`bench/ladder`): a minimal wasm filter doing one thing more
+    /// than the SDK floor, no auth (every request is forwarded).
+    Ladder {
+        rung: &'static str,
+    },
 }
 
 /// Which tokens the load rotates through.
@@ -131,6 +136,101 @@ pub const CASES: [Case; 9] = [
     },
 ];
 
+/// `--only ladder` selects every rung.
+pub const LADDER_GROUP: &str = "ladder";
+
+/// The ladder rung that is the SDK floor: the other rungs' added cost is measured from it.
+pub const LADDER_FLOOR: &str = "ladder-floor";
+
+/// The rung built from the floor with the unused callbacks removed from the module's exports.
+pub const LADDER_FLOOR_EXPORTS: &str = "floor-exports";
+
+const fn rung(
+    id: &'static str,
+    number: &'static str,
+    rung: &'static str,
+    label: &'static str,
+) -> Case {
+    Case {
+        id,
+        number,
+        label,
+        kind: Kind::Ladder { rung },
+        pool: Pool::Hit,
+        native: None,
+    }
+}
+
+/// The cost ladder (`bench/ladder`, BENCHMARKS.md): each rung the SDK floor plus one thing, all
+/// with the hit pool's tokens (the floor's map lookup hits after the first request per token).
+pub const LADDER: [Case; 10] = [
+    rung(
+        "ladder-empty",
+        "L0",
+        "empty",
+        "empty filter (returns Continue)",
+    ),
+    rung(
+        LADDER_FLOOR,
+        "L1",
+        "floor",
+        "SDK floor: read `authorization` by name, look the token up in a map",
+    ),
+    rung(
+        "ladder-floor-exports",
+        "L1x",
+        LADDER_FLOOR_EXPORTS,
+        "the floor, unused callbacks removed from the exports",
+    ),
+    rung(
+        "ladder-header-map",
+        "L2",
+        "header-map",
+        "floor, reading the whole header map instead",
+    ),
+    rung(
+        "ladder-cluster-name",
+        "L3",
+        "cluster-name",
+        "floor + the `xds.cluster_name` property",
+    ),
+    rung(
+        "ladder-set-headers",
+        "L4",
+        "set-headers",
+        "floor + remove `authorization`, set 3 headers one by one",
+    ),
+    rung(
+        "ladder-replace-map",
+        "L5",
+        "replace-map",
+        "floor + read the whole map and replace it (one call each way)",
+    ),
+    rung(
+        "ladder-state-1",
+        "L6",
+        "state-1",
+        "floor + one filter-state write",
+    ),
+    rung(
+        "ladder-state-8",
+        "L7",
+        "state-8",
+        "floor + 8 filter-state writes",
+    ),
+    rung(
+        "ladder-counter",
+        "L8",
+        "counter",
+        "floor + one counter increment",
+    ),
+];
+
+/// Every case the harness knows: the table's, then the ladder's.
+pub fn all() -> impl Iterator<Item = &'static Case> {
+    CASES.iter().chain(LADDER.iter())
+}
+
 /// A request the auth must refuse (or, for the valid token, let through), and the status it
 /// must get from each kind of auth.
 pub struct Probe {
@@ -143,7 +243,7 @@ pub struct Probe {
 impl Probe {
     pub fn expected(&self, kind: Kind) -> u16 {
         match kind {
-            Kind::NoAuth => 200,
+            Kind::NoAuth | Kind::Ladder { .. } => 200,
             Kind::Scopegate { .. } | Kind::Brokered => self.expect_scopegate,
             Kind::JwtAuthn => self.expect_jwt_authn,
         }

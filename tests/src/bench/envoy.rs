@@ -41,6 +41,11 @@ pub enum Auth {
         broker_port: u16,
         internal_port: u16,
     },
+    /// A cost-ladder build (`bench/ladder`), its plugin configuration naming the rung.
+    Ladder {
+        rung: String,
+        wasm: PathBuf,
+    },
     /// `jwt_authn` (issuer, audience, remote JWKS, cache) then `rbac` requiring [`REQUIRED_SCOPE`].
     JwtAuthn {
         issuer: String,
@@ -99,6 +104,22 @@ fn http_filters(auth: &Auth, issuer_port: u16, cache_entries: usize) -> Vec<Valu
                 router,
             ]
         }
+        // Configured as scopegate is (same flags), so rungs and the filter compare like for like.
+        Auth::Ladder { rung, wasm } => vec![
+            json!({"name": "envoy.filters.http.wasm", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "ladder", "root_id": "ladder",
+                    "vm_config": {"vm_id": "ladder", "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": wasm.display().to_string()}}},
+                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": rung},
+                    "allow_on_headers_stop_iteration": true,
+                    "failure_policy": "FAIL_RELOAD"
+                }
+            }}),
+            router,
+        ],
         Auth::JwtAuthn { issuer, audience } => vec![
             json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",

@@ -1,7 +1,7 @@
 //! Turns a run into ratios and tables: printed, JSON, CSV, and the generated block of BENCHMARKS.md.
 
 use super::broker;
-use super::cases::{Kind, FLOOR};
+use super::cases::{Kind, Pool, FLOOR, LADDER_FLOOR};
 use super::memory::Snapshot;
 use super::run::{CaseResult, Options, Outcome};
 use super::stats::{round, Spread};
@@ -123,6 +123,7 @@ pub fn to_json(out: &Outcome, opts: &Options, machine: &Value, command: &str) ->
                     Kind::Scopegate { per_tool: true } => "scopegate (per-tool scope)",
                     Kind::JwtAuthn => "jwt_authn + rbac",
                     Kind::Brokered => "scopegate (broker mode)",
+                    Kind::Ladder { .. } => "cost ladder (no auth)",
                 },
                 "tokens": r.case.pool.name(),
                 "native_comparison": r.case.native,
@@ -309,7 +310,7 @@ pub fn markdown(out: &Outcome, opts: &Options, machine: &Value, command: &str) -
     );
     let _ = writeln!(s, "| # | case | req/s | vs 1 | vs native | signatures verified per request | Envoy CPU µs/req (added) | p50 µs at {r} req/s (added) | p99 µs at {r} req/s (added) |", r = opts.rate);
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-    for x in &rows {
+    for x in rows.iter().filter(|x| !is_ladder(x)) {
         let r = x.r;
         let native = match r.case.native {
             Some(n) => format!("{} (vs {})", fmt_ratio(x.vs_native), case_number(out, n)),
@@ -357,7 +358,7 @@ pub fn markdown(out: &Outcome, opts: &Options, machine: &Value, command: &str) -
     );
     let _ = writeln!(s, "| # | case | Envoy RSS | tcmalloc allocated (`/memory`) | wasm linear memory, largest VM: size / resident | wasm VMs |");
     let _ = writeln!(s, "|---|---|---|---|---|---|");
-    for x in &rows {
+    for x in rows.iter().filter(|x| !is_ladder(x)) {
         let r = x.r;
         let (Some(b), Some(a)) = (&r.memory_before, &r.memory_after) else {
             continue;
@@ -386,7 +387,59 @@ pub fn markdown(out: &Outcome, opts: &Options, machine: &Value, command: &str) -
             vms
         );
     }
+    ladder_markdown(&mut s, &rows, opts);
     s
+}
+
+fn is_ladder(x: &Row) -> bool {
+    matches!(x.r.case.kind, Kind::Ladder { .. })
+}
+
+/// The cost ladder: each rung's Envoy CPU per request against Envoy alone and against the SDK
+/// floor, next to scopegate's cache-hit cases from the same run.
+fn ladder_markdown(s: &mut String, rows: &[Row], opts: &Options) {
+    if !rows.iter().any(is_ladder) {
+        return;
+    }
+    let floor = rows
+        .iter()
+        .find(|x| x.r.case.id == LADDER_FLOOR)
+        .and_then(|x| x.cpu_us);
+    let _ = writeln!(
+        s,
+        "\nCost ladder (`bench/ladder`): a minimal proxy-wasm filter (same SDK, same Envoy \
+         configuration flags as scopegate) doing one thing more than the SDK floor per rung, the \
+         hit pool's tokens; throughput rounds only ({} x {} s, interleaved with the cases above). \
+         *Added* is the Envoy CPU per request above Envoy alone (case 1) and above the floor (L1).\n",
+        opts.reps,
+        opts.duration.as_secs()
+    );
+    let _ = writeln!(
+        s,
+        "| # | rung | req/s | vs 1 | Envoy CPU µs/req | added vs 1 | added vs L1 (floor) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let shown = rows.iter().filter(|x| {
+        is_ladder(x)
+            || x.r.case.id == FLOOR
+            || (matches!(x.r.case.kind, Kind::Scopegate { .. } | Kind::Brokered)
+                && matches!(x.r.case.pool, Pool::Hit | Pool::Brokered))
+    });
+    for x in shown {
+        let status = if x.r.passed() { "" } else { " **(failed)**" };
+        let _ = writeln!(
+            s,
+            "| {} | {}{} | {} | {} | {} | {} | {} |",
+            x.r.case.number,
+            x.r.case.label,
+            status,
+            fmt_spread(x.rps, 0),
+            fmt_ratio(x.vs_floor),
+            fmt_spread(x.cpu_us, 1),
+            x.added_cpu_us.map_or("-".into(), |v| format!("{v:+.1}")),
+            diff(x.cpu_us, floor).map_or("-".into(), |v| format!("{v:+.1}")),
+        );
+    }
 }
 
 /// One line of prose for a measured broker result.

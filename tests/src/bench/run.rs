@@ -7,7 +7,7 @@
 //! instead of skewing one.
 
 use super::broker;
-use super::cases::{Case, Kind, Pool, Probe, CASES};
+use super::cases::{self, Case, Kind, Pool, Probe, LADDER_FLOOR_EXPORTS, LADDER_GROUP};
 use super::envoy::{self as benv, Auth, STAT_PREFIX};
 use super::memory::Snapshot;
 use super::paced;
@@ -57,7 +57,20 @@ pub struct Options {
     /// candidate build against the current one with the same harness).
     pub wasm: PathBuf,
     pub custom_wasm: bool,
+    /// The cost ladder's module (`bench/ladder`) and its build with the unused exports removed.
+    pub ladder_wasm: PathBuf,
+    pub ladder_stripped_wasm: PathBuf,
 }
+
+/// Where `make bench` puts the ladder's builds.
+pub const LADDER_WASM: &str = "target/wasm32-wasip1/release/scopegate_ladder.wasm";
+pub const LADDER_STRIPPED_WASM: &str =
+    "target/wasm32-wasip1/release/scopegate_ladder_floor_exports.wasm";
+
+/// How much a worker VM's linear memory may grow over a hit case's load: its caches filling with
+/// the pool's tokens. A request that left anything behind (a context the SDK never dropped)
+/// would grow it by hundreds of bytes per request, tens of MiB over a full run.
+pub const VM_GROWTH_ALLOWED_KB: u64 = 2048;
 
 impl Options {
     pub fn full() -> Options {
@@ -79,6 +92,8 @@ impl Options {
             only: None,
             wasm: repo_root().join(crate::envoy::WASM),
             custom_wasm: false,
+            ladder_wasm: repo_root().join(LADDER_WASM),
+            ladder_stripped_wasm: repo_root().join(LADDER_STRIPPED_WASM),
         }
     }
 
@@ -100,9 +115,13 @@ impl Options {
         }
     }
 
-    /// Whether `--only` (if given) names `id` (a case or one of [`BROKER_IDS`]).
+    /// Whether `--only` (if given) names `id` (a case or one of [`BROKER_IDS`]); `ladder`
+    /// names every rung.
     pub fn selects(&self, id: &str) -> bool {
-        self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == id))
+        self.only.as_ref().is_none_or(|o| {
+            o.iter()
+                .any(|x| x == id || (x == LADDER_GROUP && id.starts_with("ladder-")))
+        })
     }
 
     pub fn to_json(&self) -> Value {
@@ -329,6 +348,14 @@ fn bring_up(
     let resource = format!("{PUBLIC_URL}{}", request::PATH);
     let auth = match case.kind {
         Kind::NoAuth | Kind::Brokered => Auth::None,
+        Kind::Ladder { rung } => Auth::Ladder {
+            rung: rung.to_string(),
+            wasm: if rung == LADDER_FLOOR_EXPORTS {
+                opts.ladder_stripped_wasm.clone()
+            } else {
+                opts.ladder_wasm.clone()
+            },
+        },
         Kind::Scopegate { per_tool } => Auth::Scopegate {
             doc: benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries)
                 .to_string(),
@@ -400,7 +427,7 @@ struct AuthCounters {
 impl AuthCounters {
     fn read(envoy: &Envoy, kind: Kind) -> AuthCounters {
         match kind {
-            Kind::NoAuth => AuthCounters::default(),
+            Kind::NoAuth | Kind::Ladder { .. } => AuthCounters::default(),
             // Defined on first use: absent until the first verification.
             Kind::Scopegate { .. } | Kind::Brokered => AuthCounters {
                 verified: Some(envoy.stat(SCOPEGATE_VERIFIED).unwrap_or(0)),
@@ -434,7 +461,7 @@ fn premise(
     after: AuthCounters,
     answered: u64,
 ) -> (bool, String, Option<u64>) {
-    if case.kind == Kind::NoAuth {
+    if matches!(case.kind, Kind::NoAuth | Kind::Ladder { .. }) {
         return (true, String::new(), None);
     }
     let verified = match (before.verified, after.verified) {
@@ -499,6 +526,29 @@ fn show(r: &Result<u16, String>) -> String {
     }
 }
 
+/// Ladder rungs are measured for CPU per request only: no latency rounds.
+fn is_ladder(r: &CaseResult) -> bool {
+    matches!(r.case.kind, Kind::Ladder { .. })
+}
+
+/// Nothing a request leaves behind: in the cases whose caches stay small (a pool of reused
+/// tokens), the worker VM's linear memory grows by at most [`VM_GROWTH_ALLOWED_KB`] over the
+/// whole load. A bound, not a timing: it holds or not whatever the machine's speed.
+fn vm_growth_check(r: &CaseResult) -> Option<Check> {
+    if !matches!(r.case.pool, Pool::Hit | Pool::Brokered) {
+        return None;
+    }
+    let before = r.memory_before.as_ref()?.largest_vm_kb()?.0;
+    let after = r.memory_after.as_ref()?.largest_vm_kb()?.0;
+    let requests: u64 = r.wrk.iter().map(|w| w.requests).sum();
+    Some(Check {
+        what: format!(
+            "wasm VM linear memory {before} KiB before the load, {after} KiB after {requests} requests (at most +{VM_GROWTH_ALLOWED_KB} KiB)"
+        ),
+        ok: after <= before + VM_GROWTH_ALLOWED_KB,
+    })
+}
+
 fn order(n: usize, round: usize) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).collect();
     if round % 2 == 1 {
@@ -510,7 +560,7 @@ fn order(n: usize, round: usize) -> Vec<usize> {
 /// Runs every selected case, then the broker hooks.
 pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
     let started = Instant::now();
-    let selected: Vec<&'static Case> = CASES.iter().filter(|c| opts.selects(c.id)).collect();
+    let selected: Vec<&'static Case> = cases::all().filter(|c| opts.selects(c.id)).collect();
     let wants_broker = selected.iter().any(|c| c.kind == Kind::Brokered)
         || BROKER_IDS.iter().any(|id| opts.selects(id));
     let broker_binary = if wants_broker {
@@ -763,6 +813,9 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
     if !opts.latency_warmup.is_zero() {
         println!("==> latency warm-up at {} req/s", opts.rate);
         for i in 0..n {
+            if is_ladder(&results[i]) {
+                continue;
+            }
             if let Some(l) = live[i].as_mut() {
                 paced_run(l, &mut results[i], opts.latency_warmup, false, "warm-up");
             }
@@ -778,6 +831,9 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
             opts.latency_duration.as_secs()
         );
         for i in order(n, round) {
+            if is_ladder(&results[i]) {
+                continue;
+            }
             if let Some(l) = live[i].as_mut() {
                 paced_run(
                     l,
@@ -793,6 +849,9 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
     for (i, l) in live.iter().enumerate() {
         if let Some(l) = l {
             results[i].memory_after = Some(Snapshot::take(l.envoy.proc.pid(), l.envoy.admin_port));
+            if let Some(c) = vm_growth_check(&results[i]) {
+                results[i].checks.push(c);
+            }
             results[i].auth_stats = auth_stats(l.envoy.admin_port);
             if results[i].case.kind == Kind::Brokered {
                 if let Some(c) = &case5 {

@@ -4,13 +4,14 @@
 //! cargo run --release -p scopegate-tests --bin bench -- [--quick] [--only a,b] [--reps N]
 //!     [--duration S] [--rate R] [--tokens N] [--grants N] [--expiry-grants N]
 //!
-//! `--only` takes case ids and `broker-exchange`, `broker-expiry` (the broker measurements).
+//! `--only` takes case ids, `ladder` (every rung of the cost ladder) and `broker-exchange`,
+//! `broker-expiry` (the broker measurements).
 //!
 //! Full mode writes bench/results/latest.{json,csv} and the generated block of BENCHMARKS.md;
 //! `--quick` runs each case briefly, writes target/bench/quick.{json,csv}, and only checks that
 //! every case served its requests with the expected status codes. Exits non-zero if any did not.
 
-use scopegate_tests::bench::cases::CASES;
+use scopegate_tests::bench::cases::{self, Kind, LADDER_GROUP};
 use scopegate_tests::bench::run::{self, Options};
 use scopegate_tests::bench::{report, wrk};
 use scopegate_tests::envoy::ENVOY;
@@ -47,11 +48,15 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--only" => {
                 let ids: Vec<String> = value("--only")?.split(',').map(str::to_string).collect();
                 if let Some(bad) = ids.iter().find(|i| {
-                    !CASES.iter().any(|c| c.id == i.as_str())
+                    !cases::all().any(|c| c.id == i.as_str())
                         && !run::BROKER_IDS.contains(&i.as_str())
+                        && i.as_str() != LADDER_GROUP
                 }) {
-                    let known: Vec<&str> =
-                        CASES.iter().map(|c| c.id).chain(run::BROKER_IDS).collect();
+                    let known: Vec<&str> = cases::all()
+                        .map(|c| c.id)
+                        .chain(run::BROKER_IDS)
+                        .chain([LADDER_GROUP])
+                        .collect();
                     return Err(format!("unknown case `{bad}`; cases: {}", known.join(", ")));
                 }
                 opts.only = Some(ids);
@@ -165,6 +170,17 @@ fn main() -> ExitCode {
             opts.wasm.display()
         );
         return ExitCode::FAILURE;
+    }
+    let wants_ladder =
+        cases::all().any(|c| matches!(c.kind, Kind::Ladder { .. }) && opts.selects(c.id));
+    for ladder in [&opts.ladder_wasm, &opts.ladder_stripped_wasm] {
+        if wants_ladder && !ladder.exists() {
+            eprintln!(
+                "bench: {} is missing: run `make ladder` (or `make bench`)",
+                ladder.display()
+            );
+            return ExitCode::FAILURE;
+        }
     }
     if !repo_root().join(ENVOY).exists() {
         eprintln!("bench: {ENVOY} is missing: run `make venv` (or `make bench`)");

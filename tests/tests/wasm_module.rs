@@ -1,0 +1,67 @@
+//! The built `.wasm` as Envoy loads it: only the callbacks listed in filter/exports.txt exported,
+//! and a document in anything but JSON refused by name.
+
+use scopegate_tests::envoy::{Envoy, Spec, WASM};
+use scopegate_tests::stack::gateway_doc;
+use scopegate_tests::{built, repo_root};
+use scopegate_wasm_exports::{exports, parse_list};
+
+#[test]
+fn the_module_exports_exactly_the_listed_callbacks() {
+    let module = std::fs::read(built(WASM, "make wasm")).unwrap();
+    let listed =
+        parse_list(&std::fs::read_to_string(repo_root().join("filter/exports.txt")).unwrap())
+            .unwrap();
+    let mut have: Vec<String> = exports(&module)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    have.sort();
+    let mut want = listed.clone();
+    want.sort();
+    assert_eq!(
+        have, want,
+        "{WASM} does not export exactly filter/exports.txt: run `make wasm`"
+    );
+    // The phases scopegate uses (the integration tests exercise each of them).
+    for phase in [
+        "proxy_on_context_create",
+        "proxy_on_configure",
+        "proxy_on_tick",
+        "proxy_on_http_call_response",
+        "proxy_on_request_headers",
+        "proxy_on_request_body",
+        "proxy_on_delete",
+    ] {
+        assert!(listed.iter().any(|l| l == phase), "{phase} is not kept");
+    }
+    // The callbacks Envoy would otherwise enter on every request for nothing.
+    for dropped in [
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_log",
+        "proxy_on_done",
+    ] {
+        assert!(!have.iter().any(|h| h == dropped), "{dropped} is exported");
+    }
+}
+
+#[test]
+fn envoy_refuses_a_yaml_document_and_says_json() {
+    let doc = gateway_doc("http://127.0.0.1:10000", "http://127.0.0.1:9");
+    let yaml = serde_norway::to_string(&doc).unwrap();
+    let spec = Spec {
+        name: "refuse_yaml".into(),
+        filter_config: yaml,
+        clusters: vec![("test_issuer".into(), 9)],
+        routes: vec![],
+        concurrency: 1,
+        port: None,
+    };
+    let log = Envoy::try_start(&spec)
+        .err()
+        .expect("Envoy started with a YAML document");
+    assert!(log.contains("JSON only"), "log does not say JSON:\n{log}");
+    assert!(log.contains("configuration refused"), "{log}");
+}
