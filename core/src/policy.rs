@@ -272,14 +272,22 @@ mod tests {
                 .unwrap_or_default(),
         );
         if tools {
-            doc = doc.replace(r#""scopes":["a"]}"#, r#""scopes":["a","b"],"tools":{"t":["b"]}}"#);
+            doc = doc.replace(
+                r#""scopes":["a"]}"#,
+                r#""scopes":["a","b"],"tools":{"t":["b"]}}"#,
+            );
         }
         crate::validate::load(&doc).unwrap().proxy_needs()
     }
 
     #[test]
     fn without_body_rules_no_mode_needs_anything_from_the_proxy() {
-        for mode in [None, Some("hold_body"), Some("hold_headers"), Some("mcp_metadata")] {
+        for mode in [
+            None,
+            Some("hold_body"),
+            Some("hold_headers"),
+            Some("mcp_metadata"),
+        ] {
             assert_eq!(needs(false, mode), ProxyNeeds::default(), "{mode:?}");
         }
     }
