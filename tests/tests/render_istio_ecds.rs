@@ -174,6 +174,13 @@ fn start_envoy(
                 .then_some(())
         },
     );
+    // The filter configures itself before the listener's workers start: wait for both.
+    wait_for("Envoy to be ready", Duration::from_secs(30), || {
+        reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
+            .ok()
+            .and_then(|r| r.text().ok())
+            .filter(|t| t.trim() == "LIVE")
+    });
     envoy
 }
 
@@ -309,10 +316,20 @@ fn the_rendered_wasmplugin_holds_per_tool_refusals_in_the_default_hold_body_mode
         json!({"ticket_id": "T-1", "status": "closed"}),
     );
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(f.ops.seen().is_empty(), "a refused call reached the server");
+    let seen = f.ops.seen();
+    assert!(
+        messages(&seen).is_empty(),
+        "a refused message reached the server: {seen:?}"
+    );
     let r = c.call_tool("admin_report", json!({}));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(f.ops.seen().len(), 1, "the allowed call reached the server");
+    let got = messages(&f.ops.seen());
+    assert_eq!(
+        got.len(),
+        1,
+        "the allowed call reached the server once: {got:?}"
+    );
+    assert!(got[0].contains("admin_report"), "{got:?}");
     // A token for ops-console is refused by support-assistant: the audience is per server.
     let token = f
         .issuer
@@ -339,4 +356,12 @@ fn the_rendered_wasmplugin_with_the_native_mcp_filter_enforces_mcp_metadata() {
     let r = c.call_tool("admin_report", json!({}));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(f.ops.seen().len(), 1, "the allowed call reached the server");
+}
+
+/// The JSON-RPC messages the server received: bodies that fully arrived (a request start whose
+/// stream was reset keeps a `null` body).
+fn messages(seen: &[Value]) -> Vec<String> {
+    seen.iter()
+        .filter_map(|r| r["body"].as_str().map(str::to_string))
+        .collect()
 }
