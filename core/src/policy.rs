@@ -85,6 +85,8 @@ impl Server {
 /// answer every way of deploying the filter (static Envoy, Istio, Envoy Gateway) follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProxyNeeds {
+    /// Some server reads a POST's body (per-tool or per-method rules, tool budgets).
+    pub reads_body: bool,
     /// `allow_on_headers_stop_iteration: true` in the wasm plugin config: only `hold_headers`
     /// holds the request headers while a body is read, and without the flag Envoy would never
     /// hand that body over.
@@ -176,6 +178,7 @@ impl Policy {
             return ProxyNeeds::default();
         }
         ProxyNeeds {
+            reads_body: true,
             body_flag: self.filter.body_mode == BodyMode::HoldHeaders,
             native_mcp_filter: self.filter.body_mode == BodyMode::McpMetadata,
         }
@@ -294,12 +297,16 @@ mod tests {
 
     #[test]
     fn with_body_rules_each_mode_needs_what_it_relies_on() {
-        let nothing = ProxyNeeds::default();
+        let nothing = ProxyNeeds {
+            reads_body: true,
+            ..ProxyNeeds::default()
+        };
         assert_eq!(needs(true, None), nothing, "hold_body is the default");
         assert_eq!(needs(true, Some("hold_body")), nothing);
         assert_eq!(
             needs(true, Some("hold_headers")),
             ProxyNeeds {
+                reads_body: true,
                 body_flag: true,
                 native_mcp_filter: false
             }
@@ -307,6 +314,7 @@ mod tests {
         assert_eq!(
             needs(true, Some("mcp_metadata")),
             ProxyNeeds {
+                reads_body: true,
                 body_flag: false,
                 native_mcp_filter: true
             }

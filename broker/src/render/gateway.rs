@@ -84,7 +84,7 @@ pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
         "The filter. body_mode mcp_metadata needs no body flag; the EnvoyPatchPolicy below puts \
          Envoy's native envoy.filters.http.mcp before it (needs extensionApis.enableEnvoyPatchPolicy)."
             .to_string()
-    } else if input.policy.servers.iter().any(|s| s.needs_body()) {
+    } else if needs.reads_body {
         "The filter. body_mode hold_body holds the body, never the headers, so the body flag is \
          not needed."
             .to_string()

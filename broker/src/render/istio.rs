@@ -75,7 +75,7 @@ pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
             "The filter as a WasmPlugin: body_mode mcp_metadata decides on what Envoy's native \
              envoy.filters.http.mcp parsed (the EnvoyFilter below puts it first), so the request \
              headers are never held by scopegate and allow_on_headers_stop_iteration is not needed."
-        } else if input.policy.servers.iter().any(|s| s.needs_body()) {
+        } else if needs.reads_body {
             "The filter as a WasmPlugin: body_mode hold_body lets the headers go on and holds the \
              body until the JSON-RPC message is decided, so allow_on_headers_stop_iteration is not \
              needed (a refused message never reaches the MCP server)."
