@@ -97,7 +97,8 @@ pub struct CommonArgs {
     #[arg(long = "upstream", value_name = "CLUSTER=HOST:PORT")]
     pub upstreams: Vec<String>,
     /// Set `allow_on_headers_stop_iteration: true` (and so, in a mesh, deliver the filter by
-    /// EnvoyFilter/EnvoyPatchPolicy) even when no server reads the request body.
+    /// EnvoyFilter/EnvoyPatchPolicy) even when the document does not need it (only
+    /// `filter.body_mode: hold_headers` with per-tool or per-method rules does).
     #[arg(long)]
     pub body_flag: bool,
     /// Write the output to this file instead of standard output.

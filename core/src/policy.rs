@@ -4,7 +4,7 @@
 //! probe by cluster, and everything derivable (resource URLs, PRM bodies, challenge scopes) is
 //! computed here rather than per request.
 
-use crate::config::Document;
+use crate::config::{BodyMode, Document};
 use crate::scopes::{ScopeIndex, ScopeSet};
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,6 +95,21 @@ impl Server {
     }
 }
 
+/// What a document needs from the proxy around the filter, given its body mode: the one
+/// answer every way of deploying the filter (static Envoy, Istio, Envoy Gateway) follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProxyNeeds {
+    /// Some server reads a POST's body (per-tool or per-method rules, tool budgets).
+    pub reads_body: bool,
+    /// `allow_on_headers_stop_iteration: true` in the wasm plugin config: only `hold_headers`
+    /// holds the request headers while a body is read, and without the flag Envoy would never
+    /// hand that body over.
+    pub body_flag: bool,
+    /// Envoy's native `envoy.filters.http.mcp` placed before scopegate: `mcp_metadata` decides
+    /// on the metadata it writes (and refuses governed POSTs that carry none).
+    pub native_mcp_filter: bool,
+}
+
 /// Where a gateway's signing keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSource {
@@ -169,6 +184,20 @@ impl Policy {
             document,
             by_cluster,
             by_prm_path,
+        }
+    }
+
+    /// What the proxy must provide for this document: nothing unless some server reads a POST's
+    /// body (per-tool or per-method rules), and then what its `filter.body_mode` relies on.
+    /// `hold_body` (the default) needs neither the flag nor another filter.
+    pub fn proxy_needs(&self) -> ProxyNeeds {
+        if !self.servers.iter().any(Server::needs_body) {
+            return ProxyNeeds::default();
+        }
+        ProxyNeeds {
+            reads_body: true,
+            body_flag: self.filter.body_mode == BodyMode::HoldHeaders,
+            native_mcp_filter: self.filter.body_mode == BodyMode::McpMetadata,
         }
     }
 
@@ -247,4 +276,76 @@ fn authority_matches(public_url: &str, authority: &str) -> bool {
         return true;
     }
     crate::url::authority_host(configured) == crate::url::authority_host(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: &str = r#"{"gateways":[{"name":"g","public_url":"https://mcp.example.com","issuer":"https://idp.example.com","allowed_scopes":["a","b"],"jwks":{"cluster":"idp","path":"/jwks"},"servers":[{"name":"s","cluster":"c","path":"/s/mcp","scopes":["a"]}]}]MODE}"#;
+
+    fn needs(tools: bool, mode: Option<&str>) -> ProxyNeeds {
+        let mut doc = PLAIN.replace(
+            "MODE",
+            &mode
+                .map(|m| format!(r#","filter":{{"body_mode":"{m}"}}"#))
+                .unwrap_or_default(),
+        );
+        if tools {
+            doc = doc.replace(
+                r#""scopes":["a"]}"#,
+                r#""scopes":["a","b"],"tools":{"t":["b"]}}"#,
+            );
+        }
+        crate::validate::load(&doc).unwrap().proxy_needs()
+    }
+
+    #[test]
+    fn without_body_rules_no_mode_needs_anything_from_the_proxy() {
+        for mode in [
+            None,
+            Some("hold_body"),
+            Some("hold_headers"),
+            Some("mcp_metadata"),
+        ] {
+            assert_eq!(needs(false, mode), ProxyNeeds::default(), "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn with_body_rules_each_mode_needs_what_it_relies_on() {
+        let nothing = ProxyNeeds {
+            reads_body: true,
+            ..ProxyNeeds::default()
+        };
+        assert_eq!(needs(true, None), nothing, "hold_body is the default");
+        assert_eq!(needs(true, Some("hold_body")), nothing);
+        assert_eq!(
+            needs(true, Some("hold_headers")),
+            ProxyNeeds {
+                reads_body: true,
+                body_flag: true,
+                native_mcp_filter: false
+            }
+        );
+        assert_eq!(
+            needs(true, Some("mcp_metadata")),
+            ProxyNeeds {
+                reads_body: true,
+                body_flag: false,
+                native_mcp_filter: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_tool_budget_alone_reads_the_body() {
+        let doc = PLAIN
+            .replace("MODE", r#","filter":{"body_mode":"hold_headers"}"#)
+            .replace(
+                r#""scopes":["a"]}"#,
+                r#""scopes":["a"],"budgets":[{"tool":"t","requests":1,"per_seconds":60}]}"#,
+            );
+        assert!(crate::validate::load(&doc).unwrap().proxy_needs().body_flag);
+    }
 }

@@ -1,10 +1,12 @@
 //! `scopegate-broker render envoy`: the checked-in example bootstrap is its output, Envoy runs
-//! what it prints (validate mode end to end), and it refuses what `check` refuses.
+//! what it prints (validate mode end to end), the bootstrap follows the body mode (the flag only
+//! for `hold_headers`, the native MCP filter first for `mcp_metadata`), per-tool refusals hold in
+//! the rendered default and `mcp_metadata` bootstraps, and it refuses what `check` refuses.
 
 use scopegate_tests::envoy::{ENVOY, WASM};
 use scopegate_tests::issuer::Issuer;
 use scopegate_tests::mcp::Client;
-use scopegate_tests::render::{assert_current, broker, start_envoy, Upstreams};
+use scopegate_tests::render::{assert_current, broker, render, start_envoy, Upstreams};
 use scopegate_tests::stack::{gateway_doc, McpServer, OPS, SUPPORT};
 use scopegate_tests::{built, free_port, procs::log_dir, procs::wait_for, repo_root};
 use serde_json::{json, Value};
@@ -45,9 +47,102 @@ fn the_example_bootstrap_is_exactly_what_render_prints_now() {
     assert_eq!(as_json, doc, "embedded configuration is not scopegate.yaml");
     assert_eq!(
         config["allow_on_headers_stop_iteration"],
-        json!(true),
-        "the example has per-tool scopes"
+        Value::Null,
+        "the example's per-tool scopes use hold_body (the default), which needs no flag"
     );
+    assert_eq!(
+        filter_names(&boot),
+        [
+            "envoy.filters.http.cors",
+            "envoy.filters.http.wasm",
+            "envoy.filters.http.router"
+        ]
+    );
+}
+
+fn filter_names(bootstrap: &Value) -> Vec<String> {
+    bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"]
+        .as_array()
+        .expect("http_filters")
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `render envoy` of `doc` (JSON) with the test upstreams, parsed.
+fn rendered(name: &str, doc: &Value, extra: &[&str]) -> Value {
+    let path = log_dir(name).join("doc.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let p = path.display().to_string();
+    let mut args = vec![
+        "envoy",
+        &p,
+        "--format",
+        "json",
+        "--upstream",
+        "support_assistant=127.0.0.1:1",
+        "--upstream",
+        "ops_console=127.0.0.1:2",
+        "--upstream",
+        "test_issuer=127.0.0.1:3",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&render(&args)).expect("JSON bootstrap")
+}
+
+#[test]
+fn the_bootstrap_follows_the_body_mode() {
+    let mut doc = gateway_doc("http://127.0.0.1:1", "http://127.0.0.1:2");
+    for (mode, flag, chain) in [
+        (
+            "hold_body",
+            Value::Null,
+            &["envoy.filters.http.wasm", "envoy.filters.http.router"][..],
+        ),
+        (
+            "hold_headers",
+            json!(true),
+            &["envoy.filters.http.wasm", "envoy.filters.http.router"][..],
+        ),
+        (
+            "mcp_metadata",
+            Value::Null,
+            &[
+                "envoy.filters.http.mcp",
+                "envoy.filters.http.wasm",
+                "envoy.filters.http.router",
+            ][..],
+        ),
+    ] {
+        doc["filter"]["body_mode"] = json!(mode);
+        let boot = rendered(&format!("render_envoy_mode_{mode}"), &doc, &[]);
+        assert_eq!(
+            wasm_filter(&boot)["typed_config"]["config"]["allow_on_headers_stop_iteration"],
+            flag,
+            "{mode}"
+        );
+        assert_eq!(filter_names(&boot), chain, "{mode}");
+        let forced = rendered(
+            &format!("render_envoy_forced_{mode}"),
+            &doc,
+            &["--body-flag"],
+        );
+        assert_eq!(
+            wasm_filter(&forced)["typed_config"]["config"]["allow_on_headers_stop_iteration"],
+            json!(true),
+            "{mode} --body-flag"
+        );
+    }
+    let boot = rendered("render_envoy_native", &doc, &[]);
+    let native = &boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"][0]["typed_config"];
+    assert_eq!(
+        native["@type"],
+        "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"
+    );
+    assert_eq!(native["reject_duplicate_keys"], json!(true));
+    assert_eq!(native["max_request_body_size"], json!(65536));
 }
 
 #[test]
@@ -70,7 +165,7 @@ fn the_rendered_example_runs_in_envoy_validate_mode() {
 }
 
 #[test]
-fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
+fn envoy_runs_the_rendered_default_bootstrap_without_the_flag_prm_401_403_and_access_log() {
     let issuer = Issuer::start();
     let support = McpServer::start("support-assistant", "render_envoy");
     let ops = McpServer::start("ops-console", "render_envoy");
@@ -90,6 +185,15 @@ fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
         },
         port,
         1,
+    );
+    let boot: Value = serde_json::from_str(
+        &std::fs::read_to_string(log_dir("render_envoy").join("envoy.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        wasm_filter(&boot)["typed_config"]["config"]["allow_on_headers_stop_iteration"],
+        Value::Null,
+        "the default body mode (hold_body) renders no flag"
     );
 
     // Protected-resource metadata, answered by the filter from the embedded document.
@@ -113,8 +217,75 @@ fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
         "{challenge}"
     );
 
-    // Keys load; then a token allows its tool and the per-tool rule refuses another, which
-    // never reaches the server (the rendered config holds headers while the body is read).
+    // Keys load; then a token allows its tool and the per-tool rule refuses another, whose
+    // message never reaches the server although the flag is absent (hold_body holds the body).
+    let token = issuer.token(&format!("{public_url}{OPS}"), "admin.read");
+    let mut c = wait_for("the filter to load keys", Duration::from_secs(20), || {
+        let mut c = Client::new(&envoy.url(OPS), Some(&token));
+        (c.initialize().status == 200).then_some(c)
+    });
+    ops.clear_seen();
+    let r = c.call_tool(
+        "update_ticket",
+        json!({"ticket_id": "T-1", "status": "closed"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let seen = ops.seen();
+    assert!(
+        messages(&seen).is_empty(),
+        "a refused message reached the server: {seen:?}"
+    );
+    let r = c.call_tool("admin_report", json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = messages(&ops.seen());
+    assert_eq!(
+        got.len(),
+        1,
+        "the allowed call reached the server once: {got:?}"
+    );
+    assert!(got[0].contains("admin_report"), "{got:?}");
+    let line = envoy.wait_access_log(|l| l["tool"] == "update_ticket");
+    assert_eq!(line["decision"], "deny", "{line}");
+    assert_eq!(line["reason"], "insufficient_scope", "{line}");
+    assert_eq!(line["server"], "ops-console", "{line}");
+}
+
+#[test]
+fn envoy_runs_a_rendered_mcp_metadata_bootstrap_with_the_native_filter_first() {
+    let name = "render_envoy_mcp_metadata";
+    let issuer = Issuer::start();
+    let support = McpServer::start("support-assistant", name);
+    let ops = McpServer::start("ops-console", name);
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let mut doc = gateway_doc(&public_url, &issuer.url);
+    doc["filter"]["body_mode"] = json!("mcp_metadata");
+    let envoy = start_envoy(
+        name,
+        &doc,
+        &Upstreams {
+            clusters: &[
+                ("support_assistant", support.port),
+                ("ops_console", ops.port),
+                ("test_issuer", issuer.port),
+            ],
+            broker: None,
+        },
+        port,
+        1,
+    );
+    let boot: Value =
+        serde_json::from_str(&std::fs::read_to_string(log_dir(name).join("envoy.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        filter_names(&boot),
+        [
+            "envoy.filters.http.mcp",
+            "envoy.filters.http.wasm",
+            "envoy.filters.http.router"
+        ]
+    );
+
     let token = issuer.token(&format!("{public_url}{OPS}"), "admin.read");
     let mut c = wait_for("the filter to load keys", Duration::from_secs(20), || {
         let mut c = Client::new(&envoy.url(OPS), Some(&token));
@@ -133,15 +304,11 @@ fn envoy_runs_the_rendered_bootstrap_prm_401_403_and_access_log() {
     );
     let r = c.call_tool("admin_report", json!({}));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        ops.seen().len(),
-        1,
-        "the allowed call reached the server once"
-    );
+    let seen = ops.seen();
+    assert_eq!(seen.len(), 1, "the allowed call reached the server once");
+    assert!(seen[0].to_string().contains("admin_report"), "{seen:?}");
     let line = envoy.wait_access_log(|l| l["tool"] == "update_ticket");
     assert_eq!(line["decision"], "deny", "{line}");
-    assert_eq!(line["reason"], "insufficient_scope", "{line}");
-    assert_eq!(line["server"], "ops-console", "{line}");
 }
 
 #[test]
@@ -225,4 +392,12 @@ fn every_subcommand_has_help_with_the_exit_codes() {
         "serve without --config is a usage error"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
+
+/// The JSON-RPC messages the server received: bodies that fully arrived (a request start whose
+/// stream was reset keeps a `null` body).
+fn messages(seen: &[Value]) -> Vec<String> {
+    seen.iter()
+        .filter_map(|r| r["body"].as_str().map(str::to_string))
+        .collect()
 }

@@ -4,7 +4,8 @@
 //! `outbound|<port>||<host>` as the embedded document says. The `EnvoyFilter` form is taken as
 //! rendered; the `WasmPlugin` form as istiod turns it into a Wasm filter config (name
 //! `<namespace>.<name>`, `root_id` = `pluginName`, `pluginConfig` as JSON text, `FAIL_CLOSE` as
-//! `FAIL_CLOSED`, no VM id).
+//! `FAIL_CLOSED`, no VM id), with the native MCP filter the `mcp_metadata` `EnvoyFilter` inserts
+//! placed before it.
 
 use scopegate_tests::envoy::{Envoy, ENVOY, WASM};
 use scopegate_tests::issuer::Issuer;
@@ -78,9 +79,15 @@ fn fixture(name: &str, tweak: impl FnOnce(&mut Value)) -> Fixture {
     }
 }
 
-/// Envoy whose only scopegate filter is `http_filter`, configured by ECDS from a file holding
-/// `extension` (its module made local); waits until the filter has configured itself.
-fn start_envoy(name: &str, f: &Fixture, mut extension: Value, mut http_filter: Value) -> Envoy {
+/// Envoy whose only scopegate filter is `http_filter` (after `before`), configured by ECDS from a
+/// file holding `extension` (its module made local); waits until the filter has configured itself.
+fn start_envoy(
+    name: &str,
+    f: &Fixture,
+    mut extension: Value,
+    mut http_filter: Value,
+    before: Vec<Value>,
+) -> Envoy {
     let dir = log_dir(name);
     let wasm = built(WASM, "make wasm");
     extension["typed_config"]["config"]["vm_config"]["code"] =
@@ -104,6 +111,12 @@ fn start_envoy(name: &str, f: &Fixture, mut extension: Value, mut http_filter: V
     });
     let admin_port = free_port();
     let access_log = dir.join("access.log");
+    let mut http_filters = before;
+    http_filters.push(http_filter);
+    http_filters.push(
+        json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
+    );
     let bootstrap = json!({
         "node": {"id": name, "cluster": "scopegate-tests"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
@@ -125,11 +138,7 @@ fn start_envoy(name: &str, f: &Fixture, mut extension: Value, mut http_filter: V
                             {"match": {"prefix": SUPPORT}, "route": {"cluster": SUPPORT_CLUSTER, "timeout": "0s"}},
                             {"match": {"prefix": OPS}, "route": {"cluster": OPS_CLUSTER, "timeout": "0s"}}
                         ]}]},
-                        "http_filters": [
-                            http_filter,
-                            {"name": "envoy.filters.http.router", "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-                        ]
+                        "http_filters": http_filters
                     }
                 }]}]
             }],
@@ -165,6 +174,13 @@ fn start_envoy(name: &str, f: &Fixture, mut extension: Value, mut http_filter: V
                 .then_some(())
         },
     );
+    // The filter configures itself before the listener's workers start: wait for both.
+    wait_for("Envoy to be ready", Duration::from_secs(30), || {
+        reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
+            .ok()
+            .and_then(|r| r.text().ok())
+            .filter(|t| t.trim() == "LIVE")
+    });
     envoy
 }
 
@@ -192,12 +208,14 @@ fn first_requests(envoy: &Envoy, f: &Fixture, scope: &str) -> Client {
 #[test]
 fn the_rendered_envoy_filter_configures_scopegate_by_ecds_and_enforces_per_tool_scopes() {
     let name = "render_istio_ecds";
-    let f = fixture(name, |_| {});
+    let f = fixture(name, |doc| {
+        doc["filter"]["body_mode"] = json!("hold_headers");
+    });
     let ef = f
         .objects
         .iter()
         .find(|o| o["kind"] == "EnvoyFilter")
-        .expect("per-tool scopes: the EnvoyFilter form");
+        .expect("hold_headers with per-tool scopes: the EnvoyFilter form");
     let patches = ef["spec"]["configPatches"].as_array().unwrap();
     let patch = |apply: &str| {
         patches.iter().find(|p| p["applyTo"] == apply).unwrap()["patch"]["value"].clone()
@@ -211,7 +229,7 @@ fn the_rendered_envoy_filter_configures_scopegate_by_ecds_and_enforces_per_tool_
         http_filter["config_discovery"]["type_urls"],
         json!([WASM_TYPE])
     );
-    let envoy = start_envoy(name, &f, extension, http_filter);
+    let envoy = start_envoy(name, &f, extension, http_filter, vec![]);
     assert_eq!(
         envoy.stat("extension_config_discovery.http_filter.scopegate.config_reload"),
         Some(1),
@@ -233,21 +251,14 @@ fn the_rendered_envoy_filter_configures_scopegate_by_ecds_and_enforces_per_tool_
     assert_eq!(line["reason"], "insufficient_scope", "{line}");
 }
 
-#[test]
-fn the_rendered_wasmplugin_as_istiod_delivers_it_configures_scopegate_without_the_flag() {
-    let name = "render_istio_wasmplugin";
-    let f = fixture(name, |doc| {
-        for s in doc["gateways"][0]["servers"].as_array_mut().unwrap() {
-            let s = s.as_object_mut().unwrap();
-            s.remove("tools");
-            s.remove("budgets");
-        }
-    });
+/// The `WasmPlugin` as istiod turns it into an ECDS resource and an HTTP filter entry pointing
+/// at it, plus the native MCP filter when the render inserts one before it (`mcp_metadata`).
+fn start_wasmplugin(name: &str, f: &Fixture) -> Envoy {
     let wp = f
         .objects
         .iter()
         .find(|o| o["kind"] == "WasmPlugin")
-        .expect("no body rules: the WasmPlugin form");
+        .expect("the WasmPlugin form");
     let spec = &wp["spec"];
     let resource = format!(
         "{}.{}",
@@ -272,16 +283,85 @@ fn the_rendered_wasmplugin_as_istiod_delivers_it_configures_scopegate_without_th
         "name": resource,
         "config_discovery": {"config_source": {"ads": {}}, "type_urls": [WASM_TYPE]},
     });
-    let envoy = start_envoy(name, &f, extension, http_filter);
+    // An EnvoyFilter INSERT_BEFORE the plugin's filter, applied as istiod would.
+    let mut before = Vec::new();
+    for ef in f.objects.iter().filter(|o| o["kind"] == "EnvoyFilter") {
+        for p in ef["spec"]["configPatches"].as_array().unwrap() {
+            assert_eq!(p["patch"]["operation"], "INSERT_BEFORE");
+            assert_eq!(
+                p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+                json!(resource),
+                "the patch names the filter istiod generates"
+            );
+            before.push(p["patch"]["value"].clone());
+        }
+    }
+    start_envoy(name, f, extension, http_filter, before)
+}
+
+#[test]
+fn the_rendered_wasmplugin_holds_per_tool_refusals_in_the_default_hold_body_mode() {
+    let name = "render_istio_wasmplugin";
+    let f = fixture(name, |_| {});
+    assert!(
+        !f.objects.iter().any(|o| o["kind"] == "EnvoyFilter"),
+        "hold_body: no EnvoyFilter"
+    );
+    let envoy = start_wasmplugin(name, &f);
     let mut c = first_requests(&envoy, &f, "admin.read");
     f.ops.clear_seen();
+    // Per-tool rule without the flag: the message of the refused call never reaches the server.
+    let r = c.call_tool(
+        "update_ticket",
+        json!({"ticket_id": "T-1", "status": "closed"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let seen = f.ops.seen();
+    assert!(
+        messages(&seen).is_empty(),
+        "a refused message reached the server: {seen:?}"
+    );
     let r = c.call_tool("admin_report", json!({}));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(f.ops.seen().len(), 1, "the allowed call reached the server");
+    let got = messages(&f.ops.seen());
+    assert_eq!(
+        got.len(),
+        1,
+        "the allowed call reached the server once: {got:?}"
+    );
+    assert!(got[0].contains("admin_report"), "{got:?}");
     // A token for ops-console is refused by support-assistant: the audience is per server.
     let token = f
         .issuer
         .token(&format!("{}{OPS}", f.public_url), "admin.read");
     let r = Client::new(&envoy.url(SUPPORT), Some(&token)).initialize();
     assert_eq!(r.status, 401, "{}", r.body);
+}
+
+#[test]
+fn the_rendered_wasmplugin_with_the_native_mcp_filter_enforces_mcp_metadata() {
+    let name = "render_istio_mcp_metadata";
+    let f = fixture(name, |doc| {
+        doc["filter"]["body_mode"] = json!("mcp_metadata");
+    });
+    let envoy = start_wasmplugin(name, &f);
+    let mut c = first_requests(&envoy, &f, "admin.read");
+    f.ops.clear_seen();
+    let r = c.call_tool(
+        "update_ticket",
+        json!({"ticket_id": "T-1", "status": "closed"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(f.ops.seen().is_empty(), "a refused call reached the server");
+    let r = c.call_tool("admin_report", json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(f.ops.seen().len(), 1, "the allowed call reached the server");
+}
+
+/// The JSON-RPC messages the server received: bodies that fully arrived (a request start whose
+/// stream was reset keeps a `null` body).
+fn messages(seen: &[Value]) -> Vec<String> {
+    seen.iter()
+        .filter_map(|r| r["body"].as_str().map(str::to_string))
+        .collect()
 }

@@ -1,6 +1,8 @@
 //! `scopegate-broker render istio|envoy-gateway`: the manifests parsed back, their kinds and API
-//! versions, the delivery form chosen by whether a body is read, cluster names as each mesh
-//! spells them, and every embedded document valid by the core's rules.
+//! versions, the delivery form chosen by the body mode (a plain `WasmPlugin`/
+//! `EnvoyExtensionPolicy` unless `hold_headers` needs the flag; the native MCP filter first for
+//! `mcp_metadata`), cluster names as each mesh spells them, never a fail-open setting, and every
+//! embedded document valid by the core's rules.
 
 use scopegate_tests::procs::log_dir;
 use scopegate_tests::render::{assert_current, render};
@@ -9,8 +11,9 @@ use serde_json::{json, Value};
 const NS: &str = "mcp";
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-/// The example document (broker mode) with or without per-tool rules, written to a file.
-fn doc_file(name: &str, tools: bool) -> String {
+/// The example document (broker mode) with or without per-tool rules, and with `filter.body_mode`
+/// set when `mode` is given, written to a file.
+fn doc_file(name: &str, tools: bool, mode: Option<&str>) -> String {
     let mut doc: Value = serde_norway::from_str(
         &std::fs::read_to_string(
             scopegate_tests::repo_root().join("examples/two-servers/scopegate.yaml"),
@@ -25,6 +28,9 @@ fn doc_file(name: &str, tools: bool) -> String {
         for s in doc["gateways"][0]["servers"].as_array_mut().unwrap() {
             s.as_object_mut().unwrap().remove("tools");
         }
+    }
+    if let Some(mode) = mode {
+        doc["filter"]["body_mode"] = json!(mode);
     }
     let path = log_dir("render_mesh").join(format!("{name}.json"));
     std::fs::write(&path, doc.to_string()).unwrap();
@@ -81,8 +87,8 @@ fn istio(doc: &str, extra: &[&str]) -> Vec<Value> {
 }
 
 #[test]
-fn istio_with_per_tool_scopes_delivers_the_filter_by_ecds_with_the_body_flag() {
-    let objs = istio(&doc_file("istio_tools", true), &[]);
+fn istio_hold_headers_delivers_the_filter_by_ecds_with_the_body_flag() {
+    let objs = istio(&doc_file("istio_tools", true, Some("hold_headers")), &[]);
     assert!(
         find(&objs, "WasmPlugin").is_empty(),
         "a WasmPlugin cannot set the body flag"
@@ -91,6 +97,11 @@ fn istio_with_per_tool_scopes_delivers_the_filter_by_ecds_with_the_body_flag() {
     assert_eq!(ef.len(), 1);
     assert_eq!(ef[0]["apiVersion"], "networking.istio.io/v1alpha3");
     let patches = ef[0]["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(
+        patches.len(),
+        2,
+        "no native MCP filter outside mcp_metadata"
+    );
     let ext = patches
         .iter()
         .find(|p| p["applyTo"] == "EXTENSION_CONFIG")
@@ -160,7 +171,7 @@ fn istio_with_per_tool_scopes_delivers_the_filter_by_ecds_with_the_body_flag() {
 
 #[test]
 fn istio_without_body_rules_uses_a_wasmplugin_and_the_flag_can_be_forced() {
-    let doc = doc_file("istio_plain", false);
+    let doc = doc_file("istio_plain", false, None);
     let objs = istio(&doc, &["--selector", "app=mcp-gateway"]);
     assert!(find(&objs, "EnvoyFilter").is_empty());
     let wp = find(&objs, "WasmPlugin");
@@ -195,10 +206,10 @@ fn istio_without_body_rules_uses_a_wasmplugin_and_the_flag_can_be_forced() {
 
 #[test]
 fn istio_renders_the_broker_workload_private_by_mtls_and_authorization_policy() {
-    let objs = istio(&doc_file("istio_workload", true), &[]);
+    let objs = istio(&doc_file("istio_workload", true, None), &[]);
     let k = kinds(&objs);
     for want in [
-        ("networking.istio.io/v1alpha3", "EnvoyFilter"),
+        ("extensions.istio.io/v1alpha1", "WasmPlugin"),
         ("telemetry.istio.io/v1", "Telemetry"),
         ("networking.istio.io/v1", "VirtualService"),
         ("v1", "ConfigMap"),
@@ -272,9 +283,9 @@ fn envoy_gateway(doc: &str, wasm_url: &str) -> Vec<Value> {
 }
 
 #[test]
-fn envoy_gateway_extension_policy_patch_policy_and_backend() {
+fn envoy_gateway_hold_headers_extension_policy_patch_policy_and_backend() {
     let objs = envoy_gateway(
-        &doc_file("eg_tools", true),
+        &doc_file("eg_tools", true, Some("hold_headers")),
         "oci://registry.example.com/scopegate/filter:0.1.0",
     );
     let eep = find(&objs, "EnvoyExtensionPolicy");
@@ -375,7 +386,7 @@ fn envoy_gateway_extension_policy_patch_policy_and_backend() {
 #[test]
 fn envoy_gateway_without_body_rules_needs_no_listener_patch() {
     let objs = envoy_gateway(
-        &doc_file("eg_plain", false),
+        &doc_file("eg_plain", false, None),
         "https://files.example.com/scopegate.wasm",
     );
     let wasm = &find(&objs, "EnvoyExtensionPolicy")[0]["spec"]["wasm"][0];
@@ -392,6 +403,143 @@ fn envoy_gateway_without_body_rules_needs_no_listener_patch() {
             .all(|p| p["type"] != "type.googleapis.com/envoy.config.listener.v3.Listener"),
         "no body flag without body rules: {patches:?}"
     );
+}
+
+#[test]
+fn istio_per_tool_scopes_in_the_default_hold_body_mode_use_a_plain_wasmplugin() {
+    let objs = istio(&doc_file("istio_hold_body", true, None), &[]);
+    assert!(
+        find(&objs, "EnvoyFilter").is_empty(),
+        "hold_body needs neither the flag nor a patch"
+    );
+    let wp = find(&objs, "WasmPlugin");
+    assert_eq!(wp.len(), 1);
+    assert_eq!(wp[0]["spec"]["failStrategy"], "FAIL_CLOSE");
+    let policy = valid(&wp[0]["spec"]["pluginConfig"].to_string());
+    assert!(
+        policy.servers.iter().any(|s| !s.tools.is_empty()),
+        "the per-tool rules are in the plugin's configuration"
+    );
+    assert_eq!(
+        policy.filter.body_mode,
+        scopegate_core::config::BodyMode::HoldBody
+    );
+}
+
+#[test]
+fn istio_mcp_metadata_inserts_the_native_filter_before_the_wasmplugin() {
+    let doc = doc_file("istio_mcp_metadata", true, Some("mcp_metadata"));
+    let objs = istio(&doc, &[]);
+    let wp = find(&objs, "WasmPlugin");
+    assert_eq!(wp.len(), 1, "mcp_metadata needs no body flag");
+    assert_eq!(wp[0]["metadata"]["namespace"], "istio-system");
+    let ef = find(&objs, "EnvoyFilter");
+    assert_eq!(ef.len(), 1);
+    assert_eq!(ef[0]["metadata"]["name"], "scopegate-mcp");
+    let patches = ef[0]["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches.len(), 1);
+    let p = &patches[0];
+    assert_eq!(p["applyTo"], "HTTP_FILTER");
+    assert_eq!(p["patch"]["operation"], "INSERT_BEFORE");
+    // istiod names a WasmPlugin's filter `<namespace>.<name>`.
+    assert_eq!(
+        p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+        "istio-system.scopegate"
+    );
+    let native = &p["patch"]["value"];
+    assert_eq!(native["name"], "envoy.filters.http.mcp");
+    assert_eq!(native["typed_config"]["reject_duplicate_keys"], json!(true));
+    assert_eq!(
+        native["typed_config"]["max_request_body_size"],
+        json!(65536)
+    );
+
+    // With the flag forced, the ECDS EnvoyFilter inserts the native filter before scopegate.
+    let forced = istio(&doc, &["--body-flag"]);
+    assert!(find(&forced, "WasmPlugin").is_empty());
+    let ef = find(&forced, "EnvoyFilter");
+    assert_eq!(ef.len(), 1);
+    let patches = ef[0]["spec"]["configPatches"].as_array().unwrap();
+    assert_eq!(patches.len(), 3);
+    assert_eq!(
+        patches[2]["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"], "scopegate",
+        "after the patch that put scopegate in the chain"
+    );
+    assert_eq!(patches[2]["patch"]["value"], *native);
+}
+
+#[test]
+fn envoy_gateway_default_hold_body_sets_no_flag_and_mcp_metadata_patches_the_native_filter_in() {
+    let listener_patches = |objs: &[Value]| -> Vec<Value> {
+        find(objs, "EnvoyPatchPolicy")
+            .iter()
+            .flat_map(|e| e["spec"]["jsonPatches"].as_array().unwrap().clone())
+            .filter(|p| p["type"] == "type.googleapis.com/envoy.config.listener.v3.Listener")
+            .collect()
+    };
+    let url = "oci://registry.example.com/scopegate/filter:0.1.0";
+    let hold_body = envoy_gateway(&doc_file("eg_hold_body", true, None), url);
+    assert_eq!(find(&hold_body, "EnvoyExtensionPolicy").len(), 1);
+    assert!(
+        listener_patches(&hold_body).is_empty(),
+        "hold_body: the extension policy alone carries the filter"
+    );
+
+    let metadata = envoy_gateway(
+        &doc_file("eg_mcp_metadata", true, Some("mcp_metadata")),
+        url,
+    );
+    let patches = listener_patches(&metadata);
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    let op = &patches[0]["operation"];
+    assert_eq!(op["op"], "add");
+    assert_eq!(
+        op["jsonPath"],
+        "..http_filters[?(@.typed_config.config.name=='scopegate')]"
+    );
+    assert_eq!(
+        op["path"], "",
+        "an add at scopegate's index inserts before it"
+    );
+    assert_eq!(op["value"]["name"], "envoy.filters.http.mcp");
+    assert_eq!(
+        op["value"]["typed_config"]["reject_duplicate_keys"],
+        json!(true)
+    );
+}
+
+#[test]
+fn render_never_emits_a_fail_open_setting() {
+    for (mode, tools) in [
+        (None, false),
+        (None, true),
+        (Some("hold_headers"), true),
+        (Some("mcp_metadata"), true),
+    ] {
+        let name = format!("fail_closed_{}_{tools}", mode.unwrap_or("default"));
+        let doc = doc_file(&name, tools, mode);
+        for objs in [
+            istio(&doc, &[]),
+            istio(&doc, &["--body-flag"]),
+            envoy_gateway(&doc, "oci://registry.example.com/scopegate/filter:0.1.0"),
+        ] {
+            for wp in find(&objs, "WasmPlugin") {
+                assert_eq!(wp["spec"]["failStrategy"], "FAIL_CLOSE", "{mode:?}");
+            }
+            for ef in find(&objs, "EnvoyFilter") {
+                for p in ef["spec"]["configPatches"].as_array().unwrap() {
+                    let config = &p["patch"]["value"]["typed_config"]["config"];
+                    if config.is_object() {
+                        assert_eq!(config["failure_policy"], "FAIL_RELOAD", "{mode:?}");
+                        assert!(config.get("fail_open").is_none(), "{mode:?}");
+                    }
+                }
+            }
+            for eep in find(&objs, "EnvoyExtensionPolicy") {
+                assert_eq!(eep["spec"]["wasm"][0]["failOpen"], json!(false), "{mode:?}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -89,6 +89,12 @@ pub fn render(input: &Input, a: &EnvoyArgs) -> Result<Rendered, RenderError> {
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
         }));
     }
+    if input.native_mcp() {
+        // `mcp_metadata`: scopegate decides at header time on what this filter parsed.
+        http_filters.push(plugin::native_mcp_filter(
+            input.policy.filter.max_body_bytes,
+        ));
+    }
     http_filters.push(json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {

@@ -71,18 +71,31 @@ pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
             json!({"type": "HTTP", "http": h})
         }
     };
-    let body_flag = input.body_flag();
+    let needs = input.needs();
+    let body_flag = needs.body_flag;
+    let native_mcp = needs.native_mcp_filter;
+    let mut why = if body_flag {
+        "The filter. body_mode hold_headers (or --body-flag) holds the request headers while the \
+         body is read: the EnvoyPatchPolicy below sets allow_on_headers_stop_iteration, which \
+         EnvoyExtensionPolicy cannot (needs EnvoyPatchPolicy enabled: \
+         extensionApis.enableEnvoyPatchPolicy)."
+            .to_string()
+    } else if native_mcp {
+        "The filter. body_mode mcp_metadata needs no body flag; the EnvoyPatchPolicy below puts \
+         Envoy's native envoy.filters.http.mcp before it (needs extensionApis.enableEnvoyPatchPolicy)."
+            .to_string()
+    } else if needs.reads_body {
+        "The filter. body_mode hold_body holds the body, never the headers, so the body flag is \
+         not needed."
+            .to_string()
+    } else {
+        "The filter. No server reads the request body, so the body flag is not needed.".to_string()
+    };
+    why.push_str(
+        " failOpen stays false: true would let every request bypass the filter when its VM fails.",
+    );
     let mut objects: Vec<(Option<String>, Value)> = vec![(
-        Some(if body_flag {
-            "The filter. Some server reads the request body for per-tool or per-method scopes \
-             while the request headers are held: the EnvoyPatchPolicy below sets \
-             allow_on_headers_stop_iteration, which EnvoyExtensionPolicy cannot (needs \
-             EnvoyPatchPolicy enabled: extensionApis.enableEnvoyPatchPolicy)."
-                .to_string()
-        } else {
-            "The filter. No server reads the request body, so the body flag is not needed."
-                .to_string()
-        }),
+        Some(why),
         json!({
             "apiVersion": EG_API,
             "kind": "EnvoyExtensionPolicy",
@@ -173,13 +186,29 @@ pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
                 },
             }));
         }
+        if native_mcp {
+            // A JSON Patch `add` at an array index inserts before the element there: the pointer
+            // of the scopegate filter puts the native filter just before it. Should the path not
+            // match, the native filter is missing and scopegate refuses every governed POST.
+            patches.push(json!({
+                "type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+                "name": format!("{ns}/{gw}/{}", a.listener),
+                "operation": {
+                    "op": "add",
+                    "jsonPath": format!("..http_filters[?(@.typed_config.config.name=='{}')]", plugin::NAME),
+                    "path": "",
+                    "value": plugin::native_mcp_filter(input.policy.filter.max_body_bytes),
+                },
+            }));
+        }
         if patches.is_empty() {
             continue;
         }
         objects.push((
             Some(format!(
-                "What EnvoyExtensionPolicy cannot say, for Gateway `{gw}`: the filter's own clusters{}.",
-                if body_flag { " and the body flag" } else { "" }
+                "What EnvoyExtensionPolicy cannot say, for Gateway `{gw}`: the filter's own clusters{}{}.",
+                if body_flag { ", the body flag" } else { "" },
+                if native_mcp { ", Envoy's native MCP filter before scopegate" } else { "" }
             )),
             json!({
                 "apiVersion": EG_API,

@@ -48,8 +48,16 @@ pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
     let meta = |name: &str, namespace: &str| json!({"name": name, "namespace": namespace});
 
     let mut objects: Vec<(Option<String>, Value)> = Vec::new();
-    if input.body_flag() {
-        objects.extend(envoy_filter(a, &labels, &configuration, sha256.as_deref()));
+    let needs = input.needs();
+    let max_body = input.policy.filter.max_body_bytes;
+    if needs.body_flag {
+        objects.extend(envoy_filter(
+            a,
+            &labels,
+            &configuration,
+            sha256.as_deref(),
+            needs.native_mcp_filter.then_some(max_body),
+        ));
     } else {
         let mut spec = json!({
             "selector": {"matchLabels": labels},
@@ -63,13 +71,23 @@ pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
         if let Some(sum) = &sha256 {
             spec["sha256"] = json!(sum);
         }
+        let why = if needs.native_mcp_filter {
+            "The filter as a WasmPlugin: body_mode mcp_metadata decides on what Envoy's native \
+             envoy.filters.http.mcp parsed (the EnvoyFilter below puts it first), so the request \
+             headers are never held by scopegate and allow_on_headers_stop_iteration is not needed."
+        } else if needs.reads_body {
+            "The filter as a WasmPlugin: body_mode hold_body lets the headers go on and holds the \
+             body until the JSON-RPC message is decided, so allow_on_headers_stop_iteration is not \
+             needed (a refused message never reaches the MCP server)."
+        } else {
+            "The filter as a WasmPlugin: no server reads the request body, so the request \
+             headers are never held and allow_on_headers_stop_iteration is not needed."
+        };
         objects.push((
-            Some(
-                "The filter as a WasmPlugin: no server reads the request body, so the request \
-                 headers are never held and allow_on_headers_stop_iteration is not needed.\n\
-                 Istio hands pluginConfig to the filter as JSON text."
-                    .into(),
-            ),
+            Some(format!(
+                "{why}\nIstio hands pluginConfig to the filter as JSON text. failStrategy stays \
+                 FAIL_CLOSE: FAIL_OPEN would let every request bypass the filter when its VM fails."
+            )),
             json!({
                 "apiVersion": "extensions.istio.io/v1alpha1",
                 "kind": "WasmPlugin",
@@ -77,6 +95,9 @@ pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
                 "spec": spec,
             }),
         ));
+        if needs.native_mcp_filter {
+            objects.push(native_mcp_envoy_filter(a, &labels, max_body));
+        }
     }
 
     let mesh_config = json!({"meshConfig": {"extensionProviders": [{
@@ -123,22 +144,54 @@ fn envoy_filter(
     labels: &Map<String, Value>,
     configuration: &str,
     sha256: Option<&str>,
+    native_mcp: Option<usize>,
 ) -> Vec<(Option<String>, Value)> {
-    let context = match a.context {
-        IstioContext::Gateway => "GATEWAY",
-        IstioContext::SidecarInbound => "SIDECAR_INBOUND",
-    };
+    let context = context(a);
     let config = plugin::plugin_config(
         plugin::NAME,
         plugin::remote_code(&a.mesh.wasm_url, sha256),
         configuration,
         true,
     );
+    let mut patches = vec![
+        json!({
+            "applyTo": "EXTENSION_CONFIG",
+            "patch": {
+                "operation": "ADD",
+                "value": {
+                    "name": plugin::NAME,
+                    "typed_config": {"@type": plugin::WASM_FILTER_TYPE, "config": config},
+                },
+            },
+        }),
+        json!({
+            "applyTo": "HTTP_FILTER",
+            "match": http_filter_match(context, "envoy.filters.http.router"),
+            "patch": {
+                "operation": "INSERT_BEFORE",
+                "value": {
+                    "name": plugin::NAME,
+                    "config_discovery": {
+                        "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
+                        "type_urls": [plugin::WASM_FILTER_TYPE],
+                    },
+                },
+            },
+        }),
+    ];
+    if let Some(max_body) = native_mcp {
+        // Patches of one EnvoyFilter apply in order: scopegate is in the chain by now.
+        patches.push(json!({
+            "applyTo": "HTTP_FILTER",
+            "match": http_filter_match(context, plugin::NAME),
+            "patch": {"operation": "INSERT_BEFORE", "value": plugin::native_mcp_filter(max_body)},
+        }));
+    }
     vec![(
         Some(
-            "The filter by ECDS with allow_on_headers_stop_iteration: true. Some server reads the \
-             request body for per-tool or per-method scopes while the request headers are held, \
-             and WasmPlugin has no field for the flag. Istio's agent fetches the module (https or \
+            "The filter by ECDS with allow_on_headers_stop_iteration: true (body_mode hold_headers, \
+             or --body-flag): the request headers are held while the body is read, and WasmPlugin \
+             has no field for the flag. Istio's agent fetches the module (https or \
              oci://) and checks its sha256, as for a WasmPlugin. Needs proxies on Envoy 1.35+ \
              (older ones ignore the flag)."
                 .into(),
@@ -149,41 +202,63 @@ fn envoy_filter(
             "metadata": {"name": plugin::NAME, "namespace": a.proxy_namespace},
             "spec": {
                 "workloadSelector": {"labels": labels},
-                "configPatches": [
-                    {
-                        "applyTo": "EXTENSION_CONFIG",
-                        "patch": {
-                            "operation": "ADD",
-                            "value": {
-                                "name": plugin::NAME,
-                                "typed_config": {"@type": plugin::WASM_FILTER_TYPE, "config": config},
-                            },
-                        },
-                    },
-                    {
-                        "applyTo": "HTTP_FILTER",
-                        "match": {
-                            "context": context,
-                            "listener": {"filterChain": {"filter": {
-                                "name": "envoy.filters.network.http_connection_manager",
-                                "subFilter": {"name": "envoy.filters.http.router"},
-                            }}},
-                        },
-                        "patch": {
-                            "operation": "INSERT_BEFORE",
-                            "value": {
-                                "name": plugin::NAME,
-                                "config_discovery": {
-                                    "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
-                                    "type_urls": [plugin::WASM_FILTER_TYPE],
-                                },
-                            },
-                        },
-                    },
-                ],
+                "configPatches": patches,
             },
         }),
     )]
+}
+
+fn context(a: &IstioArgs) -> &'static str {
+    match a.context {
+        IstioContext::Gateway => "GATEWAY",
+        IstioContext::SidecarInbound => "SIDECAR_INBOUND",
+    }
+}
+
+/// An `HTTP_FILTER` match on the HTTP connection manager's filter named `sub_filter`.
+fn http_filter_match(context: &str, sub_filter: &str) -> Value {
+    json!({
+        "context": context,
+        "listener": {"filterChain": {"filter": {
+            "name": "envoy.filters.network.http_connection_manager",
+            "subFilter": {"name": sub_filter},
+        }}},
+    })
+}
+
+/// `mcp_metadata` with a `WasmPlugin`: an `EnvoyFilter` inserting Envoy's native MCP filter just
+/// before the filter istiod generates for the plugin (named `<namespace>.<name>`). EnvoyFilter
+/// patches apply to the listener istiod built, WasmPlugin filters included. If the match ever
+/// fails (a renamed plugin), the native filter is missing and scopegate refuses every governed
+/// POST (400): that misconfiguration fails closed.
+fn native_mcp_envoy_filter(
+    a: &IstioArgs,
+    labels: &Map<String, Value>,
+    max_body: usize,
+) -> (Option<String>, Value) {
+    let wasm_plugin_filter = format!("{}.{}", a.proxy_namespace, plugin::NAME);
+    (
+        Some(format!(
+            "body_mode mcp_metadata: Envoy's native {} before the WasmPlugin's filter \
+             `{wasm_plugin_filter}` (INSERT_BEFORE needs it in the chain; without the native filter \
+             scopegate refuses every governed POST, it never lets one through). Needs proxies \
+             whose Envoy has envoy.filters.http.mcp (1.38+).",
+            plugin::NATIVE_MCP_FILTER
+        )),
+        json!({
+            "apiVersion": "networking.istio.io/v1alpha3",
+            "kind": "EnvoyFilter",
+            "metadata": {"name": format!("{}-mcp", plugin::NAME), "namespace": a.proxy_namespace},
+            "spec": {
+                "workloadSelector": {"labels": labels},
+                "configPatches": [{
+                    "applyTo": "HTTP_FILTER",
+                    "match": http_filter_match(context(a), &wasm_plugin_filter),
+                    "patch": {"operation": "INSERT_BEFORE", "value": plugin::native_mcp_filter(max_body)},
+                }],
+            },
+        }),
+    )
 }
 
 /// Routes on the ingress gateway: the MCP servers (no timeout: SSE) and the broker's endpoints.

@@ -14,7 +14,7 @@ mod plugin;
 mod workload;
 
 use crate::cli::{CommonArgs, RenderTarget};
-use scopegate_core::policy::Policy;
+use scopegate_core::policy::{Policy, ProxyNeeds};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -107,18 +107,24 @@ impl Input {
         })
     }
 
-    /// Whether the filter must hold request headers while it reads the body, see [`body_flag`].
-    pub fn body_flag(&self) -> bool {
-        body_flag(&self.policy, self.body_flag_forced)
+    /// What the document needs from the proxy (the core's [`Policy::proxy_needs`]), with
+    /// `--body-flag` forcing the flag.
+    pub fn needs(&self) -> ProxyNeeds {
+        let mut needs = self.policy.proxy_needs();
+        needs.body_flag |= self.body_flag_forced;
+        needs
     }
-}
 
-/// The one place that decides between the plain mesh resources (`WasmPlugin`,
-/// `EnvoyExtensionPolicy`) and the ones that can set `allow_on_headers_stop_iteration`
-/// (`EnvoyFilter` with ECDS, `EnvoyPatchPolicy`): the flag is needed when some server's POSTs
-/// are read for a per-tool or per-method decision while the request headers are held.
-pub fn body_flag(policy: &Policy, forced: bool) -> bool {
-    forced || policy.servers.iter().any(|s| s.needs_body())
+    /// Whether `allow_on_headers_stop_iteration` is set (and so the `EnvoyFilter`/
+    /// `EnvoyPatchPolicy` form chosen).
+    pub fn body_flag(&self) -> bool {
+        self.needs().body_flag
+    }
+
+    /// Whether Envoy's native `envoy.filters.http.mcp` must run before scopegate.
+    pub fn native_mcp(&self) -> bool {
+        self.needs().native_mcp_filter
+    }
 }
 
 /// Validates `text` as the filter will; the error carries `check`'s report.
@@ -222,16 +228,46 @@ mod tests {
 
     const DOC: &str = r#"{"gateways":[{"name":"g","public_url":"https://mcp.example.com","issuer":"https://idp.example.com","allowed_scopes":["a","b"],"jwks":{"cluster":"idp","path":"/jwks"},"servers":[{"name":"s","cluster":"c","path":"/s/mcp","scopes":["a"]}]}]}"#;
 
-    #[test]
-    fn the_body_flag_follows_the_servers_body_rules_or_is_forced() {
-        let plain = validated(DOC).unwrap();
-        assert!(!body_flag(&plain, false));
-        assert!(body_flag(&plain, true));
-        let tools = DOC.replace(
+    fn input(doc: &str, forced: bool) -> Input {
+        Input {
+            doc: serde_json::from_str(doc).unwrap(),
+            policy: validated(doc).unwrap(),
+            upstreams: BTreeMap::new(),
+            body_flag_forced: forced,
+            command: String::new(),
+        }
+    }
+
+    fn with_tools(mode: &str) -> String {
+        DOC.replace(
             r#""scopes":["a"]}"#,
             r#""scopes":["a"],"tools":{"t":["a"]}}"#,
-        );
-        assert!(body_flag(&validated(&tools).unwrap(), false));
+        )
+        .replace(
+            "]}]}",
+            &format!(r#"]}}],"filter":{{"body_mode":"{mode}"}}}}"#),
+        )
+    }
+
+    #[test]
+    fn the_body_flag_follows_the_body_mode_or_is_forced() {
+        assert!(!input(DOC, false).body_flag());
+        assert!(input(DOC, true).body_flag());
+        // Per-tool rules: only `hold_headers` holds the headers while the body is read.
+        assert!(!input(&with_tools("hold_body"), false).body_flag());
+        assert!(input(&with_tools("hold_headers"), false).body_flag());
+        assert!(!input(&with_tools("mcp_metadata"), false).body_flag());
+        assert!(input(&with_tools("hold_body"), true).body_flag());
+    }
+
+    #[test]
+    fn the_native_mcp_filter_follows_mcp_metadata_even_with_the_flag_forced() {
+        assert!(!input(DOC, false).native_mcp());
+        assert!(!input(&with_tools("hold_body"), false).native_mcp());
+        assert!(!input(&with_tools("hold_headers"), false).native_mcp());
+        assert!(input(&with_tools("mcp_metadata"), false).native_mcp());
+        let forced = input(&with_tools("mcp_metadata"), true);
+        assert!(forced.native_mcp() && forced.body_flag());
     }
 
     #[test]

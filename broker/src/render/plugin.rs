@@ -46,3 +46,21 @@ pub fn remote_code(url: &str, sha256: Option<&str>) -> Value {
     }
     json!({ "remote": remote })
 }
+
+/// The name of Envoy's native MCP filter, which `body_mode: mcp_metadata` reads.
+pub const NATIVE_MCP_FILTER: &str = "envoy.filters.http.mcp";
+
+/// Envoy's native MCP filter as it must precede scopegate (`body_mode: mcp_metadata`): it holds
+/// the headers while it parses a POST and writes the message to dynamic metadata. Duplicate keys
+/// are rejected so it and the MCP server cannot read different methods; its body limit is the
+/// document's `filter.max_body_bytes`, the bound scopegate's own body modes read up to.
+pub fn native_mcp_filter(max_body_bytes: usize) -> Value {
+    json!({
+        "name": NATIVE_MCP_FILTER,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp",
+            "reject_duplicate_keys": true,
+            "max_request_body_size": max_body_bytes,
+        },
+    })
+}
