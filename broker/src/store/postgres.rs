@@ -55,17 +55,19 @@ impl Postgres {
         }
         cfg.connect_timeout(o.timeout);
         cfg.application_name("scopegate-broker");
-        let build = |size: u32| {
+        // The query pool is opened in full (a burst must not wait for connections to be made one
+        // by one); the lock pool grows on demand.
+        let build = |size: u32, idle: u32| {
             r2d2::Pool::builder()
                 .max_size(size)
-                .min_idle(Some(1))
+                .min_idle(Some(idle))
                 .connection_timeout(o.timeout)
                 .build(PostgresConnectionManager::new(cfg.clone(), NoTls))
                 .map_err(pool_err)
         };
-        let pool = build(o.pool_size)?;
+        let pool = build(o.pool_size, o.pool_size)?;
         migrate(&mut pool.get().map_err(pool_err)?)?;
-        let locks = build(o.pool_size)?;
+        let locks = build(o.pool_size, 1)?;
         Ok(Postgres { pool, locks })
     }
 
