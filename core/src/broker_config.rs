@@ -87,8 +87,19 @@ pub fn check(doc: &Document) -> Vec<(String, String)> {
             "must be between 1 and 120000".into(),
         );
     }
+    // Replicas reload signing keys every 30 s, and a new key is published rotation/10 before it
+    // signs: shorter, and one replica could sign with a key another does not publish yet.
+    if postgres && b.signing_key_rotation_s < MIN_REPLICA_ROTATION_S {
+        err(
+            "signing_key_rotation_s",
+            format!("must be at least {MIN_REPLICA_ROTATION_S} seconds with a postgres database (replicas reload keys every 30 s)"),
+        );
+    }
     out
 }
+
+/// The shortest key rotation replicas on one database can follow (see `check`).
+pub const MIN_REPLICA_ROTATION_S: u64 = 300;
 
 /// The SQLite file used when `broker.database` is absent.
 pub const DEFAULT_SQLITE: &str = "scopegate-broker.sqlite";
@@ -245,6 +256,11 @@ mod tests {
         )
         .unwrap();
         assert!(check(&ok).is_empty(), "{:?}", check(&ok));
+        let fast = Document::parse(
+            "gateways: []\nbroker:\n  database: postgres://sg@db/x\n  signing_key_rotation_s: 120\n",
+        )
+        .unwrap();
+        assert_eq!(check(&fast)[0].0, "broker.signing_key_rotation_s");
         let sqlite_pw = Document::parse(
             "gateways: []\nbroker:\n  database: sg.db\n  database_password_env: A\n",
         )
