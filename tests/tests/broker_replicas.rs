@@ -4,10 +4,14 @@
 //! mid-refresh leaves the grant usable; a database outage gives 503s at `/readyz`, then recovery.
 
 use scopegate_tests::broker::{doc, exchange, Broker};
+use scopegate_tests::brokered::{envoy_spec, Ports};
+use scopegate_tests::envoy::Envoy;
+use scopegate_tests::mcp::Client as McpClient;
 use scopegate_tests::oauth::{pkce, redeem, refresh, register, Agent, AuthRequest};
 use scopegate_tests::postgres::{Postgres, PASSWORD};
 use scopegate_tests::procs::{log_dir, wait_for};
 use scopegate_tests::proxy::Proxy;
+use scopegate_tests::stack::McpServer;
 use scopegate_tests::stack::SUPPORT;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -23,7 +27,9 @@ const PER_GRANT: usize = 6;
 const DOWNSTREAM_TTL: u64 = 10;
 
 struct Fleet {
-    // Field order is drop order: brokers before the database they use.
+    // Field order is drop order: Envoy, then brokers, then the database they use.
+    envoy: Option<Envoy>,
+    _servers: Vec<McpServer>,
     replicas: Vec<Broker>,
     proxy: Proxy,
     _authz: scopegate_tests::authz::Authz,
@@ -35,13 +41,23 @@ struct Fleet {
 
 impl Fleet {
     fn start(name: &str, replicas: usize, downstream_ttl: u64) -> Fleet {
+        Fleet::start_with(name, replicas, downstream_ttl, false)
+    }
+
+    /// `behind_envoy`: the gateway's public URL is Envoy's listener, which round-robins both the
+    /// public and the internal broker clusters over every replica (the deployment in the README).
+    fn start_with(name: &str, replicas: usize, downstream_ttl: u64, behind_envoy: bool) -> Fleet {
         let pg = Postgres::start();
         let url = pg.create_database("scopegate");
         let proxy = Proxy::start();
         let ports: Vec<u16> = (0..replicas)
             .map(|_| scopegate_tests::free_port())
             .collect();
-        let public = format!("http://127.0.0.1:{}", ports[0]);
+        let envoy_port = scopegate_tests::free_port();
+        let public = format!(
+            "http://127.0.0.1:{}",
+            if behind_envoy { envoy_port } else { ports[0] }
+        );
         let spec = scopegate_tests::downstream::Spec {
             redirect_uris: vec![format!("{public}/callback")],
             access_ttl: downstream_ttl,
@@ -55,13 +71,72 @@ impl Fleet {
         d["broker"]["database_password_file"] = json!(pw_file.display().to_string());
         d["broker"]["database_timeout_ms"] = json!(10_000);
         d["broker"]["refresh_lock_timeout_ms"] = json!(30_000);
+        if behind_envoy {
+            // Envoy fronts only `saas` (the second gateway is for the broker's own checks).
+            if let Some(gws) = d["gateways"].as_array_mut() {
+                gws.truncate(1);
+            }
+        }
         // One at a time: the first creates the signing key the others then load.
-        let replicas = ports
+        let replicas: Vec<Broker> = ports
             .iter()
             .enumerate()
             .map(|(n, port)| Broker::start(&format!("{name}/replica{n}"), &d, *port))
             .collect();
+        let (mut envoy, mut servers) = (None, Vec::new());
+        if behind_envoy {
+            let support = McpServer::start("support-assistant", name);
+            let ops = McpServer::start("ops-console", name);
+            let spec = envoy_spec(
+                name,
+                &d,
+                Ports {
+                    envoy: envoy_port,
+                    support: support.port,
+                    ops: ops.port,
+                    broker: replicas[0].port,
+                    broker_internal: replicas[0].internal_port,
+                },
+                1,
+            );
+            let more: Vec<(u16, u16)> = replicas[1..]
+                .iter()
+                .map(|b| (b.port, b.internal_port))
+                .collect();
+            let e = Envoy::start_edited(&spec, &move |boot: &mut Value| {
+                for c in boot["static_resources"]["clusters"].as_array_mut().unwrap() {
+                    let internal = match c["name"].as_str() {
+                        Some("scopegate_broker") => false,
+                        Some("scopegate_broker_internal") => true,
+                        _ => continue,
+                    };
+                    c["lb_policy"] = json!("ROUND_ROBIN");
+                    let eps = c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+                        .as_array_mut()
+                        .unwrap();
+                    for (p, ip) in &more {
+                        eps.push(json!({"endpoint": {"address": {"socket_address": {
+                            "address": "127.0.0.1", "port_value": if internal { ip } else { p }}}}}));
+                    }
+                }
+            });
+            wait_for(
+                "the filter to load the brokers' keys",
+                Duration::from_secs(30),
+                || {
+                    (McpClient::new(&e.url(SUPPORT), Some("x.y.z"))
+                        .initialize()
+                        .status
+                        != 503)
+                        .then_some(())
+                },
+            );
+            envoy = Some(e);
+            servers = vec![support, ops];
+        }
         Fleet {
+            envoy,
+            _servers: servers,
             replicas,
             proxy,
             _authz: authz,
@@ -116,6 +191,21 @@ impl Fleet {
             .map(|r| r.status().as_u16())
             .unwrap_or(0)
     }
+}
+
+/// Requests a replica has answered on its public listener (from its `/metrics`).
+fn public_requests(b: &Broker) -> u64 {
+    reqwest::blocking::get(format!("{}/metrics", b.internal))
+        .unwrap()
+        .text()
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.starts_with("scopegate_broker_request_duration_seconds_count")
+                && l.contains("listener=\"public\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 fn access(t: &Value) -> String {
@@ -307,4 +397,41 @@ fn replica_killed_mid_refresh_leaves_the_grant_usable_and_outage_recovers() {
     );
     let (status, body) = f.replica(1).exchange(&token, &f.resource);
     assert_eq!(status, 200, "the grant survived the outage: {body}");
+}
+
+#[test]
+fn one_client_through_envoy_round_robin_over_the_replicas() {
+    let f = Fleet::start_with("broker_replicas_envoy", 3, 300, true);
+    let envoy = f.envoy.as_ref().unwrap();
+    let before: Vec<u64> = f.replicas.iter().map(public_requests).collect();
+    // Registration, the front channel, the downstream callback and /token, all through Envoy:
+    // consecutive requests land on different replicas.
+    let client = register(&f.issuer, CB);
+    let (verifier, challenge) = pkce();
+    let code = Agent::default().authorize(&AuthRequest::new(
+        &f.issuer,
+        &client,
+        CB,
+        &f.resource,
+        &challenge,
+    ));
+    let r = redeem(&f.issuer, &client, &code, CB, &verifier, &f.resource);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = r.json();
+    let served: Vec<u64> = f
+        .replicas
+        .iter()
+        .zip(&before)
+        .map(|(b, n)| public_requests(b) - n)
+        .collect();
+    assert!(
+        served.iter().all(|n| *n > 0),
+        "every replica served part of one client's flow: {served:?}"
+    );
+    // The filter verifies the token with the JWKS from any replica and exchanges it at any.
+    for _ in 0..3 {
+        let mut c = McpClient::new(&envoy.url(SUPPORT), Some(&access(&t)));
+        let r = c.initialize();
+        assert_eq!(r.status, 200, "initialize through Envoy: {}", r.body);
+    }
 }
