@@ -41,12 +41,19 @@ struct Fleet {
 
 impl Fleet {
     fn start(name: &str, replicas: usize, downstream_ttl: u64) -> Fleet {
-        Fleet::start_with(name, replicas, downstream_ttl, false)
+        Fleet::start_with(name, replicas, downstream_ttl, false, 10_000)
     }
 
     /// `behind_envoy`: the gateway's public URL is Envoy's listener, which round-robins both the
     /// public and the internal broker clusters over every replica (the deployment in the README).
-    fn start_with(name: &str, replicas: usize, downstream_ttl: u64, behind_envoy: bool) -> Fleet {
+    /// `db_timeout_ms`: the brokers' `database_timeout_ms`.
+    fn start_with(
+        name: &str,
+        replicas: usize,
+        downstream_ttl: u64,
+        behind_envoy: bool,
+        db_timeout_ms: u64,
+    ) -> Fleet {
         let pg = Postgres::start();
         let url = pg.create_database("scopegate");
         let proxy = Proxy::start();
@@ -69,7 +76,7 @@ impl Fleet {
         std::fs::write(&pw_file, PASSWORD).unwrap();
         let mut d = doc(&public, &downstream_issuer, &url);
         d["broker"]["database_password_file"] = json!(pw_file.display().to_string());
-        d["broker"]["database_timeout_ms"] = json!(10_000);
+        d["broker"]["database_timeout_ms"] = json!(db_timeout_ms);
         d["broker"]["refresh_lock_timeout_ms"] = json!(30_000);
         if behind_envoy {
             // Envoy fronts only `saas` (the second gateway is for the broker's own checks).
@@ -401,7 +408,7 @@ fn replica_killed_mid_refresh_leaves_the_grant_usable_and_outage_recovers() {
 
 #[test]
 fn one_client_through_envoy_round_robin_over_the_replicas() {
-    let f = Fleet::start_with("broker_replicas_envoy", 3, 300, true);
+    let f = Fleet::start_with("broker_replicas_envoy", 3, 300, true, 10_000);
     let envoy = f.envoy.as_ref().unwrap();
     let before: Vec<u64> = f.replicas.iter().map(public_requests).collect();
     // Registration, the front channel, the downstream callback and /token, all through Envoy:
@@ -434,4 +441,40 @@ fn one_client_through_envoy_round_robin_over_the_replicas() {
         let r = c.initialize();
         assert_eq!(r.status, 200, "initialize through Envoy: {}", r.body);
     }
+}
+
+/// The crash window: the downstream has rotated the grant's refresh token, and the database is
+/// down when the broker stores the new one. The broker retries the store until the database is
+/// back, so the grant lives on (without the retries the new tokens were lost with the answer).
+#[test]
+fn refreshed_tokens_are_stored_across_a_database_restart() {
+    // Downstream tokens live 15 s: the refreshed one outlives the database restart.
+    // A 1 s database timeout: the first attempts to store fail, and the retries carry it.
+    let f = Fleet::start_with("broker_replicas_store_retry", 2, 15, false, 1000);
+    let (_, t) = f.grant(0, 1);
+    let token = access(&t);
+    std::thread::sleep(Duration::from_secs(16));
+    let (answered, release) = f.proxy.pause_next_refresh_answer();
+    let internal = f.replica(1).internal.clone();
+    let (token1, resource1) = (token.clone(), f.resource.clone());
+    let during = std::thread::spawn(move || exchange(&internal, &token1, &resource1));
+    answered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the downstream answered the refresh");
+    f.pg.stop_server();
+    let _ = release.send(());
+    // The broker is now retrying the store; bring the database back.
+    std::thread::sleep(Duration::from_secs(3));
+    f.pg.start_server();
+    let (status, body) = during.join().unwrap();
+    assert_eq!(status, 200, "the refreshed tokens were stored: {body}");
+    let refreshed = access(&body);
+    let (status, body) = f.replica(0).exchange(&token, &f.resource);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        access(&body),
+        refreshed,
+        "the stored token is the refreshed one"
+    );
+    assert_eq!(f.proxy.refreshes(), 1, "no second downstream refresh");
 }
