@@ -11,7 +11,7 @@ ENVOY := $(VENV)/bin/envoy
 AUTHZ := examples/two-servers/authz
 WASM := target/wasm32-wasip1/release/scopegate_filter.wasm
 
-.PHONY: help toolchain binaryen ladder venv npm sdk-clients chromium wasm bins build fmt-check clippy lint unit integration test demo up down clean bench bench-quick wrk
+.PHONY: help toolchain binaryen ladder venv npm sdk-clients chromium wasm bins build fmt-check clippy lint unit integration test demo up down clean bench bench-quick wrk postgres
 
 help:
 	@echo "make demo   - build everything and walk through the two-server example (exits 0 only if every step held)"
@@ -123,11 +123,11 @@ clippy: toolchain
 
 lint: fmt-check clippy
 
-unit:
+unit: postgres
 	@echo "==> unit tests: every workspace crate but the integration tests (core, filter, broker, example servers and client)"
 	$(CARGO) test --workspace --exclude scopegate-tests
 
-integration: build venv npm sdk-clients
+integration: build venv npm sdk-clients postgres
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
 	$(CARGO) test -p scopegate-tests
 
@@ -180,6 +180,14 @@ mesh-examples:
 
 test: lint unit integration bench-quick
 	@echo "==> all checks passed"
+
+# PostgreSQL for the broker's storage and replica tests (the tests initdb their own throw-away
+# servers; Debian keeps the binaries in /usr/lib/postgresql/<version>/bin, off PATH).
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) $(shell command -v initdb))
+postgres:
+	@if [ -z "$(PG_INITDB)" ]; then echo "==> installing PostgreSQL for the broker's storage tests (apt-get install -y postgresql)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { echo "PostgreSQL is required: apt-get install -y postgresql"; exit 1; }
 
 # Benchmarks (BENCHMARKS.md): the driver is a release build, without the release profile's LTO
 # (that is for the .wasm; the driver only needs to be optimised, and builds far faster without it).

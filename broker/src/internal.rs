@@ -178,7 +178,7 @@ async fn current_downstream(
         if fresh(&grant) {
             hand_out(app, &grant)
         } else {
-            refresh(app, gw, grant).await
+            refresh_across_replicas(app, gw, grant, fresh).await
         }
     };
     drop(lock);
@@ -192,6 +192,87 @@ async fn current_downstream(
     }
     result
 }
+
+/// Refreshes under the store's lock for the grant, so no two brokers on one database spend the same
+/// downstream refresh token (identity providers revoke a family when one is used twice).
+async fn refresh_across_replicas(
+    app: &Arc<App>,
+    gw: &crate::app::GatewayRt,
+    grant: GrantRow,
+    fresh: impl Fn(&GrantRow) -> bool,
+) -> Result<(String, u64), OAuthError> {
+    let held = fleet_lock(app, &grant.id).await?;
+    // Another replica may have refreshed while we waited for its lock.
+    let result = match load(app, &grant.id).await {
+        Ok(g) if fresh(&g) => hand_out(app, &g),
+        Ok(g) => refresh(app, gw, g).await,
+        Err(e) => Err(e),
+    };
+    // The lock's release is a database call: off the async workers.
+    let _ = tokio::task::spawn_blocking(move || drop(held)).await;
+    result
+}
+
+async fn fleet_lock(
+    app: &Arc<App>,
+    grant_id: &str,
+) -> Result<Box<dyn crate::store::RefreshLock>, OAuthError> {
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(app.broker.refresh_lock_timeout_ms);
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let id = grant_id.to_string();
+        match app.db(move |s| s.try_lock_refresh(&id)).await {
+            Ok(Some(held)) => return Ok(held),
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+            Ok(None) => {
+                tracing::warn!(grant_id = %grant_id, "downstream refresh lock: timed out waiting for another broker");
+                return Err(OAuthError::new(
+                    "temporarily_unavailable",
+                    "another broker is refreshing this grant",
+                ));
+            }
+            Err(e) => return Err(server_error(&e)),
+        }
+    }
+}
+
+/// Stores a refreshed downstream credential, retrying: the downstream has already spent the old
+/// refresh token, so giving up here would lose the grant.
+async fn store_refreshed(
+    app: &Arc<App>,
+    grant: &GrantRow,
+    blob: Vec<u8>,
+    expires_at: u64,
+) -> Result<bool, OAuthError> {
+    let mut pause = std::time::Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        let (id, version, blob) = (grant.id.clone(), grant.version, blob.clone());
+        match app
+            .db(move |s| s.update_downstream(&id, version, &blob, expires_at, crate::now()))
+            .await
+        {
+            Ok(stored) => return Ok(stored),
+            Err(e) if attempt < STORE_ATTEMPTS => {
+                tracing::warn!(grant_id = %grant.id, attempt, error = %e, "storing the refreshed downstream token failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                attempt += 1;
+            }
+            Err(e) => {
+                tracing::error!(grant_id = %grant.id, error = %e, "refreshed downstream token could not be stored; the grant needs a new authorization");
+                return Err(server_error(&e));
+            }
+        }
+    }
+}
+
+/// About 15 s of retries (50 ms doubling to 2 s): a database failover, not a dead database.
+const STORE_ATTEMPTS: u32 = 12;
 
 fn hand_out(app: &App, g: &GrantRow) -> Result<(String, u64), OAuthError> {
     let sealed = tokens::open_downstream(app, g).map_err(|e| server_error(&e))?;
@@ -215,11 +296,7 @@ async fn refresh(
     match gw.downstream.refresh(&rt).await {
         Ok(t) => {
             let blob = tokens::seal_downstream(app, &grant.id, &t).map_err(|e| server_error(&e))?;
-            let (id, version, expires_at) = (grant.id.clone(), grant.version, t.expires_at);
-            let stored = app
-                .db(move |s| s.update_downstream(&id, version, &blob, expires_at, crate::now()))
-                .await
-                .map_err(|e| server_error(&e))?;
+            let stored = store_refreshed(app, &grant, blob, t.expires_at).await?;
             if !stored {
                 // Revoked meanwhile, or another replica won: what is stored now is the truth.
                 let g = load(app, &grant.id).await?;

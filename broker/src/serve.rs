@@ -2,7 +2,7 @@
 
 use crate::app::App;
 use crate::cli::ServeArgs;
-use crate::{internal, now, public, store};
+use crate::{internal, now, public};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -15,7 +15,6 @@ use std::time::Duration;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_INTERNAL: &str = "127.0.0.1:8081";
-const DEFAULT_DATABASE: &str = "scopegate-broker.sqlite";
 
 pub fn serve_cmd(a: ServeArgs) -> ExitCode {
     tracing_subscriber::fmt()
@@ -51,12 +50,15 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
         tracing::warn!(warning = %w, "config");
     }
     let broker = policy.document.broker.clone().unwrap_or_default();
-    let db_path = broker
-        .database
-        .clone()
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
-    let store: Arc<dyn store::Store> = Arc::new(store::sqlite::Sqlite::open(&db_path)?);
-    let app = Arc::new(App::build(policy, store, now())?);
+    // Blocking database clients (PostgreSQL's sync client) must not run on a tokio worker.
+    let b = broker.clone();
+    let app = tokio::task::spawn_blocking(move || {
+        let store = crate::store::open(&b)?;
+        App::build(policy, store, now())
+    })
+    .await
+    .map_err(|e| format!("startup task: {e}"))??;
+    let app = Arc::new(app);
 
     let public_addr = a
         .listen

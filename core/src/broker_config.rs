@@ -56,7 +56,93 @@ pub fn check(doc: &Document) -> Vec<(String, String)> {
     if b.cimd_timeout_ms == 0 || b.cimd_timeout_ms > 30_000 {
         err("cimd_timeout_ms", "must be between 1 and 30000".into());
     }
+    let db = database(b.database.as_deref());
+    if let Database::Invalid(e) = &db {
+        err("database", e.clone());
+    }
+    let postgres = matches!(db, Database::Postgres(_));
+    for (field, set) in [
+        ("database_password_env", b.database_password_env.is_some()),
+        ("database_password_file", b.database_password_file.is_some()),
+    ] {
+        if set && !postgres {
+            err(field, "only for a postgres:// database".into());
+        }
+    }
+    if b.database_password_env.is_some() && b.database_password_file.is_some() {
+        err(
+            "database_password_env",
+            "set database_password_env or database_password_file, not both".into(),
+        );
+    }
+    if b.database_pool_size == 0 || b.database_pool_size > 200 {
+        err("database_pool_size", "must be between 1 and 200".into());
+    }
+    if b.database_timeout_ms == 0 || b.database_timeout_ms > 60_000 {
+        err("database_timeout_ms", "must be between 1 and 60000".into());
+    }
+    if b.refresh_lock_timeout_ms == 0 || b.refresh_lock_timeout_ms > 120_000 {
+        err(
+            "refresh_lock_timeout_ms",
+            "must be between 1 and 120000".into(),
+        );
+    }
+    // Replicas reload signing keys every 30 s, and a new key is published rotation/10 before it
+    // signs: shorter, and one replica could sign with a key another does not publish yet.
+    if postgres && b.signing_key_rotation_s < MIN_REPLICA_ROTATION_S {
+        err(
+            "signing_key_rotation_s",
+            format!("must be at least {MIN_REPLICA_ROTATION_S} seconds with a postgres database (replicas reload keys every 30 s)"),
+        );
+    }
     out
+}
+
+/// The shortest key rotation replicas on one database can follow (see `check`).
+pub const MIN_REPLICA_ROTATION_S: u64 = 300;
+
+/// The SQLite file used when `broker.database` is absent.
+pub const DEFAULT_SQLITE: &str = "scopegate-broker.sqlite";
+
+/// Which store `broker.database` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file path (`sqlite:PATH`, or a plain path as before).
+    Sqlite(String),
+    /// A `postgres://` (or `postgresql://`) URL without a password.
+    Postgres(String),
+    Invalid(String),
+}
+
+pub fn database(value: Option<&str>) -> Database {
+    let Some(v) = value else {
+        return Database::Sqlite(DEFAULT_SQLITE.into());
+    };
+    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+        return match url::Url::parse(v) {
+            // The document is config, often in version control: the password comes from env or a file.
+            Ok(u) if u.password().is_some() => Database::Invalid(
+                "the password must not be in the document: name it with database_password_env or database_password_file".into(),
+            ),
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                Database::Invalid(format!("`{}` has no host", redact(v)))
+            }
+            Ok(_) => Database::Postgres(v.to_string()),
+            Err(e) => Database::Invalid(format!("not a postgres URL: {e}")),
+        };
+    }
+    let path = v.strip_prefix("sqlite:").unwrap_or(v);
+    if path.is_empty() || v.contains("://") && !v.starts_with("sqlite:") {
+        return Database::Invalid(format!(
+            "`{v}` is neither a SQLite path (sqlite:PATH) nor postgres://user@host:port/dbname"
+        ));
+    }
+    Database::Sqlite(path.to_string())
+}
+
+/// The URL without anything after the scheme's user part, for messages.
+fn redact(v: &str) -> &str {
+    v.split('@').next_back().unwrap_or(v)
 }
 
 /// Where the internal listener (token exchange, revocations, JWKS) is bound.
@@ -112,6 +198,74 @@ mod tests {
         );
         let ok = Document::parse("gateways: []\nbroker:\n  listen: 127.0.0.1:0\n").unwrap();
         assert!(check(&ok).is_empty());
+    }
+
+    #[test]
+    fn database_is_chosen_by_its_url() {
+        assert_eq!(database(None), Database::Sqlite(DEFAULT_SQLITE.into()));
+        assert_eq!(
+            database(Some("/var/lib/sg.sqlite")),
+            Database::Sqlite("/var/lib/sg.sqlite".into())
+        );
+        assert_eq!(
+            database(Some("sqlite:sg.db")),
+            Database::Sqlite("sg.db".into())
+        );
+        assert_eq!(
+            database(Some("postgres://sg@db:5432/scopegate")),
+            Database::Postgres("postgres://sg@db:5432/scopegate".into())
+        );
+        assert!(matches!(
+            database(Some("postgresql://sg@db/scopegate")),
+            Database::Postgres(_)
+        ));
+        assert!(matches!(
+            database(Some("mysql://db/x")),
+            Database::Invalid(_)
+        ));
+        assert!(matches!(database(Some("sqlite:")), Database::Invalid(_)));
+        let Database::Invalid(e) = database(Some("postgres://sg:hunter2@db/scopegate")) else {
+            panic!("a password in the URL is refused");
+        };
+        assert!(
+            e.contains("database_password_env") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn database_settings_are_named() {
+        let doc = Document::parse(
+            "gateways: []\nbroker:\n  database: postgres://sg:pw@db/x\n  database_password_env: A\n  database_password_file: /f\n  database_pool_size: 0\n  refresh_lock_timeout_ms: 0\n",
+        )
+        .unwrap();
+        let fields: Vec<String> = check(&doc).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "broker.database",
+                "broker.database_password_env",
+                "broker.database_password_file",
+                "broker.database_password_env",
+                "broker.database_pool_size",
+                "broker.refresh_lock_timeout_ms"
+            ]
+        );
+        let ok = Document::parse(
+            "gateways: []\nbroker:\n  database: postgres://sg@127.0.0.1:5432/x\n  database_password_file: /run/secrets/pg\n",
+        )
+        .unwrap();
+        assert!(check(&ok).is_empty(), "{:?}", check(&ok));
+        let fast = Document::parse(
+            "gateways: []\nbroker:\n  database: postgres://sg@db/x\n  signing_key_rotation_s: 120\n",
+        )
+        .unwrap();
+        assert_eq!(check(&fast)[0].0, "broker.signing_key_rotation_s");
+        let sqlite_pw = Document::parse(
+            "gateways: []\nbroker:\n  database: sg.db\n  database_password_env: A\n",
+        )
+        .unwrap();
+        assert_eq!(check(&sqlite_pw)[0].0, "broker.database_password_env");
     }
 
     #[test]

@@ -388,9 +388,24 @@ pub struct BrokerDoc {
     /// TLS and an authorization policy on it (Istio: PeerAuthentication STRICT + AuthorizationPolicy).
     #[serde(default)]
     pub internal_mesh_authorized: bool,
-    /// SQLite database file (created, migrated on start).
+    /// The database: a SQLite file (`sqlite:PATH` or a plain path; created, migrated on start) or
+    /// `postgres://user@host:port/dbname` (migrated on start; for more than one replica).
     #[serde(default)]
     pub database: Option<String>,
+    /// The PostgreSQL password, named by environment variable or file (never in `database`).
+    #[serde(default)]
+    pub database_password_env: Option<String>,
+    #[serde(default)]
+    pub database_password_file: Option<String>,
+    /// PostgreSQL connections per replica (plus as many for the refresh locks).
+    #[serde(default = "default_database_pool_size")]
+    pub database_pool_size: u32,
+    /// Bound on connecting to PostgreSQL and on waiting for a pooled connection.
+    #[serde(default = "default_database_timeout")]
+    pub database_timeout_ms: u64,
+    /// How long an exchange waits for another replica's downstream refresh of the same grant.
+    #[serde(default = "default_refresh_lock_timeout")]
+    pub refresh_lock_timeout_ms: u64,
     /// The 32-byte key encrypting downstream tokens and signing keys at rest, base64 or hex,
     /// named by environment variable or file (exactly one of the two).
     #[serde(default)]
@@ -425,6 +440,11 @@ impl Default for BrokerDoc {
             internal_listen: None,
             internal_mesh_authorized: false,
             database: None,
+            database_password_env: None,
+            database_password_file: None,
+            database_pool_size: default_database_pool_size(),
+            database_timeout_ms: default_database_timeout(),
+            refresh_lock_timeout_ms: default_refresh_lock_timeout(),
             encryption_key_env: None,
             encryption_key_file: None,
             access_token_ttl_s: default_access_token_ttl(),
@@ -451,6 +471,15 @@ fn default_downstream_refresh_margin() -> u64 {
 }
 fn default_cimd_timeout() -> u64 {
     3000
+}
+fn default_database_pool_size() -> u32 {
+    8
+}
+fn default_database_timeout() -> u64 {
+    5000
+}
+fn default_refresh_lock_timeout() -> u64 {
+    10_000
 }
 
 /// A document that could not be read at all (syntax, type or unknown field), with its location.

@@ -12,6 +12,7 @@ pub mod envoy;
 pub mod issuer;
 pub mod mcp;
 pub mod oauth;
+pub mod postgres;
 pub mod procs;
 pub mod proxy;
 pub mod render;

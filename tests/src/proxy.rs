@@ -12,6 +12,8 @@ struct Shared {
     hold_refresh: AtomicBool,
     held: Mutex<Option<mpsc::Sender<()>>>,
     refreshes: AtomicUsize,
+    /// The next refresh's answer waits for the receiver (the downstream has already rotated).
+    pause_answer: Mutex<Option<(mpsc::Sender<()>, tokio::sync::oneshot::Receiver<()>)>>,
 }
 
 #[derive(Clone)]
@@ -31,6 +33,7 @@ impl Proxy {
             hold_refresh: AtomicBool::new(false),
             held: Mutex::new(None),
             refreshes: AtomicUsize::new(0),
+            pause_answer: Mutex::new(None),
         });
         let s = Arc::clone(&shared);
         std::thread::spawn(move || {
@@ -73,6 +76,17 @@ impl Proxy {
         *self.shared.held.lock().unwrap() = Some(tx);
         self.shared.hold_refresh.store(true, Ordering::SeqCst);
         rx
+    }
+
+    /// The next refresh is forwarded, but its answer reaches the broker only when the returned
+    /// sender fires (or is dropped); the receiver gets a message once the downstream has answered.
+    pub fn pause_next_refresh_answer(
+        &self,
+    ) -> (mpsc::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
+        let (answered_tx, answered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        *self.shared.pause_answer.lock().unwrap() = Some((answered_tx, release_rx));
+        (answered_rx, release_tx)
     }
 
     /// Refresh-token requests forwarded so far.
@@ -123,6 +137,15 @@ async fn forward(
                 }
             }
             let body = r.bytes().await.unwrap_or_default();
+            let pause = if is_refresh {
+                s.pause_answer.lock().unwrap().take()
+            } else {
+                None
+            };
+            if let Some((answered, release)) = pause {
+                let _ = answered.send(());
+                let _ = release.await;
+            }
             (status, out_headers, body).into_response()
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),

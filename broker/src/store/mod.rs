@@ -1,8 +1,11 @@
-//! The broker's storage interface; SQLite implements it now, PostgreSQL (for replicas) later.
+//! The broker's storage interface: SQLite for one broker, PostgreSQL for replicas sharing one.
 //!
 //! Every method is one transaction, so a crash between any two leaves rows either before or after
 //! a change, never half-way. Methods are blocking: callers run them on tokio's blocking pool.
 
+#[cfg(test)]
+mod contract;
+pub mod postgres;
 pub mod sqlite;
 
 use scopegate_core::oauth::refresh::TokenStatus;
@@ -113,6 +116,45 @@ pub enum StoreError {
     NewerSchema { found: usize, known: usize },
     #[error("store task: {0}")]
     Task(String),
+    #[error("postgres: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// No connection within the pool timeout: the database is unreachable or saturated.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database settings: {0}")]
+    Config(String),
+}
+
+/// Held while this replica refreshes a grant downstream; dropping it lets the next one in.
+pub trait RefreshLock: Send {}
+
+/// One process needs no lock beyond its in-process single-flight (SQLite: one broker per file).
+pub struct NoLock;
+impl RefreshLock for NoLock {}
+
+/// Opens the store `broker.database` names (migrating it), with the password from env or file.
+pub fn open(
+    b: &scopegate_core::config::BrokerDoc,
+) -> std::result::Result<std::sync::Arc<dyn Store>, String> {
+    use scopegate_core::broker_config::{database, Database};
+    match database(b.database.as_deref()) {
+        Database::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::Sqlite::open(&path)?)),
+        Database::Postgres(url) => {
+            let password = crate::app::read_secret(
+                b.database_password_env.as_deref(),
+                b.database_password_file.as_deref(),
+                "broker database password",
+            )?;
+            let store = postgres::Postgres::open(&postgres::Options {
+                url,
+                password,
+                pool_size: b.database_pool_size,
+                timeout: std::time::Duration::from_millis(b.database_timeout_ms),
+            })?;
+            Ok(std::sync::Arc::new(store))
+        }
+        Database::Invalid(e) => Err(format!("broker.database: {e}")),
+    }
 }
 
 /// Callers that report errors as text (`?` in a `Result<_, String>`).
@@ -178,4 +220,10 @@ pub trait Store: Send + Sync + 'static {
     fn purge(&self, now: u64) -> Result<()>;
     /// A cheap query, for `/readyz`.
     fn ping(&self) -> Result<()>;
+
+    /// The right to refresh `grant_id` downstream across every broker on this database, or `None`
+    /// while another holds it. Callers re-read the grant once they hold it.
+    fn try_lock_refresh(&self, _grant_id: &str) -> Result<Option<Box<dyn RefreshLock>>> {
+        Ok(Some(Box::new(NoLock)))
+    }
 }
