@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod policy;
 pub mod prm;
 pub mod scopes;
+pub mod upstream;
 pub mod url;
 pub mod validate;
 

@@ -3,7 +3,7 @@
 use crate::audit;
 use crate::budgets;
 use crate::hold_watch;
-use crate::host;
+use crate::host::{self, Envoy, Host};
 use crate::keys;
 use crate::native_mcp;
 use crate::token_cache;
@@ -12,11 +12,12 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::{self, BodyPlan, Principal, Target};
 use scopegate_core::budget;
-use scopegate_core::decision::{oauth_error_body, Decision, Grant, Outcome};
+use scopegate_core::decision::{Decision, Grant, Outcome};
 use scopegate_core::exchange;
 use scopegate_core::jwt::{self, Claims, TokenError, VerifyOptions};
 use scopegate_core::mcp;
 use scopegate_core::policy::{ServerId, PRM_WELL_KNOWN};
+use scopegate_core::upstream::{self, Authorization};
 use std::rc::Rc;
 
 /// Where a request stands. Each waiting state names what it waits for.
@@ -32,7 +33,6 @@ enum Phase {
         call: u32,
         source: usize,
         server: ServerId,
-        token: String,
     },
     /// `hold_headers`: the token was admitted; the headers are held until the JSON-RPC body is
     /// complete (needs `allow_on_headers_stop_iteration`).
@@ -73,15 +73,14 @@ enum HeadersSent {
     Yes,
 }
 
-/// What the headers told us that later phases need.
+/// What the headers told us that later phases need. Only the headers a decision needs are read
+/// (by name, one host call each): the whole map is never copied into the VM.
 #[derive(Default)]
 struct Head {
     is_post: bool,
     end_of_stream: bool,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
-    /// The request headers as read, rewritten in one host call when the request is forwarded.
-    headers: Vec<(String, String)>,
 }
 
 /// Body bytes buffered so far, tracked in every phase (bodies may arrive while keys load).
@@ -98,8 +97,10 @@ pub struct Request {
     phase: Phase,
     head: Head,
     body: BodySeen,
-    /// The client's token, kept only on brokered gateways: it is the exchange's subject token.
-    subject_token: Option<String>,
+    /// The governed server, once known (for the audit record of an internal failure).
+    server: Option<ServerId>,
+    /// The host's clock, read once when the headers arrive (seconds since the epoch).
+    now: u64,
 }
 
 impl Request {
@@ -110,52 +111,54 @@ impl Request {
             phase: Phase::Start,
             head: Head::default(),
             body: BodySeen::default(),
-            subject_token: None,
+            server: None,
+            now: 0,
         }
     }
 
-    fn reply(&mut self, worker: &Worker, decision: &Decision) -> Action {
+    fn reply<H: Host>(&mut self, h: &mut H, worker: &Worker, decision: &Decision) -> Action {
         if let Outcome::Deny(d) = &decision.outcome {
-            let mut headers = vec![
-                ("content-type", "application/json"),
-                ("cache-control", "no-store"),
-            ];
-            if let Some(w) = &d.www_authenticate {
-                headers.push(("www-authenticate", w.as_str()));
-            }
             let retry_after = d.retry_after.map(|s| s.to_string());
-            if let Some(s) = &retry_after {
-                headers.push(("retry-after", s.as_str()));
+            let r = upstream::reply(d, retry_after.as_deref());
+            if let Err(e) = h.send_reply(r.status, &r.headers, r.body) {
+                log::error!("cannot send local reply {}: {e:?}", r.status);
             }
-            host::send_response(d.status, headers, &d.body);
         }
-        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
         self.phase = Phase::Replied;
         Action::Pause
     }
 
-    /// An internal failure: answer 503 rather than let an unchecked request through.
-    fn fail_closed(&mut self, what: &str) -> Action {
+    /// An internal failure: answer 503 rather than let an unchecked request through, and leave
+    /// the same audit record and counter as any other refusal (reason `internal_error`).
+    fn fail_closed<H: Host>(&mut self, h: &mut H, what: &str) -> Action {
         log::error!("{what}; refusing the request");
-        host::send_response(
-            503,
-            vec![
-                ("content-type", "application/json"),
-                ("cache-control", "no-store"),
-            ],
-            &oauth_error_body(
-                "temporarily_unavailable",
-                "the gateway could not check this request",
-            ),
-        );
+        let worker = self.worker.clone();
+        let server = match (&worker, self.server) {
+            (Some(w), Some(id)) => w.policy.server(id).map(|s| s.name.as_str()),
+            _ => None,
+        };
+        let (denial, audit) = upstream::internal_error(server.unwrap_or(""));
+        let r = upstream::reply(&denial, None);
+        if let Err(e) = h.send_reply(r.status, &r.headers, r.body) {
+            log::error!("cannot send local reply {}: {e:?}", r.status);
+        }
+        match &worker {
+            Some(w) => audit::record(h, &mut w.stats.borrow_mut(), &audit),
+            None => {
+                let mut stats = audit::Stats::default();
+                audit::record(h, &mut stats, &audit);
+            }
+        }
         self.phase = Phase::Replied;
         Action::Pause
     }
 
     /// Applies an allow, fetching the downstream credential first on brokered gateways, or
     /// sends the refusal.
-    fn enforce(
+    fn enforce<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         decision: Decision,
@@ -163,49 +166,54 @@ impl Request {
         then: Then,
     ) -> Action {
         let Outcome::Allow(grant) = &decision.outcome else {
-            return self.reply(worker, &decision);
+            return self.reply(h, worker, &decision);
         };
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
         // Budgets count calls: a held body is counted when it is decided.
         if let Then::Finish = then {
-            if let Err(retry_after) = budgets::spend_all(target.server, calls, grant, host::now_s())
-            {
+            if let Err(retry_after) = budgets::spend_all(h, target.server, calls, grant, self.now) {
                 let d = budget::exceeded(target, &decision.audit, retry_after);
-                return self.reply(worker, &d);
+                return self.reply(h, worker, &d);
             }
         }
         if !target.gateway.brokered {
-            return self.forward(worker, server, grant, &decision, None, then);
+            return self.forward(h, worker, server, grant, &decision, None, then);
         }
         let Some(grant_id) = grant.grant_id.as_deref() else {
-            return self.reply(worker, &exchange::no_grant(target, &decision.audit));
+            return self.reply(h, worker, &exchange::no_grant(target, &decision.audit));
         };
         let cache_key = exchange::cache_key(grant_id, &target.server.name);
-        let now = host::now_s();
-        let cached = worker.credentials.borrow_mut().get(&cache_key, now);
+        let cached = worker.credentials.borrow_mut().get(h, &cache_key, self.now);
         if let Some(c) = cached {
             return self.forward(
+                h,
                 worker,
                 server,
                 grant,
                 &decision,
-                Some(&c.access_token),
+                Some(&c.authorization),
                 then,
             );
         }
         let Some(broker) = &policy.filter.broker else {
-            return self.fail_closed("brokered gateway without filter.broker");
+            return self.fail_closed(h, "brokered gateway without filter.broker");
         };
-        let Some(subject_token) = self.subject_token.take() else {
-            return self.fail_closed("the client's token was not kept for the exchange");
+        // The client's token is read again only here, on a credential miss: the headers are
+        // still held, and a hit never copies it.
+        let authorization = match h.request_header("authorization") {
+            Ok(a) => a,
+            Err(e) => return self.fail_closed(h, &format!("cannot read authorization: {e:?}")),
         };
-        let body = exchange::request_body(&subject_token, &target.server.resource);
-        let call = proxy_wasm::hostcalls::dispatch_http_call(
+        let Ok(subject_token) = authorize::bearer_token(target, authorization.as_deref()) else {
+            return self.fail_closed(h, "the client's token is gone before the exchange");
+        };
+        let body = exchange::request_body(subject_token, &target.server.resource);
+        let call = h.dispatch(
             &broker.cluster,
-            vec![
+            &[
                 (":method", "POST"),
                 (":path", broker.path.as_str()),
                 (":authority", broker.authority.as_str()),
@@ -213,7 +221,6 @@ impl Request {
                 ("accept", "application/json"),
             ],
             Some(body.as_bytes()),
-            vec![],
             std::time::Duration::from_millis(broker.timeout_ms),
         );
         match call {
@@ -237,16 +244,19 @@ impl Request {
                     exchange::ExchangeError::Unavailable,
                     &decision.audit,
                 );
-                self.reply(worker, &d)
+                self.reply(h, worker, &d)
             }
         }
     }
 
-    /// Rewrites the request for the upstream: no client token (unless opted in), the downstream
-    /// credential when there is one, and the identity headers. They depend on the token only,
-    /// so `hold_body` sets them before the body is seen (the host refuses header changes later).
-    fn forward(
+    /// Edits the request for the upstream (`scopegate_core::upstream` says how): no client token
+    /// (unless opted in), the downstream credential when there is one, and the identity headers.
+    /// They depend on the token only, so `hold_body` sets them before the body is seen (the host
+    /// refuses header changes later).
+    #[allow(clippy::too_many_arguments)]
+    fn forward<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         grant: &Grant,
@@ -254,40 +264,30 @@ impl Request {
         downstream: Option<&str>,
         then: Then,
     ) -> Action {
-        // One host call replaces the whole header map: the client's token and any
-        // client-supplied `x-scopegate-*` go, the credential and identity headers come in.
-        let headers = std::mem::take(&mut self.head.headers);
-        if headers.is_empty() {
-            return self.fail_closed("request headers were not kept");
+        let edits = upstream::upstream_headers(grant, downstream);
+        let auth = match edits.authorization {
+            Authorization::Keep => Ok(()),
+            Authorization::Remove => h.remove_request_header("authorization"),
+            Authorization::Replace(v) => h.replace_request_header("authorization", v),
+        };
+        if auth.is_err() {
+            return self.fail_closed(h, "cannot edit the authorization header");
         }
-        let keep_client_token = downstream.is_none() && grant.forward_client_token;
-        let bearer = downstream.map(|t| format!("Bearer {t}"));
-        let mut out: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 4);
-        out.extend(
-            headers
-                .iter()
-                .filter(|(k, _)| !k.starts_with("x-scopegate-"))
-                .filter(|(k, _)| keep_client_token || k != "authorization")
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        if let Some(b) = &bearer {
-            out.push(("authorization", b.as_str()));
-        }
-        out.push(("x-scopegate-subject", grant.subject.as_str()));
-        out.push(("x-scopegate-client-id", grant.client_id.as_str()));
-        out.push(("x-scopegate-scopes", grant.scopes.as_str()));
-        if host::set_request_headers(out).is_err() {
-            return self.fail_closed("cannot rewrite the request headers");
+        // Setting replaces whatever the client sent under these names.
+        for (name, value) in edits.identity {
+            if h.replace_request_header(name, value).is_err() {
+                return self.fail_closed(h, "cannot set the identity headers");
+            }
         }
         match then {
             Then::Finish => {
-                audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+                audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
                 self.phase = Phase::Done;
                 Action::Continue
             }
             Then::HoldBody(principal) => {
                 if self.body.complete || self.head.end_of_stream {
-                    return self.decide_held_body(worker, server, &principal, HeadersSent::Yes);
+                    return self.decide_held_body(h, worker, server, &principal, HeadersSent::Yes);
                 }
                 self.phase = Phase::HoldingBody { server, principal };
                 // The headers go on; `on_http_request_body` holds the body.
@@ -297,8 +297,10 @@ impl Request {
     }
 
     /// The broker answered (or the call failed): forward with the credential, or refuse.
-    fn credential_arrived(
+    #[allow(clippy::too_many_arguments)]
+    fn credential_arrived<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         decision: &Decision,
@@ -306,15 +308,16 @@ impl Request {
         body_size: usize,
         then: Then,
     ) {
-        let status = host::call_response_status();
-        let body = match host::call_response_body(body_size) {
+        let status = h.call_response_status();
+        let body = match h.call_response_body(body_size) {
             Ok(b) => b.unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        let now = host::now_s();
+        let now = h.now().as_secs();
+        self.now = now;
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            self.fail_closed("server vanished from the policy");
+            self.fail_closed(h, "server vanished from the policy");
             return;
         };
         let Outcome::Allow(grant) = &decision.outcome else {
@@ -322,19 +325,20 @@ impl Request {
         };
         match exchange::parse_response(status, &body, now) {
             Ok(credential) => {
-                worker
+                let usable = worker
                     .credentials
                     .borrow_mut()
-                    .insert(cache_key, &credential);
+                    .insert(h, cache_key, &credential);
                 if let Action::Continue = self.forward(
+                    h,
                     worker,
                     server,
                     grant,
                     decision,
-                    Some(&credential.access_token),
+                    Some(&usable.authorization),
                     then,
                 ) {
-                    host::resume_request();
+                    resume(h);
                 }
             }
             Err(e) => {
@@ -342,14 +346,15 @@ impl Request {
                     log::warn!("broker exchange failed (status {status:?})");
                 }
                 let d = exchange::refusal(target, e, &decision.audit);
-                self.reply(worker, &d);
+                self.reply(h, worker, &d);
             }
         }
     }
 
     /// Verifies (or finds cached) the token, admits it, then decides or waits for the body.
-    fn authenticate(
+    fn authenticate<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Rc<Worker>,
         server: ServerId,
         token: &str,
@@ -357,9 +362,9 @@ impl Request {
     ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
-        let now = host::now_s();
+        let now = self.now;
         let leeway = policy.filter.leeway_s;
         let cached = worker.tokens.borrow().get(token, now, leeway);
         let claims: Rc<Claims> = match cached {
@@ -370,11 +375,11 @@ impl Request {
                 // Another worker may have fetched them since this worker's last tick.
                 let loaded = loaded.or_else(|| {
                     let mut store = worker.keys.borrow_mut();
-                    store.sync(source);
+                    store.sync(h, source);
                     store.keys(source)
                 });
                 let Some(keyset) = loaded else {
-                    return self.reply(worker, &authorize::keys_unavailable(target));
+                    return self.reply(h, worker, &authorize::keys_unavailable(target));
                 };
                 let generation = worker.keys.borrow().generation(source);
                 let digest = token_cache::digest(token);
@@ -383,17 +388,17 @@ impl Request {
                     now,
                     leeway,
                 };
-                let result = if token_cache::verified_elsewhere(&digest, generation) {
+                let result = if token_cache::verified_elsewhere(h, &digest, generation) {
                     worker
                         .stats
                         .borrow_mut()
-                        .count_global("jwt", "verified_elsewhere");
+                        .count_global(h, "jwt", "verified_elsewhere");
                     jwt::decode_verified(token, &opts)
                 } else {
                     let r = jwt::verify(token, &keyset, &opts);
                     if r.is_ok() {
-                        worker.stats.borrow_mut().count_global("jwt", "verified");
-                        token_cache::share_verified(&digest, generation);
+                        worker.stats.borrow_mut().count_global(h, "jwt", "verified");
+                        token_cache::share_verified(h, &digest, generation);
                     }
                     r
                 };
@@ -407,27 +412,34 @@ impl Request {
                         c
                     }
                     Err(TokenError::UnknownKid(_)) if !retried => {
-                        return self.refetch_keys(worker, server, source, token);
+                        return self.refetch_keys(h, worker, server, source, token);
                     }
-                    Err(e) => return self.reply(worker, &authorize::token_rejected(target, &e)),
+                    Err(e) => return self.reply(h, worker, &authorize::token_rejected(target, &e)),
                 }
             }
         };
         let principal = match authorize::admit(target, &claims, now, leeway) {
             Ok(p) => p,
-            Err(d) => return self.reply(worker, &d),
+            Err(d) => return self.reply(h, worker, &d),
         };
-        match authorize::body_plan(target.server, policy.filter.body_mode, self.head.is_post) {
+        let plan = authorize::body_plan(target.server, policy.filter.body_mode, self.head.is_post);
+        if !matches!(plan, BodyPlan::DecideNow) {
+            // Only the modes that look at the message need the 2026-07-28 headers.
+            if let Err(e) = self.read_mcp_headers(h) {
+                return self.fail_closed(h, &format!("cannot read the Mcp-* headers: {e:?}"));
+            }
+        }
+        match plan {
             BodyPlan::DecideNow => {
                 let decision = authorize::decide(target, &principal, &[]);
-                self.enforce(worker, server, decision, &[], Then::Finish)
+                self.enforce(h, worker, server, decision, &[], Then::Finish)
             }
             BodyPlan::HoldHeaders => {
                 if self.body.complete || self.head.end_of_stream {
-                    return self.decide_held_body(worker, server, &principal, HeadersSent::No);
+                    return self.decide_held_body(h, worker, server, &principal, HeadersSent::No);
                 }
                 self.phase = Phase::HoldingHeaders { server, principal };
-                hold_watch::hold(worker, self.id);
+                hold_watch::hold(worker, self.id, host::millis(h.now()));
                 Action::Pause
             }
             BodyPlan::HoldBody => {
@@ -436,17 +448,19 @@ impl Request {
                     self.head.mcp_name.as_deref(),
                 );
                 if let Some(refused) = authorize::early_refusal(target, &principal, method, name) {
-                    return self.reply(worker, &refused);
+                    return self.reply(h, worker, &refused);
                 }
                 let decision = authorize::decide(target, &principal, &[]);
-                self.enforce(worker, server, decision, &[], Then::HoldBody(principal))
+                self.enforce(h, worker, server, decision, &[], Then::HoldBody(principal))
             }
             BodyPlan::FromMetadata => {
-                let metadata = match native_mcp::read() {
+                let metadata = match native_mcp::read(h) {
                     Ok(m) => m,
                     Err(e) => {
-                        return self
-                            .fail_closed(&format!("cannot read the mcp filter's metadata: {e:?}"))
+                        return self.fail_closed(
+                            h,
+                            &format!("cannot read the mcp filter's metadata: {e:?}"),
+                        )
                     }
                 };
                 let (decision, calls) = authorize::decide_metadata(
@@ -456,28 +470,37 @@ impl Request {
                     self.head.mcp_method.as_deref(),
                     self.head.mcp_name.as_deref(),
                 );
-                self.enforce(worker, server, decision, &calls, Then::Finish)
+                self.enforce(h, worker, server, decision, &calls, Then::Finish)
             }
         }
     }
 
+    fn read_mcp_headers<H: Host>(&mut self, h: &mut H) -> Result<(), proxy_wasm::types::Status> {
+        self.head.mcp_method = h.request_header("mcp-method")?;
+        self.head.mcp_name = h.request_header("mcp-name")?;
+        Ok(())
+    }
+
     /// An unknown `kid`: use keys another worker already fetched, else refetch if the rate limit allows.
-    fn refetch_keys(
+    fn refetch_keys<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Rc<Worker>,
         server: ServerId,
         source: usize,
         token: &str,
     ) -> Action {
-        if worker.keys.borrow_mut().sync(source) {
+        if worker.keys.borrow_mut().sync(h, source) {
             worker.tokens.borrow_mut().clear();
-            return self.authenticate(worker, server, token, true);
+            return self.authenticate(h, worker, server, token, true);
         }
-        let now_ms = u64::try_from(host::now().as_millis()).unwrap_or(u64::MAX);
+        let now_ms = host::millis(h.now());
         let dispatched = {
             let store = worker.keys.borrow();
             match store.fetch_spec(source) {
-                Some(spec) if store.claim_unknown_kid(source, now_ms) => keys::dispatch(&spec).ok(),
+                Some(spec) if store.claim_unknown_kid(h, source, now_ms) => {
+                    keys::dispatch(h, &spec).ok()
+                }
                 _ => None,
             }
         };
@@ -487,19 +510,19 @@ impl Request {
                     call,
                     source,
                     server,
-                    token: token.to_string(),
                 };
                 Action::Pause
             }
             // Rate-limited (or inline keys): the kid is simply unknown.
-            None => self.authenticate(worker, server, token, true),
+            None => self.authenticate(h, worker, server, token, true),
         }
     }
 
     /// Decides on the complete body: `hold_headers` still holds the headers (the decision may
     /// rewrite them); `hold_body` already sent them, so only the verdict remains.
-    fn decide_held_body(
+    fn decide_held_body<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         principal: &Principal,
@@ -507,14 +530,16 @@ impl Request {
     ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
         let body = if self.body.size == 0 {
             Vec::new()
         } else {
-            match host::request_body(self.body.size) {
+            match h.request_body(self.body.size) {
                 Ok(b) => b.unwrap_or_default(),
-                Err(e) => return self.fail_closed(&format!("cannot read the request body: {e:?}")),
+                Err(e) => {
+                    return self.fail_closed(h, &format!("cannot read the request body: {e:?}"))
+                }
             }
         };
         let (decision, calls) = authorize::decide_body(
@@ -525,28 +550,28 @@ impl Request {
             self.head.mcp_name.as_deref(),
         );
         if let HeadersSent::No = headers {
-            return self.enforce(worker, server, decision, &calls, Then::Finish);
+            return self.enforce(h, worker, server, decision, &calls, Then::Finish);
         }
         // `hold_body`: headers, identity and credential are upstream already.
         let Outcome::Allow(grant) = &decision.outcome else {
-            return self.reply(worker, &decision);
+            return self.reply(h, worker, &decision);
         };
-        if let Err(retry_after) = budgets::spend_all(target.server, &calls, grant, host::now_s()) {
+        if let Err(retry_after) = budgets::spend_all(h, target.server, &calls, grant, self.now) {
             let d = budget::exceeded(target, &decision.audit, retry_after);
-            return self.reply(worker, &d);
+            return self.reply(h, worker, &d);
         }
-        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
         self.phase = Phase::Done;
         Action::Continue
     }
 
-    fn serve_metadata(&mut self, worker: &Worker, server: ServerId) -> Action {
+    fn serve_metadata<H: Host>(&mut self, h: &mut H, worker: &Worker, server: ServerId) -> Action {
         let Some(s) = worker.policy.server(server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
-        host::send_response(
+        let sent = h.send_reply(
             200,
-            vec![
+            &[
                 ("content-type", "application/json"),
                 ("cache-control", "public, max-age=300"),
                 // Browser-based MCP clients read this document cross-origin.
@@ -554,10 +579,19 @@ impl Request {
             ],
             &s.prm_json,
         );
+        if let Err(e) = sent {
+            log::error!("cannot send the metadata document: {e:?}");
+        }
         let mut stats = worker.stats.borrow_mut();
-        stats.count(&s.name, "metadata", "served");
+        stats.count(h, &s.name, "metadata", "served");
         self.phase = Phase::Replied;
         Action::Pause
+    }
+}
+
+fn resume(h: &mut impl Host) {
+    if let Err(e) = h.resume() {
+        log::error!("cannot resume request: {e:?}");
     }
 }
 
@@ -588,6 +622,149 @@ impl Request {
             }
         }
     }
+
+    /// A callout answered (JWKS refetch or broker exchange).
+    pub(crate) fn call_response<H: Host>(&mut self, h: &mut H, token_id: u32, body_size: usize) {
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        match std::mem::replace(&mut self.phase, Phase::Start) {
+            Phase::AwaitingKeys {
+                call,
+                source,
+                server,
+            } if call == token_id => {
+                worker.install_fetched_keys(h, source, body_size);
+                self.now = h.now().as_secs();
+                // The headers are still held: read the token again rather than keep a copy.
+                let authorization = match h.request_header("authorization") {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.fail_closed(h, &format!("cannot read authorization: {e:?}"));
+                        return;
+                    }
+                };
+                let token = authorization
+                    .as_deref()
+                    .and_then(|a| Target::of(&worker.policy, server).map(|t| (t, a)))
+                    .and_then(|(t, a)| authorize::bearer_token(t, Some(a)).ok());
+                let Some(token) = token else {
+                    self.fail_closed(h, "the client's token is gone after the key refetch");
+                    return;
+                };
+                if let Action::Continue = self.authenticate(h, &worker, server, token, true) {
+                    resume(h);
+                }
+            }
+            Phase::AwaitingCredential {
+                call,
+                server,
+                decision,
+                cache_key,
+                then,
+            } if call == token_id => {
+                self.credential_arrived(h, &worker, server, &decision, &cache_key, body_size, then);
+            }
+            other => self.phase = other,
+        }
+    }
+
+    /// The request headers arrived: serve metadata, pass ungoverned requests, or check the token.
+    pub(crate) fn request_headers<H: Host>(&mut self, h: &mut H, end_of_stream: bool) -> Action {
+        let Some(worker) = self.worker.clone() else {
+            return self.fail_closed(h, "filter is not configured");
+        };
+        let path = match h.request_header(":path") {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => return self.fail_closed(h, &format!("cannot read :path: {e:?}")),
+        };
+        let method = match h.request_header(":method") {
+            Ok(m) => m,
+            Err(e) => return self.fail_closed(h, &format!("cannot read :method: {e:?}")),
+        };
+        if path.starts_with(PRM_WELL_KNOWN) && matches!(method.as_deref(), Some("GET" | "HEAD")) {
+            let authority = h.request_header(":authority").ok().flatten();
+            if let Some(server) = worker.policy.prm_server(&path, authority.as_deref()) {
+                return self.serve_metadata(h, &worker, server);
+            }
+        }
+
+        // The policy maps cluster names to servers in a hash map built once per configuration.
+        let cluster = match h.property(&["xds", "cluster_name"]) {
+            Ok(Some(c)) => c,
+            // No route, no upstream: nothing to govern.
+            Ok(None) => return Action::Continue,
+            Err(e) => return self.fail_closed(h, &format!("cannot read xds.cluster_name: {e:?}")),
+        };
+        let governed = std::str::from_utf8(&cluster)
+            .ok()
+            .and_then(|c| worker.policy.server_for_cluster(c));
+        let Some(server) = governed else {
+            self.phase = Phase::Done;
+            return Action::Continue;
+        };
+        self.server = Some(server);
+        self.now = h.now().as_secs();
+        self.head.is_post = method.as_deref() == Some("POST");
+        self.head.end_of_stream = end_of_stream;
+        let authorization = match h.request_header("authorization") {
+            Ok(a) => a,
+            Err(e) => return self.fail_closed(h, &format!("cannot read authorization: {e:?}")),
+        };
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            return self.fail_closed(h, "server vanished from the policy");
+        };
+        match authorize::bearer_token(target, authorization.as_deref()) {
+            Ok(token) => self.authenticate(h, &worker, server, token, false),
+            Err(d) => self.reply(h, &worker, &d),
+        }
+    }
+
+    pub(crate) fn request_body<H: Host>(
+        &mut self,
+        h: &mut H,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        self.body = BodySeen {
+            size: body_size,
+            complete: end_of_stream,
+        };
+        let Some(worker) = self.worker.clone() else {
+            return Action::Pause;
+        };
+        let (server, principal, headers) = match self.held(&worker) {
+            Held::Nothing => return Action::Continue,
+            Held::Waiting => return Action::Pause,
+            Held::Body(server, principal, headers) => (server, principal, headers),
+        };
+        if body_size > worker.policy.filter.max_body_bytes {
+            let policy = Rc::clone(&worker.policy);
+            return match Target::of(&policy, server) {
+                Some(target) => self.reply(h, &worker, &authorize::body_too_large(target)),
+                None => self.fail_closed(h, "server vanished from the policy"),
+            };
+        }
+        if !end_of_stream {
+            // StopIterationAndBuffer: nothing of the message moves on until it is decided.
+            return Action::Pause;
+        }
+        self.decide_held_body(h, &worker, server, &principal, headers)
+    }
+
+    pub(crate) fn request_trailers<H: Host>(&mut self, h: &mut H) -> Action {
+        self.body.complete = true;
+        let Some(worker) = self.worker.clone() else {
+            return Action::Pause;
+        };
+        let (server, principal, headers) = match self.held(&worker) {
+            Held::Nothing => return Action::Continue,
+            Held::Waiting => return Action::Pause,
+            Held::Body(server, principal, headers) => (server, principal, headers),
+        };
+        self.decide_held_body(h, &worker, server, &principal, headers)
+    }
 }
 
 impl Drop for Request {
@@ -606,133 +783,21 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(worker) = self.worker.clone() else {
-            return;
-        };
-        match std::mem::replace(&mut self.phase, Phase::Start) {
-            Phase::AwaitingKeys {
-                call,
-                source,
-                server,
-                token,
-            } if call == token_id => {
-                worker.install_fetched_keys(source, body_size);
-                if let Action::Continue = self.authenticate(&worker, server, &token, true) {
-                    host::resume_request();
-                }
-            }
-            Phase::AwaitingCredential {
-                call,
-                server,
-                decision,
-                cache_key,
-                then,
-            } if call == token_id => {
-                self.credential_arrived(&worker, server, &decision, &cache_key, body_size, then);
-            }
-            other => self.phase = other,
-        }
+        self.call_response(&mut Envoy, token_id, body_size);
     }
 }
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(worker) = self.worker.clone() else {
-            return self.fail_closed("filter is not configured");
-        };
-        let headers = match host::request_headers() {
-            Ok(h) => h,
-            Err(e) => return self.fail_closed(&format!("cannot read request headers: {e:?}")),
-        };
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let path = header(":path").unwrap_or("");
-        if path.starts_with(PRM_WELL_KNOWN) && matches!(header(":method"), Some("GET" | "HEAD")) {
-            if let Some(server) = worker.policy.prm_server(path, header(":authority")) {
-                return self.serve_metadata(&worker, server);
-            }
-        }
-
-        let cluster = match host::property(vec!["xds", "cluster_name"]) {
-            Ok(Some(c)) => c,
-            // No route, no upstream: nothing to govern.
-            Ok(None) => return Action::Continue,
-            Err(e) => return self.fail_closed(&format!("cannot read xds.cluster_name: {e:?}")),
-        };
-        let Some(server) = worker.policy.server_for_cluster(&cluster) else {
-            self.phase = Phase::Done;
-            return Action::Continue;
-        };
-
-        // Client-supplied `x-scopegate-*` headers are dropped when the request is forwarded.
-        let is_post = header(":method") == Some("POST");
-        let mcp_method = header("mcp-method").map(str::to_string);
-        let mcp_name = header("mcp-name").map(str::to_string);
-        let authorization = header("authorization").map(str::to_string);
-        self.head = Head {
-            is_post,
-            end_of_stream,
-            mcp_method,
-            mcp_name,
-            headers,
-        };
-        let policy = Rc::clone(&worker.policy);
-        let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
-        };
-        match authorize::bearer_token(target, authorization.as_deref()) {
-            Ok(token) => {
-                if target.gateway.brokered {
-                    self.subject_token = Some(token.to_string());
-                }
-                self.authenticate(&worker, server, token, false)
-            }
-            Err(d) => self.reply(&worker, &d),
-        }
+        self.request_headers(&mut Envoy, end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.body = BodySeen {
-            size: body_size,
-            complete: end_of_stream,
-        };
-        let Some(worker) = self.worker.clone() else {
-            return Action::Pause;
-        };
-        let (server, principal, headers) = match self.held(&worker) {
-            Held::Nothing => return Action::Continue,
-            Held::Waiting => return Action::Pause,
-            Held::Body(server, principal, headers) => (server, principal, headers),
-        };
-        if body_size > worker.policy.filter.max_body_bytes {
-            let policy = Rc::clone(&worker.policy);
-            return match Target::of(&policy, server) {
-                Some(target) => self.reply(&worker, &authorize::body_too_large(target)),
-                None => self.fail_closed("server vanished from the policy"),
-            };
-        }
-        if !end_of_stream {
-            // StopIterationAndBuffer: nothing of the message moves on until it is decided.
-            return Action::Pause;
-        }
-        self.decide_held_body(&worker, server, &principal, headers)
+        self.request_body(&mut Envoy, body_size, end_of_stream)
     }
 
     /// Trailers end the body: a held message is decided here, never continued unchecked.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.body.complete = true;
-        let Some(worker) = self.worker.clone() else {
-            return Action::Pause;
-        };
-        let (server, principal, headers) = match self.held(&worker) {
-            Held::Nothing => return Action::Continue,
-            Held::Waiting => return Action::Pause,
-            Held::Body(server, principal, headers) => (server, principal, headers),
-        };
-        self.decide_held_body(&worker, server, &principal, headers)
+        self.request_trailers(&mut Envoy)
     }
 }

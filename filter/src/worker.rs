@@ -2,6 +2,7 @@
 
 use crate::audit::Stats;
 use crate::credentials::Credentials;
+use crate::host::Host;
 use crate::keys::KeyStore;
 use crate::token_cache::TokenCache;
 use scopegate_core::Policy;
@@ -36,9 +37,9 @@ impl Worker {
 impl Worker {
     /// Reads a JWKS fetch response and, if usable, makes it this worker's (and every worker's)
     /// keys. Verified tokens are forgotten: a key that left the set must stop working.
-    pub fn install_fetched_keys(&self, source: usize, body_size: usize) {
-        match crate::keys::read_response(body_size) {
-            Ok(doc) => match self.keys.borrow_mut().install(source, &doc) {
+    pub fn install_fetched_keys(&self, h: &mut impl Host, source: usize, body_size: usize) {
+        match crate::keys::read_response(h, body_size) {
+            Ok(doc) => match self.keys.borrow_mut().install(h, source, &doc) {
                 Ok(true) => {
                     self.tokens.borrow_mut().clear();
                     log::info!("loaded new signing keys for JWKS source {source}");
