@@ -2,17 +2,9 @@
 
 use serde_json::{Map, Value};
 
-/// The filter-state fields the filter writes (`wasm.scopegate_<field>`).
-pub const SCOPEGATE_FIELDS: [&str; 8] = [
-    "server",
-    "decision",
-    "reason",
-    "subject",
-    "client_id",
-    "scopes",
-    "tool",
-    "foreign_scopes",
-];
+/// The filter-state fields the filter writes (`wasm.scopegate_<field>`): the three that access
+/// logs filter on, and `record`, the whole decision as one JSON object.
+pub const SCOPEGATE_FIELDS: [&str; 4] = ["server", "decision", "reason", "record"];
 
 /// Field name to Envoy command operator, one JSON object a line.
 pub fn fields() -> Map<String, Value> {
