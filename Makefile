@@ -100,6 +100,13 @@ unit-broker:
 	$(CARGO) test -p scopegate-broker -p scopegate-wasm-oci
 unit: unit-broker
 
+# The filter's request state machine against a fake host (filter/src/http_tests.rs).
+.PHONY: unit-filter
+unit-filter:
+	@echo "==> unit tests (scopegate-filter, native)"
+	$(CARGO) test -p scopegate-filter
+unit: unit-filter
+
 # The OCI image test (tests/tests/oci_image.rs) reads `make oci`'s layout with skopeo.
 integration: skopeo oci
 

@@ -801,3 +801,7 @@ impl HttpContext for Request {
         self.request_trailers(&mut Envoy)
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;
