@@ -38,6 +38,8 @@ pub trait Host {
     fn call_response_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status>;
     /// Lets a paused request go on.
     fn resume(&mut self) -> Result<(), Status>;
+    /// Makes later calls act on another request of this worker (a parked one being woken).
+    fn set_effective_context(&mut self, context_id: u32) -> Result<(), Status>;
     /// Filter state, read in access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), Status>;
     fn define_counter(&mut self, name: &str) -> Result<u32, Status>;
@@ -49,6 +51,7 @@ pub trait Host {
 }
 
 /// The real host: Envoy's proxy-wasm ABI.
+#[derive(Default)]
 pub struct Envoy;
 
 impl Host for Envoy {
@@ -104,6 +107,10 @@ impl Host for Envoy {
 
     fn resume(&mut self) -> Result<(), Status> {
         hostcalls::resume_http_request()
+    }
+
+    fn set_effective_context(&mut self, context_id: u32) -> Result<(), Status> {
+        hostcalls::set_effective_context(context_id)
     }
 
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), Status> {

@@ -2,6 +2,7 @@
 
 use crate::audit;
 use crate::budgets;
+use crate::credentials::Usable;
 use crate::hold_watch;
 use crate::host::{self, Envoy, Host};
 use crate::keys;
@@ -54,6 +55,22 @@ enum Phase {
         cache_key: String,
         then: Then,
     },
+    /// Another request of this worker is exchanging for the same grant: this one is parked in
+    /// `Worker::parked` and resumed (or refused) from that request's callback, in this
+    /// request's context, when the credential arrives or the exchange fails.
+    AwaitingExchange,
+}
+
+/// A request parked on another request's exchange: what it needs to go on.
+pub struct Parked {
+    server: ServerId,
+    decision: Box<Decision>,
+    then: Then,
+    head: Head,
+    body: BodySeen,
+    now: u64,
+    /// Set when the exchange ended: the phase (and head) the request goes on with.
+    resolved: Option<(Phase, Head)>,
 }
 
 /// What follows once the request headers are rewritten for the upstream.
@@ -90,7 +107,9 @@ struct BodySeen {
     complete: bool,
 }
 
-pub struct Request {
+/// `D` is the host a dropped request uses to refuse the requests parked on its exchange
+/// (Envoy in the `.wasm`, the fake in tests).
+pub struct Request<D: Host + Default = Envoy> {
     worker: Option<Rc<Worker>>,
     /// Envoy's id for this stream (the hold watch answers it from the root context).
     id: u32,
@@ -101,10 +120,11 @@ pub struct Request {
     server: Option<ServerId>,
     /// The host's clock, read once when the headers arrive (seconds since the epoch).
     now: u64,
+    host: std::marker::PhantomData<D>,
 }
 
-impl Request {
-    pub fn new(worker: Option<Rc<Worker>>, id: u32) -> Request {
+impl<D: Host + Default> Request<D> {
+    pub fn new(worker: Option<Rc<Worker>>, id: u32) -> Request<D> {
         Request {
             worker,
             id,
@@ -113,6 +133,7 @@ impl Request {
             body: BodySeen::default(),
             server: None,
             now: 0,
+            host: std::marker::PhantomData,
         }
     }
 
@@ -198,6 +219,22 @@ impl Request {
                 then,
             );
         }
+        // One exchange per grant at a time: later requests wait for the first one's answer.
+        if let Some(waiting) = worker.in_flight.borrow_mut().get_mut(&cache_key) {
+            waiting.push(self.id);
+            let parked = Parked {
+                server,
+                decision: Box::new(decision),
+                then,
+                head: std::mem::take(&mut self.head),
+                body: self.body,
+                now: self.now,
+                resolved: None,
+            };
+            worker.parked.borrow_mut().insert(self.id, parked);
+            self.phase = Phase::AwaitingExchange;
+            return Action::Pause;
+        }
         let Some(broker) = &policy.filter.broker else {
             return self.fail_closed(h, "brokered gateway without filter.broker");
         };
@@ -225,6 +262,10 @@ impl Request {
         );
         match call {
             Ok(call) => {
+                worker
+                    .in_flight
+                    .borrow_mut()
+                    .insert(cache_key.clone(), Vec::new());
                 self.phase = Phase::AwaitingCredential {
                     call,
                     server,
@@ -323,12 +364,14 @@ impl Request {
         let Outcome::Allow(grant) = &decision.outcome else {
             return;
         };
-        match exchange::parse_response(status, &body, now) {
-            Ok(credential) => {
-                let usable = worker
-                    .credentials
-                    .borrow_mut()
-                    .insert(h, cache_key, &credential);
+        let result = exchange::parse_response(status, &body, now).map(|credential| {
+            worker
+                .credentials
+                .borrow_mut()
+                .insert(h, cache_key, &credential)
+        });
+        match &result {
+            Ok(usable) => {
                 if let Action::Continue = self.forward(
                     h,
                     worker,
@@ -342,13 +385,14 @@ impl Request {
                 }
             }
             Err(e) => {
-                if e == exchange::ExchangeError::Unavailable {
+                if *e == exchange::ExchangeError::Unavailable {
                     log::warn!("broker exchange failed (status {status:?})");
                 }
-                let d = exchange::refusal(target, e, &decision.audit);
+                let d = exchange::refusal(target, *e, &decision.audit);
                 self.reply(h, worker, &d);
             }
         }
+        wake_parked::<D, H>(h, self.worker.as_ref(), self.id, cache_key, &result);
     }
 
     /// Verifies (or finds cached) the token, admits it, then decides or waits for the body.
@@ -439,7 +483,8 @@ impl Request {
                     return self.decide_held_body(h, worker, server, &principal, HeadersSent::No);
                 }
                 self.phase = Phase::HoldingHeaders { server, principal };
-                hold_watch::hold(worker, self.id, host::millis(h.now()));
+                // Second precision is plenty for a 10 s limit, and saves a clock read.
+                hold_watch::hold(worker, self.id, self.now.saturating_mul(1000));
                 Action::Pause
             }
             BodyPlan::HoldBody => {
@@ -605,13 +650,36 @@ enum Held {
     Body(ServerId, Principal, HeadersSent),
 }
 
-impl Request {
+impl<D: Host + Default> Request<D> {
+    /// A parked request takes the phase its exchange left it in, or tells the parked copy how
+    /// much body has arrived.
+    fn unpark(&mut self, worker: &Worker) {
+        if !matches!(self.phase, Phase::AwaitingExchange) {
+            return;
+        }
+        let mut parked = worker.parked.borrow_mut();
+        let resolved = match parked.get_mut(&self.id) {
+            Some(p) if p.resolved.is_some() => p.resolved.take(),
+            Some(p) => {
+                p.body = self.body;
+                None
+            }
+            None => None,
+        };
+        if let Some((phase, head)) = resolved {
+            parked.remove(&self.id);
+            self.phase = phase;
+            self.head = head;
+        }
+    }
+
     fn held(&self, worker: &Worker) -> Held {
         match &self.phase {
             Phase::Done | Phase::Start => Held::Nothing,
-            Phase::Replied | Phase::AwaitingKeys { .. } | Phase::AwaitingCredential { .. } => {
-                Held::Waiting
-            }
+            Phase::Replied
+            | Phase::AwaitingKeys { .. }
+            | Phase::AwaitingCredential { .. }
+            | Phase::AwaitingExchange => Held::Waiting,
             Phase::HoldingHeaders { server, principal } => {
                 // A body callback came, so the flag is set: the watch can stop.
                 hold_watch::release(worker, self.id);
@@ -734,6 +802,7 @@ impl Request {
         let Some(worker) = self.worker.clone() else {
             return Action::Pause;
         };
+        self.unpark(&worker);
         let (server, principal, headers) = match self.held(&worker) {
             Held::Nothing => return Action::Continue,
             Held::Waiting => return Action::Pause,
@@ -758,6 +827,7 @@ impl Request {
         let Some(worker) = self.worker.clone() else {
             return Action::Pause;
         };
+        self.unpark(&worker);
         let (server, principal, headers) = match self.held(&worker) {
             Held::Nothing => return Action::Continue,
             Held::Waiting => return Action::Pause,
@@ -767,15 +837,110 @@ impl Request {
     }
 }
 
-impl Drop for Request {
+/// Resumes (or refuses, the same way as the first request) the requests parked on the
+/// exchange for `cache_key`, each in its own context, then returns to context `own`.
+fn wake_parked<D: Host + Default, H: Host>(
+    h: &mut H,
+    worker: Option<&Rc<Worker>>,
+    own: u32,
+    cache_key: &str,
+    result: &Result<Rc<Usable>, exchange::ExchangeError>,
+) {
+    let Some(worker) = worker else { return };
+    let waiting = worker
+        .in_flight
+        .borrow_mut()
+        .remove(cache_key)
+        .unwrap_or_default();
+    if waiting.is_empty() {
+        return;
+    }
+    for id in waiting {
+        let Some(p) = worker.parked.borrow_mut().remove(&id) else {
+            continue; // the request ended while it waited
+        };
+        if let Err(e) = h.set_effective_context(id) {
+            log::warn!("parked request {id} is gone: {e:?}");
+            continue;
+        }
+        let mut r = Request::<D> {
+            host: std::marker::PhantomData,
+            worker: Some(Rc::clone(worker)),
+            id,
+            phase: Phase::AwaitingExchange,
+            head: p.head,
+            body: p.body,
+            server: Some(p.server),
+            now: p.now,
+        };
+        let action = match (result, &p.decision.outcome) {
+            (Ok(usable), Outcome::Allow(grant)) => r.forward(
+                h,
+                worker,
+                p.server,
+                grant,
+                &p.decision,
+                Some(&usable.authorization),
+                p.then,
+            ),
+            (Err(e), _) => match Target::of(&worker.policy, p.server) {
+                Some(target) => {
+                    let d = exchange::refusal(target, *e, &p.decision.audit);
+                    r.reply(h, worker, &d)
+                }
+                None => r.fail_closed(h, "server vanished from the policy"),
+            },
+            (Ok(_), _) => r.fail_closed(h, "a parked request was not allowed"),
+        };
+        if let Action::Continue = action {
+            resume(h);
+        }
+        let phase = std::mem::replace(&mut r.phase, Phase::Start);
+        let head = std::mem::take(&mut r.head);
+        let resolved = Parked {
+            server: p.server,
+            decision: p.decision,
+            then: Then::Finish,
+            head: Head::default(),
+            body: r.body,
+            now: p.now,
+            resolved: Some((phase, head)),
+        };
+        worker.parked.borrow_mut().insert(id, resolved);
+    }
+    if let Err(e) = h.set_effective_context(own) {
+        log::warn!("cannot return to request {own}: {e:?}");
+    }
+}
+
+impl<D: Host + Default> Drop for Request<D> {
     fn drop(&mut self) {
-        if let (Phase::HoldingHeaders { .. }, Some(worker)) = (&self.phase, &self.worker) {
-            hold_watch::release(worker, self.id);
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        match &self.phase {
+            Phase::HoldingHeaders { .. } => hold_watch::release(&worker, self.id),
+            Phase::AwaitingExchange => {
+                worker.parked.borrow_mut().remove(&self.id);
+            }
+            // The exchange dies with this request: whoever waits on it is refused rather than
+            // left hanging (they retry, and the next request exchanges).
+            Phase::AwaitingCredential { cache_key, .. } => {
+                let cache_key = cache_key.clone();
+                wake_parked::<D, D>(
+                    &mut D::default(),
+                    Some(&worker),
+                    self.id,
+                    &cache_key,
+                    &Err(exchange::ExchangeError::Unavailable),
+                );
+            }
+            _ => {}
         }
     }
 }
 
-impl Context for Request {
+impl Context for Request<Envoy> {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -787,7 +952,7 @@ impl Context for Request {
     }
 }
 
-impl HttpContext for Request {
+impl HttpContext for Request<Envoy> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.request_headers(&mut Envoy, end_of_stream)
     }

@@ -45,6 +45,7 @@ struct Fake {
     resumed: usize,
     calls: Vec<&'static str>,
     fail: Vec<&'static str>,
+    effective: u32,
 }
 
 impl Fake {
@@ -158,6 +159,11 @@ impl Host for Fake {
         self.resumed += 1;
         Ok(())
     }
+    fn set_effective_context(&mut self, context_id: u32) -> Result<(), Status> {
+        self.call("set_effective_context")?;
+        self.effective = context_id;
+        Ok(())
+    }
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), Status> {
         self.call("set_filter_state")?;
         self.filter_state
@@ -235,7 +241,7 @@ fn assert_forwarded_as_alice(h: &Fake) {
 fn a_cache_hit_forwards_with_identity_and_without_the_client_token() {
     let w = worker("hold_body", "plain", "tickets.read");
     let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     assert!(matches!(r.request_headers(&mut h, true), Action::Continue));
     assert!(matches!(r.phase, Phase::Done));
     assert_forwarded_as_alice(&h);
@@ -278,7 +284,7 @@ fn a_cache_hit_forwards_with_identity_and_without_the_client_token() {
 fn no_token_is_a_401_challenge_and_nothing_is_forwarded() {
     let w = worker("hold_body", "plain", "tickets.read");
     let mut h = Fake::request("GET", "/plain/mcp", "plain", None);
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
     assert!(matches!(r.phase, Phase::Replied));
     let (status, headers, _) = &h.replies[0];
@@ -301,7 +307,7 @@ fn no_token_is_a_401_challenge_and_nothing_is_forwarded() {
 fn an_ungoverned_cluster_passes_untouched() {
     let w = worker("hold_body", "plain", "tickets.read");
     let mut h = Fake::request("GET", "/other", "elsewhere", Some("Bearer tok"));
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     assert!(matches!(r.request_headers(&mut h, true), Action::Continue));
     assert!(matches!(r.phase, Phase::Done));
     assert_eq!(h.header("authorization"), vec!["Bearer tok"]);
@@ -314,7 +320,7 @@ fn a_failing_host_call_fails_closed_with_an_audit_record_and_a_counter() {
     let w = worker("hold_body", "plain", "tickets.read");
     let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
     h.fail = vec!["remove_request_header"];
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
     assert!(matches!(r.phase, Phase::Replied));
     assert_eq!(h.replies[0].0, 503);
@@ -326,7 +332,7 @@ fn a_failing_host_call_fails_closed_with_an_audit_record_and_a_counter() {
 #[test]
 fn an_unconfigured_filter_refuses_with_a_record() {
     let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
-    let mut r = Request::new(None, 1);
+    let mut r = Request::<Fake>::new(None, 1);
     assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
     assert_eq!(h.replies[0].0, 503);
     assert_eq!(h.filter_state["scopegate_reason"], "internal_error");
@@ -342,7 +348,7 @@ fn metadata_is_served_locally() {
         "plain",
         None,
     );
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
     assert_eq!(h.replies[0].0, 200);
     assert!(h.replies[0].2.contains("authorization_servers"));
@@ -356,7 +362,7 @@ const LIST: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
 fn hold_body_sends_identity_then_refuses_a_held_call() {
     let w = worker("hold_body", "support", "tickets.read");
     let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     assert!(matches!(r.request_headers(&mut h, false), Action::Continue));
     assert!(matches!(r.phase, Phase::HoldingBody { .. }));
     assert!(h.header("authorization").is_empty());
@@ -374,7 +380,7 @@ fn hold_body_sends_identity_then_refuses_a_held_call() {
 fn hold_body_lets_an_allowed_message_go() {
     let w = worker("hold_body", "support", "tickets.read");
     let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     assert!(matches!(r.request_headers(&mut h, false), Action::Continue));
     h.body = LIST.to_vec();
     assert!(matches!(
@@ -390,7 +396,7 @@ fn hold_body_lets_an_allowed_message_go() {
 fn hold_headers_holds_everything_until_the_message_is_decided() {
     let w = worker("hold_headers", "support", "tickets.read accounts.read");
     let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
-    let mut r = Request::new(Some(Rc::clone(&w)), 1);
+    let mut r = Request::<Fake>::new(Some(Rc::clone(&w)), 1);
     assert!(matches!(r.request_headers(&mut h, false), Action::Pause));
     assert!(matches!(r.phase, Phase::HoldingHeaders { .. }));
     assert_eq!(
@@ -413,7 +419,7 @@ fn hold_headers_holds_everything_until_the_message_is_decided() {
 fn trailers_end_a_held_body_and_decide_it() {
     let w = worker("hold_body", "support", "tickets.read");
     let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     r.request_headers(&mut h, false);
     h.body = GET_ACCOUNT.to_vec();
     r.request_body(&mut h, GET_ACCOUNT.len(), false);
@@ -425,7 +431,7 @@ fn trailers_end_a_held_body_and_decide_it() {
 fn an_unreadable_body_fails_closed() {
     let w = worker("hold_body", "support", "tickets.read");
     let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
-    let mut r = Request::new(Some(w), 1);
+    let mut r = Request::<Fake>::new(Some(w), 1);
     r.request_headers(&mut h, false);
     h.fail = vec!["request_body"];
     assert!(matches!(r.request_body(&mut h, 5, true), Action::Pause));

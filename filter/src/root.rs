@@ -148,7 +148,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None, so an unconfigured root still hands out a (fail-closed) context.
-        Some(Box::new(Request::new(self.worker.clone(), context_id)))
+        Some(Box::new(Request::<Envoy>::new(
+            self.worker.clone(),
+            context_id,
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -17,6 +17,10 @@ pub struct Worker {
     pub credentials: RefCell<Credentials>,
     /// `hold_headers` requests waiting for their body: context id -> since (ms).
     pub held: RefCell<std::collections::HashMap<u32, u64>>,
+    /// Broker exchanges in flight, by credential cache key: the requests parked on each.
+    pub in_flight: RefCell<std::collections::HashMap<String, Vec<u32>>>,
+    /// Requests parked on another request's exchange, by context id.
+    pub parked: RefCell<std::collections::HashMap<u32, crate::http::Parked>>,
 }
 
 impl Worker {
@@ -30,6 +34,8 @@ impl Worker {
             stats: RefCell::new(Stats::default()),
             credentials: RefCell::new(Credentials::default()),
             held: RefCell::default(),
+            in_flight: RefCell::default(),
+            parked: RefCell::default(),
         }
     }
 }
