@@ -45,7 +45,14 @@ struct Fake {
     resumed: usize,
     calls: Vec<&'static str>,
     fail: Vec<&'static str>,
+    /// The context host calls act on, and the other contexts' request headers.
     effective: u32,
+    others: HashMap<u32, Vec<(String, String)>>,
+    resumed_ids: Vec<u32>,
+    replied_ids: Vec<u32>,
+    call_status: Option<u16>,
+    call_body: Vec<u8>,
+    dispatched: usize,
 }
 
 impl Fake {
@@ -62,6 +69,7 @@ impl Fake {
         Fake {
             headers,
             cluster: Some(cluster.to_string()),
+            effective: 1,
             ..Fake::default()
         }
     }
@@ -129,6 +137,7 @@ impl Host for Fake {
         body: &str,
     ) -> Result<(), Status> {
         self.call("send_reply")?;
+        self.replied_ids.push(self.effective);
         let headers = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -144,24 +153,31 @@ impl Host for Fake {
         _timeout: Duration,
     ) -> Result<u32, Status> {
         self.call("dispatch")?;
+        self.dispatched += 1;
         Ok(7)
     }
     fn call_response_status(&mut self) -> Option<u16> {
         self.calls.push("call_response_status");
-        None
+        self.call_status
     }
     fn call_response_body(&mut self, _size: usize) -> Result<Option<Vec<u8>>, Status> {
         self.call("call_response_body")?;
-        Ok(None)
+        Ok(Some(self.call_body.clone()))
     }
     fn resume(&mut self) -> Result<(), Status> {
         self.call("resume")?;
         self.resumed += 1;
+        self.resumed_ids.push(self.effective);
         Ok(())
     }
     fn set_effective_context(&mut self, context_id: u32) -> Result<(), Status> {
         self.call("set_effective_context")?;
-        self.effective = context_id;
+        if context_id != self.effective {
+            let current = std::mem::take(&mut self.headers);
+            self.others.insert(self.effective, current);
+            self.headers = self.others.remove(&context_id).unwrap_or_default();
+            self.effective = context_id;
+        }
         Ok(())
     }
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), Status> {
@@ -438,4 +454,115 @@ fn an_unreadable_body_fails_closed() {
     assert_eq!(h.replies[0].0, 503);
     assert_eq!(h.filter_state["scopegate_reason"], "internal_error");
     assert_eq!(h.filter_state["scopegate_server"], "support");
+}
+
+/// A brokered gateway whose token cache holds `tok`, naming grant `g1`.
+fn brokered_worker() -> Rc<Worker> {
+    let doc = doc("hold_body")
+        .replace(
+            r#""jwks": {"cluster": "idp"},"#,
+            r#""jwks": {"cluster": "idp"}, "downstream": {"authorization_server": "https://auth.example.com", "client_id": "gw"},"#,
+        )
+        .replace(
+            r#""filter": {"#,
+            r#""filter": {"broker": {"cluster": "broker"}, "#,
+        );
+    let policy = scopegate_core::validate::load(&doc).unwrap();
+    let id = policy.server_by_name("plain").unwrap();
+    let resource = policy.server(id).unwrap().resource.clone();
+    let worker = Rc::new(Worker::new(policy));
+    let claims = Claims {
+        iss: "https://idp.example.com".into(),
+        sub: Some("alice".into()),
+        aud: vec![resource],
+        exp: NOW + 600,
+        nbf: None,
+        iat: Some(NOW),
+        jti: None,
+        client_id: Some("agent".into()),
+        scopes: vec!["tickets.read".into()],
+        kid: None,
+        alg: Algorithm::Es256,
+        grant_id: Some("g1".into()),
+        extra: Default::default(),
+    };
+    worker
+        .tokens
+        .borrow_mut()
+        .insert("tok", Rc::new(claims), NOW, 5);
+    worker
+}
+
+/// Two requests for one grant: the first exchanges, the second parks on it.
+fn two_requests_for_one_grant(w: &Rc<Worker>) -> (Fake, Request<Fake>, Request<Fake>) {
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
+    let second = h.headers.clone();
+    let mut first = Request::<Fake>::new(Some(Rc::clone(w)), 1);
+    assert!(matches!(first.request_headers(&mut h, true), Action::Pause));
+    assert!(matches!(first.phase, Phase::AwaitingCredential { .. }));
+    h.others.insert(2, second);
+    h.set_effective_context(2).unwrap();
+    let mut other = Request::<Fake>::new(Some(Rc::clone(w)), 2);
+    assert!(matches!(other.request_headers(&mut h, true), Action::Pause));
+    assert!(matches!(other.phase, Phase::AwaitingExchange));
+    assert_eq!(h.dispatched, 1, "one exchange for the grant");
+    h.set_effective_context(1).unwrap();
+    (h, first, other)
+}
+
+#[test]
+fn requests_for_a_grant_in_exchange_wait_and_go_on_with_its_credential() {
+    let w = brokered_worker();
+    let (mut h, mut first, other) = two_requests_for_one_grant(&w);
+    h.call_status = Some(200);
+    h.call_body = br#"{"access_token":"down","token_type":"Bearer","expires_in":300}"#.to_vec();
+    let n = h.call_body.len();
+    first.call_response(&mut h, 7, n);
+    assert!(matches!(first.phase, Phase::Done));
+    assert_eq!(
+        h.resumed_ids,
+        vec![1, 2],
+        "both resumed, each in its own context"
+    );
+    assert_eq!(h.effective, 1, "back in the first request's context");
+    assert_eq!(h.header("authorization"), vec!["Bearer down"]);
+    assert_eq!(
+        h.others[&2]
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .unwrap()
+            .1,
+        "Bearer down"
+    );
+    assert!(w.in_flight.borrow().is_empty());
+    drop(other);
+    assert!(
+        w.parked.borrow().is_empty(),
+        "a finished parked request leaves nothing behind"
+    );
+}
+
+#[test]
+fn a_failed_exchange_refuses_every_waiting_request_the_same_way() {
+    let w = brokered_worker();
+    let (mut h, mut first, mut other) = two_requests_for_one_grant(&w);
+    h.call_status = Some(503);
+    first.call_response(&mut h, 7, 0);
+    assert_eq!(h.replied_ids, vec![1, 2]);
+    assert_eq!(h.replies[0].0, h.replies[1].0);
+    assert!(h.resumed_ids.is_empty());
+    // The parked request learns its fate on its next callback and lets nothing through.
+    assert!(matches!(other.request_body(&mut h, 3, true), Action::Pause));
+    assert!(matches!(other.phase, Phase::Replied));
+}
+
+#[test]
+fn a_request_dropped_mid_exchange_refuses_its_waiters() {
+    let w = brokered_worker();
+    let (_h, first, _other) = two_requests_for_one_grant(&w);
+    // The drop path uses `Fake::default()`: the refusal reaches the parked copy.
+    drop(first);
+    assert!(w.in_flight.borrow().is_empty());
+    let parked = w.parked.borrow();
+    assert!(matches!(parked[&2].resolved, Some((Phase::Replied, _))));
 }
