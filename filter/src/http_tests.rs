@@ -32,6 +32,9 @@ fn doc(body_mode: &str) -> String {
     )
 }
 
+/// A local reply as sent: status, headers, body.
+type Sent = (u16, Vec<(String, String)>, String);
+
 /// A host that records what the filter does. `fail` names calls that return an error.
 #[derive(Default)]
 struct Fake {
@@ -41,7 +44,7 @@ struct Fake {
     filter_state: HashMap<String, String>,
     counters: Vec<String>,
     counts: HashMap<u32, u64>,
-    replies: Vec<(u16, Vec<(String, String)>, String)>,
+    replies: Vec<Sent>,
     resumed: usize,
     calls: Vec<&'static str>,
     fail: Vec<&'static str>,
