@@ -110,24 +110,43 @@ pub const DECISION_KEY: &str = "scopegate_decision";
 pub const REASON_KEY: &str = "scopegate_reason";
 pub const SERVER_KEY: &str = "scopegate_server";
 
+/// The record's fields in access-log order; empty ones are left out.
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    server: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    decision: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    subject: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scopes: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    tool: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    foreign_scopes: &'a str,
+}
+
 /// The audit record as one compact JSON object (absent and empty fields omitted), e.g.
 /// `{"server":"ops","decision":"deny","reason":"insufficient_scope","subject":"alice",…}`.
+/// Serialised from borrowed fields: one allocation, the output.
 pub fn record_json(audit: &Audit) -> String {
-    let mut out = serde_json::Map::new();
-    let mut put = |k: &str, v: &str| {
-        if !v.is_empty() {
-            out.insert(k.to_string(), serde_json::Value::String(v.to_string()));
-        }
+    let record = Record {
+        server: &audit.server,
+        decision: audit.decision,
+        reason: audit.reason,
+        subject: audit.subject.as_deref().unwrap_or(""),
+        client_id: audit.client_id.as_deref().unwrap_or(""),
+        scopes: &audit.scopes,
+        tool: audit.tool.as_deref().unwrap_or(""),
+        foreign_scopes: &audit.foreign_scopes,
     };
-    put("server", &audit.server);
-    put("decision", audit.decision);
-    put("reason", audit.reason);
-    put("subject", audit.subject.as_deref().unwrap_or(""));
-    put("client_id", audit.client_id.as_deref().unwrap_or(""));
-    put("scopes", &audit.scopes);
-    put("tool", audit.tool.as_deref().unwrap_or(""));
-    put("foreign_scopes", &audit.foreign_scopes);
-    serde_json::Value::Object(out).to_string()
+    // Serialising borrowed strings cannot fail; an empty object is still a valid record.
+    serde_json::to_string(&record).unwrap_or_else(|_| String::from("{}"))
 }
 
 #[cfg(test)]
