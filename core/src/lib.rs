@@ -21,6 +21,7 @@ pub mod policy;
 pub mod prm;
 pub mod revocation;
 pub mod scopes;
+pub mod upstream;
 pub mod url;
 pub mod validate;
 

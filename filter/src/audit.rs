@@ -1,22 +1,10 @@
 //! Writes each decision where the mesh already looks: filter state for access logs, and stats counters.
 
-use crate::host;
+use crate::host::Host;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 use scopegate_core::decision::Audit;
+use scopegate_core::upstream::{record_json, DECISION_KEY, REASON_KEY, RECORD_KEY, SERVER_KEY};
 use std::collections::HashMap;
-
-/// Filter-state names, read in access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
-pub const FIELDS: [&str; 8] = [
-    "scopegate_server",
-    "scopegate_decision",
-    "scopegate_reason",
-    "scopegate_subject",
-    "scopegate_client_id",
-    "scopegate_scopes",
-    "scopegate_tool",
-    "scopegate_foreign_scopes",
-];
 
 /// Counter ids, defined on first use (Envoy shows them as `wasmcustom.scopegate.…`). Looked up
 /// by server name then (decision, reason) so the per-request lookup allocates nothing.
@@ -28,6 +16,7 @@ pub struct Stats {
 impl Stats {
     fn counter(
         &mut self,
+        h: &mut impl Host,
         server: &str,
         decision: &'static str,
         reason: &'static str,
@@ -44,7 +33,7 @@ impl Stats {
         } else {
             format!("scopegate.{server}.{decision}.{reason}")
         };
-        let id = match hostcalls::define_metric(MetricType::Counter, &name) {
+        let id = match h.define_counter(&name) {
             Ok(id) => Some(id),
             Err(e) => {
                 log::warn!("cannot define metric {name}: {e:?}");
@@ -59,53 +48,63 @@ impl Stats {
     }
 
     /// Bumps a filter-wide counter `scopegate.<group>.<name>` (e.g. `scopegate.jwt.verified`).
-    pub fn count_global(&mut self, group: &'static str, name: &'static str) {
-        self.count_named("", group, name);
-    }
-
-    pub fn count(&mut self, server: &str, decision: &'static str, reason: &'static str) {
-        self.count_named(server, decision, reason);
+    pub fn count_global(&mut self, h: &mut impl Host, group: &'static str, name: &'static str) {
+        self.count(h, "", group, name);
     }
 
     /// Adds `n` to `scopegate.<server>.<group>.<name>` (e.g. entries hidden from a listing).
-    pub fn count_by(&mut self, server: &str, group: &'static str, name: &'static str, n: u64) {
+    pub fn count_by(
+        &mut self,
+        h: &mut impl Host,
+        server: &str,
+        group: &'static str,
+        name: &'static str,
+        n: u64,
+    ) {
         if n == 0 {
             return;
         }
-        if let Some(id) = self.counter(server, group, name) {
+        if let Some(id) = self.counter(h, server, group, name) {
             if let Err(e) = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) {
                 log::warn!("cannot increment metric: {e:?}");
             }
         }
     }
 
-    fn count_named(&mut self, server: &str, decision: &'static str, reason: &'static str) {
-        if let Some(id) = self.counter(server, decision, reason) {
-            if let Err(e) = hostcalls::increment_metric(id, 1) {
+    pub fn count(
+        &mut self,
+        h: &mut impl Host,
+        server: &str,
+        decision: &'static str,
+        reason: &'static str,
+    ) {
+        if let Some(id) = self.counter(h, server, decision, reason) {
+            if let Err(e) = h.increment_counter(id) {
                 log::warn!("cannot increment metric: {e:?}");
             }
         }
     }
 }
 
-/// Records the decision in filter state and stats.
-pub fn record(stats: &mut Stats, audit: &Audit) {
-    let values: [Option<&str>; 8] = [
-        Some(audit.server.as_str()),
-        Some(audit.decision),
-        Some(audit.reason),
-        audit.subject.as_deref(),
-        audit.client_id.as_deref(),
-        Some(audit.scopes.as_str()),
-        audit.tool.as_deref(),
-        Some(audit.foreign_scopes.as_str()),
+/// Records the decision: four filter-state writes (the whole record as JSON, and the decision,
+/// reason and server on their own for access-log filters) and one counter.
+pub fn record(h: &mut impl Host, stats: &mut Stats, audit: &Audit) {
+    let record = record_json(audit);
+    let writes = [
+        (RECORD_KEY, record.as_str()),
+        (DECISION_KEY, audit.decision),
+        (REASON_KEY, audit.reason),
+        (SERVER_KEY, audit.server.as_str()),
     ];
-    for (name, value) in FIELDS.iter().zip(values) {
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            host::set_filter_state(name, v);
+    for (name, value) in writes {
+        if value.is_empty() {
+            continue;
+        }
+        if let Err(e) = h.set_filter_state(name, value) {
+            log::warn!("cannot set filter state {name}: {e:?}");
         }
     }
-    stats.count(&audit.server, audit.decision, audit.reason);
+    stats.count(h, &audit.server, audit.decision, audit.reason);
     if audit.decision == "deny" {
         log::info!(
             "deny server={} reason={} subject={} client_id={} tool={}",

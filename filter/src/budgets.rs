@@ -1,6 +1,6 @@
 //! Spends request budgets from windows kept in shared data, one counter per Envoy (all workers).
 
-use proxy_wasm::hostcalls;
+use crate::host::Host;
 use proxy_wasm::types::Status;
 use scopegate_core::budget::{applies, spend, window_key, Spend, Window};
 use scopegate_core::decision::Grant;
@@ -11,7 +11,13 @@ use scopegate_core::policy::Server;
 const ATTEMPTS: usize = 8;
 
 /// Spends one request from every budget that counts it; `Err(retry_after)` when one is spent.
-pub fn spend_all(server: &Server, calls: &[Call], grant: &Grant, now: u64) -> Result<(), u64> {
+pub fn spend_all(
+    h: &mut impl Host,
+    server: &Server,
+    calls: &[Call],
+    grant: &Grant,
+    now: u64,
+) -> Result<(), u64> {
     for (i, budget) in server.budgets.iter().enumerate() {
         if !applies(budget, calls) {
             continue;
@@ -19,7 +25,7 @@ pub fn spend_all(server: &Server, calls: &[Call], grant: &Grant, now: u64) -> Re
         let key = window_key(&server.name, i, budget, grant);
         let mut spent = false;
         for _ in 0..ATTEMPTS {
-            let (current, cas) = match hostcalls::get_shared_data(&key) {
+            let (current, cas) = match h.shared_data(&key) {
                 Ok((value, cas)) => (value.and_then(|v| Window::decode(&v)), cas),
                 Err(e) => {
                     log::warn!("cannot read budget window: {e:?}");
@@ -28,19 +34,17 @@ pub fn spend_all(server: &Server, calls: &[Call], grant: &Grant, now: u64) -> Re
             };
             match spend(budget, current, now) {
                 Spend::Exceeded { retry_after } => return Err(retry_after),
-                Spend::Allowed(w) => {
-                    match hostcalls::set_shared_data(&key, Some(w.encode().as_bytes()), cas) {
-                        Ok(()) => {
-                            spent = true;
-                            break;
-                        }
-                        Err(Status::CasMismatch) => continue,
-                        Err(e) => {
-                            log::warn!("cannot write budget window: {e:?}");
-                            return Err(1);
-                        }
+                Spend::Allowed(w) => match h.set_shared_data(&key, w.encode().as_bytes(), cas) {
+                    Ok(()) => {
+                        spent = true;
+                        break;
                     }
-                }
+                    Err(Status::CasMismatch) => continue,
+                    Err(e) => {
+                        log::warn!("cannot write budget window: {e:?}");
+                        return Err(1);
+                    }
+                },
             }
         }
         if !spent {

@@ -5,7 +5,7 @@
 //! no body callback follows. The filter cannot read the flag, but it can see that no body
 //! arrived: a request held this long with no body callback is refused, and the log says why.
 
-use crate::host;
+use crate::host::Host;
 use crate::worker::Worker;
 use proxy_wasm::hostcalls;
 use scopegate_core::decision::oauth_error_body;
@@ -14,9 +14,8 @@ use scopegate_core::decision::oauth_error_body;
 pub const NO_BODY_LIMIT_MS: u64 = 10_000;
 
 /// Starts watching a request whose headers are held for its body.
-pub fn hold(worker: &Worker, context_id: u32) {
-    let now = u64::try_from(host::now().as_millis()).unwrap_or(u64::MAX);
-    worker.held.borrow_mut().insert(context_id, now);
+pub fn hold(worker: &Worker, context_id: u32, now_ms: u64) {
+    worker.held.borrow_mut().insert(context_id, now_ms);
 }
 
 /// The body arrived, or the request ended.
@@ -25,7 +24,7 @@ pub fn release(worker: &Worker, context_id: u32) {
 }
 
 /// From the root context's timer: refuses requests held past the limit without a body.
-pub fn on_tick(worker: &Worker, now_ms: u64) {
+pub fn on_tick(h: &mut impl Host, worker: &Worker, now_ms: u64) {
     if worker.held.borrow().is_empty() {
         return;
     }
@@ -46,14 +45,14 @@ pub fn on_tick(worker: &Worker, now_ms: u64) {
         worker
             .stats
             .borrow_mut()
-            .count_global("hold_headers", "no_body");
+            .count_global(h, "hold_headers", "no_body");
         if let Err(e) = hostcalls::set_effective_context(id) {
             log::warn!("held request {id} is gone: {e:?}");
             continue;
         }
-        host::send_response(
+        let sent = h.send_reply(
             503,
-            vec![
+            &[
                 ("content-type", "application/json"),
                 ("cache-control", "no-store"),
             ],
@@ -62,5 +61,8 @@ pub fn on_tick(worker: &Worker, now_ms: u64) {
                 "the gateway could not read this request's body",
             ),
         );
+        if let Err(e) = sent {
+            log::error!("cannot refuse held request {id}: {e:?}");
+        }
     }
 }

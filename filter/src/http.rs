@@ -2,8 +2,9 @@
 
 use crate::audit;
 use crate::budgets;
+use crate::credentials::Usable;
 use crate::hold_watch;
-use crate::host;
+use crate::host::{self, Envoy, Host};
 use crate::keys;
 use crate::native_mcp;
 use crate::token_cache;
@@ -12,11 +13,12 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::{self, BodyPlan, Principal, Target};
 use scopegate_core::budget;
-use scopegate_core::decision::{oauth_error_body, Decision, Grant, Outcome};
+use scopegate_core::decision::{Decision, Grant, Outcome};
 use scopegate_core::exchange;
 use scopegate_core::jwt::{self, Claims, TokenError, VerifyOptions};
 use scopegate_core::mcp;
 use scopegate_core::policy::{ServerId, PRM_WELL_KNOWN};
+use scopegate_core::upstream::{self, Authorization};
 use std::rc::Rc;
 
 /// Where a request stands. Each waiting state names what it waits for.
@@ -32,7 +34,6 @@ enum Phase {
         call: u32,
         source: usize,
         server: ServerId,
-        token: String,
     },
     /// `hold_headers`: the token was admitted; the headers are held until the JSON-RPC body is
     /// complete (needs `allow_on_headers_stop_iteration`).
@@ -54,6 +55,22 @@ enum Phase {
         cache_key: String,
         then: Then,
     },
+    /// Another request of this worker is exchanging for the same grant: this one is parked in
+    /// `Worker::parked` and resumed (or refused) from that request's callback, in this
+    /// request's context, when the credential arrives or the exchange fails.
+    AwaitingExchange,
+}
+
+/// A request parked on another request's exchange: what it needs to go on.
+pub struct Parked {
+    server: ServerId,
+    decision: Box<Decision>,
+    then: Then,
+    head: Head,
+    body: BodySeen,
+    now: u64,
+    /// Set when the exchange ended: the phase (and head) the request goes on with.
+    resolved: Option<(Phase, Head)>,
 }
 
 /// What follows once the request headers are rewritten for the upstream.
@@ -73,15 +90,14 @@ enum HeadersSent {
     Yes,
 }
 
-/// What the headers told us that later phases need.
+/// What the headers told us that later phases need. Only the headers a decision needs are read
+/// (by name, one host call each): the whole map is never copied into the VM.
 #[derive(Default)]
 struct Head {
     is_post: bool,
     end_of_stream: bool,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
-    /// The request headers as read, rewritten in one host call when the request is forwarded.
-    headers: Vec<(String, String)>,
 }
 
 /// Body bytes buffered so far, tracked in every phase (bodies may arrive while keys load).
@@ -91,92 +107,105 @@ struct BodySeen {
     complete: bool,
 }
 
-pub struct Request {
+/// `D` is the host a dropped request uses to refuse the requests parked on its exchange
+/// (Envoy in the `.wasm`, the fake in tests).
+pub struct Request<D: Host + Default = Envoy> {
     worker: Option<Rc<Worker>>,
     /// Envoy's id for this stream (the hold watch answers it from the root context).
     id: u32,
     phase: Phase,
     head: Head,
     body: BodySeen,
-    /// The client's token, kept only on brokered gateways: it is the exchange's subject token.
-    subject_token: Option<String>,
     /// Set when an allowed request holds listing calls whose response may need filtering.
     listing: Option<crate::listing::Watch>,
+    /// The governed server, once known (for the audit record of an internal failure).
+    server: Option<ServerId>,
+    /// The host's clock, read once when the headers arrive (seconds since the epoch).
+    now: u64,
+    host: std::marker::PhantomData<D>,
 }
 
-impl Request {
-    pub fn new(worker: Option<Rc<Worker>>, id: u32) -> Request {
+impl<D: Host + Default> Request<D> {
+    pub fn new(worker: Option<Rc<Worker>>, id: u32) -> Request<D> {
         Request {
             worker,
             id,
             phase: Phase::Start,
             head: Head::default(),
             body: BodySeen::default(),
-            subject_token: None,
             listing: None,
+            server: None,
+            now: 0,
+            host: std::marker::PhantomData,
         }
     }
 
     /// The refusal with a JSON-RPC error body carrying the request's id, for refusals that are
     /// not OAuth challenges; `None` keeps it as it is.
-    fn as_jsonrpc(&self, worker: &Worker, decision: &Decision) -> Option<Decision> {
+    fn as_jsonrpc<H: Host>(
+        &self,
+        h: &mut H,
+        worker: &Worker,
+        decision: &Decision,
+    ) -> Option<Decision> {
         scopegate_core::jsonrpc::code_for(decision.audit.reason)?;
         let readable = self.head.is_post
             && self.body.complete
             && self.body.size > 0
             && self.body.size <= worker.policy.filter.max_body_bytes;
         let body = if readable {
-            host::request_body(self.body.size).ok().flatten()
+            h.request_body(self.body.size).ok().flatten()
         } else {
             None
         };
         scopegate_core::jsonrpc::refusal(decision, body.as_deref())
     }
 
-    fn reply(&mut self, worker: &Worker, decision: &Decision) -> Action {
-        let rewritten = self.as_jsonrpc(worker, decision);
+    fn reply<H: Host>(&mut self, h: &mut H, worker: &Worker, decision: &Decision) -> Action {
+        let rewritten = self.as_jsonrpc(h, worker, decision);
         let decision = rewritten.as_ref().unwrap_or(decision);
         if let Outcome::Deny(d) = &decision.outcome {
-            let mut headers = vec![
-                ("content-type", "application/json"),
-                ("cache-control", "no-store"),
-            ];
-            if let Some(w) = &d.www_authenticate {
-                headers.push(("www-authenticate", w.as_str()));
-            }
             let retry_after = d.retry_after.map(|s| s.to_string());
-            if let Some(s) = &retry_after {
-                headers.push(("retry-after", s.as_str()));
+            let r = upstream::reply(d, retry_after.as_deref());
+            if let Err(e) = h.send_reply(r.status, &r.headers, r.body) {
+                log::error!("cannot send local reply {}: {e:?}", r.status);
             }
-            host::send_response(d.status, headers, &d.body);
         }
-        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
         self.phase = Phase::Replied;
         Action::Pause
     }
 
-    /// An internal failure: answer 503 rather than let an unchecked request through.
-    fn fail_closed(&mut self, what: &str) -> Action {
+    /// An internal failure: answer 503 rather than let an unchecked request through, and leave
+    /// the same audit record and counter as any other refusal (reason `internal_error`).
+    fn fail_closed<H: Host>(&mut self, h: &mut H, what: &str) -> Action {
         log::error!("{what}; refusing the request");
-        host::send_response(
-            503,
-            vec![
-                ("content-type", "application/json"),
-                ("cache-control", "no-store"),
-            ],
-            &oauth_error_body(
-                "temporarily_unavailable",
-                "the gateway could not check this request",
-            ),
-        );
+        let worker = self.worker.clone();
+        let server = match (&worker, self.server) {
+            (Some(w), Some(id)) => w.policy.server(id).map(|s| s.name.as_str()),
+            _ => None,
+        };
+        let (denial, audit) = upstream::internal_error(server.unwrap_or(""));
+        let r = upstream::reply(&denial, None);
+        if let Err(e) = h.send_reply(r.status, &r.headers, r.body) {
+            log::error!("cannot send local reply {}: {e:?}", r.status);
+        }
+        match &worker {
+            Some(w) => audit::record(h, &mut w.stats.borrow_mut(), &audit),
+            None => {
+                let mut stats = audit::Stats::default();
+                audit::record(h, &mut stats, &audit);
+            }
+        }
         self.phase = Phase::Replied;
         Action::Pause
     }
 
     /// Applies an allow, fetching the downstream credential first on brokered gateways, or
     /// sends the refusal.
-    fn enforce(
+    fn enforce<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         decision: Decision,
@@ -184,53 +213,74 @@ impl Request {
         then: Then,
     ) -> Action {
         let Outcome::Allow(grant) = &decision.outcome else {
-            return self.reply(worker, &decision);
+            return self.reply(h, worker, &decision);
         };
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
         // Budgets count calls: a held body is counted when it is decided.
         if let Then::Finish = then {
-            if let Err(retry_after) = budgets::spend_all(target.server, calls, grant, host::now_s())
-            {
+            if let Err(retry_after) = budgets::spend_all(h, target.server, calls, grant, self.now) {
                 let d = budget::exceeded(target, &decision.audit, retry_after);
-                return self.reply(worker, &d);
+                return self.reply(h, worker, &d);
             }
         }
         if !target.gateway.brokered {
-            return self.forward(worker, server, grant, &decision, None, then);
+            return self.forward(h, worker, server, grant, &decision, None, then);
         }
         let Some(grant_id) = grant.grant_id.as_deref() else {
-            return self.reply(worker, &exchange::no_grant(target, &decision.audit));
+            return self.reply(h, worker, &exchange::no_grant(target, &decision.audit));
         };
         if worker.revocations.borrow().is_revoked(grant_id) {
             let d = exchange::refusal(target, exchange::ExchangeError::DeadGrant, &decision.audit);
-            return self.reply(worker, &d);
+            return self.reply(h, worker, &d);
         }
         let cache_key = exchange::cache_key(grant_id, &target.server.name);
-        let now = host::now_s();
-        let cached = worker.credentials.borrow_mut().get(&cache_key, now);
+        let cached = worker.credentials.borrow_mut().get(h, &cache_key, self.now);
         if let Some(c) = cached {
             return self.forward(
+                h,
                 worker,
                 server,
                 grant,
                 &decision,
-                Some(&c.access_token),
+                Some(&c.authorization),
                 then,
             );
         }
+        // One exchange per grant at a time: later requests wait for the first one's answer.
+        if let Some(waiting) = worker.in_flight.borrow_mut().get_mut(&cache_key) {
+            waiting.push(self.id);
+            let parked = Parked {
+                server,
+                decision: Box::new(decision),
+                then,
+                head: std::mem::take(&mut self.head),
+                body: self.body,
+                now: self.now,
+                resolved: None,
+            };
+            worker.parked.borrow_mut().insert(self.id, parked);
+            self.phase = Phase::AwaitingExchange;
+            return Action::Pause;
+        }
         let Some(broker) = &policy.filter.broker else {
-            return self.fail_closed("brokered gateway without filter.broker");
+            return self.fail_closed(h, "brokered gateway without filter.broker");
         };
-        let Some(subject_token) = self.subject_token.take() else {
-            return self.fail_closed("the client's token was not kept for the exchange");
+        // The client's token is read again only here, on a credential miss: the headers are
+        // still held, and a hit never copies it.
+        let authorization = match h.request_header("authorization") {
+            Ok(a) => a,
+            Err(e) => return self.fail_closed(h, &format!("cannot read authorization: {e:?}")),
         };
-        let body = exchange::request_body(&subject_token, &target.server.resource);
-        let call = proxy_wasm::hostcalls::dispatch_http_call(
+        let Ok(subject_token) = authorize::bearer_token(target, authorization.as_deref()) else {
+            return self.fail_closed(h, "the client's token is gone before the exchange");
+        };
+        let body = exchange::request_body(subject_token, &target.server.resource);
+        let call = h.dispatch(
             &broker.cluster,
-            vec![
+            &[
                 (":method", "POST"),
                 (":path", broker.path.as_str()),
                 (":authority", broker.authority.as_str()),
@@ -238,11 +288,14 @@ impl Request {
                 ("accept", "application/json"),
             ],
             Some(body.as_bytes()),
-            vec![],
             std::time::Duration::from_millis(broker.timeout_ms),
         );
         match call {
             Ok(call) => {
+                worker
+                    .in_flight
+                    .borrow_mut()
+                    .insert(cache_key.clone(), Vec::new());
                 self.phase = Phase::AwaitingCredential {
                     call,
                     server,
@@ -262,16 +315,19 @@ impl Request {
                     exchange::ExchangeError::Unavailable,
                     &decision.audit,
                 );
-                self.reply(worker, &d)
+                self.reply(h, worker, &d)
             }
         }
     }
 
-    /// Rewrites the request for the upstream: no client token (unless opted in), the downstream
-    /// credential when there is one, and the identity headers. They depend on the token only,
-    /// so `hold_body` sets them before the body is seen (the host refuses header changes later).
-    fn forward(
+    /// Edits the request for the upstream (`scopegate_core::upstream` says how): no client token
+    /// (unless opted in), the downstream credential when there is one, and the identity headers.
+    /// They depend on the token only, so `hold_body` sets them before the body is seen (the host
+    /// refuses header changes later).
+    #[allow(clippy::too_many_arguments)]
+    fn forward<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         grant: &Grant,
@@ -279,40 +335,30 @@ impl Request {
         downstream: Option<&str>,
         then: Then,
     ) -> Action {
-        // One host call replaces the whole header map: the client's token and any
-        // client-supplied `x-scopegate-*` go, the credential and identity headers come in.
-        let headers = std::mem::take(&mut self.head.headers);
-        if headers.is_empty() {
-            return self.fail_closed("request headers were not kept");
+        let edits = upstream::upstream_headers(grant, downstream);
+        let auth = match edits.authorization {
+            Authorization::Keep => Ok(()),
+            Authorization::Remove => h.remove_request_header("authorization"),
+            Authorization::Replace(v) => h.replace_request_header("authorization", v),
+        };
+        if auth.is_err() {
+            return self.fail_closed(h, "cannot edit the authorization header");
         }
-        let keep_client_token = downstream.is_none() && grant.forward_client_token;
-        let bearer = downstream.map(|t| format!("Bearer {t}"));
-        let mut out: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 4);
-        out.extend(
-            headers
-                .iter()
-                .filter(|(k, _)| !k.starts_with("x-scopegate-"))
-                .filter(|(k, _)| keep_client_token || k != "authorization")
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        if let Some(b) = &bearer {
-            out.push(("authorization", b.as_str()));
-        }
-        out.push(("x-scopegate-subject", grant.subject.as_str()));
-        out.push(("x-scopegate-client-id", grant.client_id.as_str()));
-        out.push(("x-scopegate-scopes", grant.scopes.as_str()));
-        if host::set_request_headers(out).is_err() {
-            return self.fail_closed("cannot rewrite the request headers");
+        // Setting replaces whatever the client sent under these names.
+        for (name, value) in edits.identity {
+            if h.replace_request_header(name, value).is_err() {
+                return self.fail_closed(h, "cannot set the identity headers");
+            }
         }
         match then {
             Then::Finish => {
-                audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+                audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
                 self.phase = Phase::Done;
                 Action::Continue
             }
             Then::HoldBody(principal) => {
                 if self.body.complete || self.head.end_of_stream {
-                    return self.decide_held_body(worker, server, &principal, HeadersSent::Yes);
+                    return self.decide_held_body(h, worker, server, &principal, HeadersSent::Yes);
                 }
                 self.phase = Phase::HoldingBody { server, principal };
                 // The headers go on; `on_http_request_body` holds the body.
@@ -322,8 +368,10 @@ impl Request {
     }
 
     /// The broker answered (or the call failed): forward with the credential, or refuse.
-    fn credential_arrived(
+    #[allow(clippy::too_many_arguments)]
+    fn credential_arrived<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         decision: &Decision,
@@ -331,50 +379,56 @@ impl Request {
         body_size: usize,
         then: Then,
     ) {
-        let status = host::call_response_status();
-        let body = match host::call_response_body(body_size) {
+        let status = h.call_response_status();
+        let body = match h.call_response_body(body_size) {
             Ok(b) => b.unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        let now = host::now_s();
+        let now = h.now().as_secs();
+        self.now = now;
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            self.fail_closed("server vanished from the policy");
+            self.fail_closed(h, "server vanished from the policy");
             return;
         };
         let Outcome::Allow(grant) = &decision.outcome else {
             return;
         };
-        match exchange::parse_response(status, &body, now) {
-            Ok(credential) => {
-                worker
-                    .credentials
-                    .borrow_mut()
-                    .insert(cache_key, &credential);
+        let result = exchange::parse_response(status, &body, now).map(|credential| {
+            worker
+                .credentials
+                .borrow_mut()
+                .insert(h, cache_key, &credential)
+        });
+        match &result {
+            Ok(usable) => {
                 if let Action::Continue = self.forward(
+                    h,
                     worker,
                     server,
                     grant,
                     decision,
-                    Some(&credential.access_token),
+                    Some(&usable.authorization),
                     then,
                 ) {
-                    host::resume_request();
+                    resume(h);
                 }
             }
             Err(e) => {
-                if e == exchange::ExchangeError::Unavailable {
+                if *e == exchange::ExchangeError::Unavailable {
                     log::warn!("broker exchange failed (status {status:?})");
                 }
-                let d = exchange::refusal(target, e, &decision.audit);
-                self.reply(worker, &d);
+                let d = exchange::refusal(target, *e, &decision.audit);
+                self.reply(h, worker, &d);
             }
         }
+        wake_parked::<D, H>(h, self.worker.as_ref(), self.id, cache_key, &result);
     }
 
     /// Verifies (or finds cached) the token, admits it, then decides or waits for the body.
-    fn authenticate(
+    fn authenticate<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Rc<Worker>,
         server: ServerId,
         token: &str,
@@ -382,9 +436,9 @@ impl Request {
     ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
-        let now = host::now_s();
+        let now = self.now;
         let leeway = policy.filter.leeway_s;
         let cached = worker.tokens.borrow().get(token, now, leeway);
         let claims: Rc<Claims> = match cached {
@@ -395,11 +449,11 @@ impl Request {
                 // Another worker may have fetched them since this worker's last tick.
                 let loaded = loaded.or_else(|| {
                     let mut store = worker.keys.borrow_mut();
-                    store.sync(source);
+                    store.sync(h, source);
                     store.keys(source)
                 });
                 let Some(keyset) = loaded else {
-                    return self.reply(worker, &authorize::keys_unavailable(target));
+                    return self.reply(h, worker, &authorize::keys_unavailable(target));
                 };
                 let generation = worker.keys.borrow().generation(source);
                 let digest = token_cache::digest(token);
@@ -408,17 +462,17 @@ impl Request {
                     now,
                     leeway,
                 };
-                let result = if token_cache::verified_elsewhere(&digest, generation) {
+                let result = if token_cache::verified_elsewhere(h, &digest, generation) {
                     worker
                         .stats
                         .borrow_mut()
-                        .count_global("jwt", "verified_elsewhere");
+                        .count_global(h, "jwt", "verified_elsewhere");
                     jwt::decode_verified(token, &opts)
                 } else {
                     let r = jwt::verify(token, &keyset, &opts);
                     if r.is_ok() {
-                        worker.stats.borrow_mut().count_global("jwt", "verified");
-                        token_cache::share_verified(&digest, generation);
+                        worker.stats.borrow_mut().count_global(h, "jwt", "verified");
+                        token_cache::share_verified(h, &digest, generation);
                     }
                     r
                 };
@@ -432,27 +486,35 @@ impl Request {
                         c
                     }
                     Err(TokenError::UnknownKid(_)) if !retried => {
-                        return self.refetch_keys(worker, server, source, token);
+                        return self.refetch_keys(h, worker, server, source, token);
                     }
-                    Err(e) => return self.reply(worker, &authorize::token_rejected(target, &e)),
+                    Err(e) => return self.reply(h, worker, &authorize::token_rejected(target, &e)),
                 }
             }
         };
         let principal = match authorize::admit(target, &claims, now, leeway) {
             Ok(p) => p,
-            Err(d) => return self.reply(worker, &d),
+            Err(d) => return self.reply(h, worker, &d),
         };
-        match authorize::body_plan(target.server, policy.filter.body_mode, self.head.is_post) {
+        let plan = authorize::body_plan(target.server, policy.filter.body_mode, self.head.is_post);
+        if !matches!(plan, BodyPlan::DecideNow) {
+            // Only the modes that look at the message need the 2026-07-28 headers.
+            if let Err(e) = self.read_mcp_headers(h) {
+                return self.fail_closed(h, &format!("cannot read the Mcp-* headers: {e:?}"));
+            }
+        }
+        match plan {
             BodyPlan::DecideNow => {
                 let decision = authorize::decide(target, &principal, &[]);
-                self.enforce(worker, server, decision, &[], Then::Finish)
+                self.enforce(h, worker, server, decision, &[], Then::Finish)
             }
             BodyPlan::HoldHeaders => {
                 if self.body.complete || self.head.end_of_stream {
-                    return self.decide_held_body(worker, server, &principal, HeadersSent::No);
+                    return self.decide_held_body(h, worker, server, &principal, HeadersSent::No);
                 }
                 self.phase = Phase::HoldingHeaders { server, principal };
-                hold_watch::hold(worker, self.id);
+                // Second precision is plenty for a 10 s limit, and saves a clock read.
+                hold_watch::hold(worker, self.id, self.now.saturating_mul(1000));
                 Action::Pause
             }
             BodyPlan::HoldBody => {
@@ -461,17 +523,19 @@ impl Request {
                     self.head.mcp_name.as_deref(),
                 );
                 if let Some(refused) = authorize::early_refusal(target, &principal, method, name) {
-                    return self.reply(worker, &refused);
+                    return self.reply(h, worker, &refused);
                 }
                 let decision = authorize::decide(target, &principal, &[]);
-                self.enforce(worker, server, decision, &[], Then::HoldBody(principal))
+                self.enforce(h, worker, server, decision, &[], Then::HoldBody(principal))
             }
             BodyPlan::FromMetadata => {
-                let metadata = match native_mcp::read() {
+                let metadata = match native_mcp::read(h) {
                     Ok(m) => m,
                     Err(e) => {
-                        return self
-                            .fail_closed(&format!("cannot read the mcp filter's metadata: {e:?}"))
+                        return self.fail_closed(
+                            h,
+                            &format!("cannot read the mcp filter's metadata: {e:?}"),
+                        )
                     }
                 };
                 let (decision, calls) = authorize::decide_metadata(
@@ -481,28 +545,37 @@ impl Request {
                     self.head.mcp_method.as_deref(),
                     self.head.mcp_name.as_deref(),
                 );
-                self.enforce(worker, server, decision, &calls, Then::Finish)
+                self.enforce(h, worker, server, decision, &calls, Then::Finish)
             }
         }
     }
 
+    fn read_mcp_headers<H: Host>(&mut self, h: &mut H) -> Result<(), proxy_wasm::types::Status> {
+        self.head.mcp_method = h.request_header("mcp-method")?;
+        self.head.mcp_name = h.request_header("mcp-name")?;
+        Ok(())
+    }
+
     /// An unknown `kid`: use keys another worker already fetched, else refetch if the rate limit allows.
-    fn refetch_keys(
+    fn refetch_keys<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Rc<Worker>,
         server: ServerId,
         source: usize,
         token: &str,
     ) -> Action {
-        if worker.keys.borrow_mut().sync(source) {
+        if worker.keys.borrow_mut().sync(h, source) {
             worker.tokens.borrow_mut().clear();
-            return self.authenticate(worker, server, token, true);
+            return self.authenticate(h, worker, server, token, true);
         }
-        let now_ms = u64::try_from(host::now().as_millis()).unwrap_or(u64::MAX);
+        let now_ms = host::millis(h.now());
         let dispatched = {
             let store = worker.keys.borrow();
             match store.fetch_spec(source) {
-                Some(spec) if store.claim_unknown_kid(source, now_ms) => keys::dispatch(&spec).ok(),
+                Some(spec) if store.claim_unknown_kid(h, source, now_ms) => {
+                    keys::dispatch(h, &spec).ok()
+                }
                 _ => None,
             }
         };
@@ -512,19 +585,19 @@ impl Request {
                     call,
                     source,
                     server,
-                    token: token.to_string(),
                 };
                 Action::Pause
             }
             // Rate-limited (or inline keys): the kid is simply unknown.
-            None => self.authenticate(worker, server, token, true),
+            None => self.authenticate(h, worker, server, token, true),
         }
     }
 
     /// Decides on the complete body: `hold_headers` still holds the headers (the decision may
     /// rewrite them); `hold_body` already sent them, so only the verdict remains.
-    fn decide_held_body(
+    fn decide_held_body<H: Host>(
         &mut self,
+        h: &mut H,
         worker: &Worker,
         server: ServerId,
         principal: &Principal,
@@ -532,14 +605,16 @@ impl Request {
     ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
         let body = if self.body.size == 0 {
             Vec::new()
         } else {
-            match host::request_body(self.body.size) {
+            match h.request_body(self.body.size) {
                 Ok(b) => b.unwrap_or_default(),
-                Err(e) => return self.fail_closed(&format!("cannot read the request body: {e:?}")),
+                Err(e) => {
+                    return self.fail_closed(h, &format!("cannot read the request body: {e:?}"))
+                }
             }
         };
         let (decision, calls) = authorize::decide_body(
@@ -559,28 +634,28 @@ impl Request {
             );
         }
         if let HeadersSent::No = headers {
-            return self.enforce(worker, server, decision, &calls, Then::Finish);
+            return self.enforce(h, worker, server, decision, &calls, Then::Finish);
         }
         // `hold_body`: headers, identity and credential are upstream already.
         let Outcome::Allow(grant) = &decision.outcome else {
-            return self.reply(worker, &decision);
+            return self.reply(h, worker, &decision);
         };
-        if let Err(retry_after) = budgets::spend_all(target.server, &calls, grant, host::now_s()) {
+        if let Err(retry_after) = budgets::spend_all(h, target.server, &calls, grant, self.now) {
             let d = budget::exceeded(target, &decision.audit, retry_after);
-            return self.reply(worker, &d);
+            return self.reply(h, worker, &d);
         }
-        audit::record(&mut worker.stats.borrow_mut(), &decision.audit);
+        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
         self.phase = Phase::Done;
         Action::Continue
     }
 
-    fn serve_metadata(&mut self, worker: &Worker, server: ServerId) -> Action {
+    fn serve_metadata<H: Host>(&mut self, h: &mut H, worker: &Worker, server: ServerId) -> Action {
         let Some(s) = worker.policy.server(server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
-        host::send_response(
+        let sent = h.send_reply(
             200,
-            vec![
+            &[
                 ("content-type", "application/json"),
                 ("cache-control", "public, max-age=300"),
                 // Browser-based MCP clients read this document cross-origin.
@@ -588,10 +663,19 @@ impl Request {
             ],
             &s.prm_json,
         );
+        if let Err(e) = sent {
+            log::error!("cannot send the metadata document: {e:?}");
+        }
         let mut stats = worker.stats.borrow_mut();
-        stats.count(&s.name, "metadata", "served");
+        stats.count(h, &s.name, "metadata", "served");
         self.phase = Phase::Replied;
         Action::Pause
+    }
+}
+
+fn resume(h: &mut impl Host) {
+    if let Err(e) = h.resume() {
+        log::error!("cannot resume request: {e:?}");
     }
 }
 
@@ -605,13 +689,36 @@ enum Held {
     Body(ServerId, Principal, HeadersSent),
 }
 
-impl Request {
+impl<D: Host + Default> Request<D> {
+    /// A parked request takes the phase its exchange left it in, or tells the parked copy how
+    /// much body has arrived.
+    fn unpark(&mut self, worker: &Worker) {
+        if !matches!(self.phase, Phase::AwaitingExchange) {
+            return;
+        }
+        let mut parked = worker.parked.borrow_mut();
+        let resolved = match parked.get_mut(&self.id) {
+            Some(p) if p.resolved.is_some() => p.resolved.take(),
+            Some(p) => {
+                p.body = self.body;
+                None
+            }
+            None => None,
+        };
+        if let Some((phase, head)) = resolved {
+            parked.remove(&self.id);
+            self.phase = phase;
+            self.head = head;
+        }
+    }
+
     fn held(&self, worker: &Worker) -> Held {
         match &self.phase {
             Phase::Done | Phase::Start => Held::Nothing,
-            Phase::Replied | Phase::AwaitingKeys { .. } | Phase::AwaitingCredential { .. } => {
-                Held::Waiting
-            }
+            Phase::Replied
+            | Phase::AwaitingKeys { .. }
+            | Phase::AwaitingCredential { .. }
+            | Phase::AwaitingExchange => Held::Waiting,
             Phase::HoldingHeaders { server, principal } => {
                 // A body callback came, so the flag is set: the watch can stop.
                 hold_watch::release(worker, self.id);
@@ -622,24 +729,9 @@ impl Request {
             }
         }
     }
-}
 
-impl Drop for Request {
-    fn drop(&mut self) {
-        if let (Phase::HoldingHeaders { .. }, Some(worker)) = (&self.phase, &self.worker) {
-            hold_watch::release(worker, self.id);
-        }
-    }
-}
-
-impl Context for Request {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+    /// A callout answered (JWKS refetch or broker exchange).
+    pub(crate) fn call_response<H: Host>(&mut self, h: &mut H, token_id: u32, body_size: usize) {
         let Some(worker) = self.worker.clone() else {
             return;
         };
@@ -648,11 +740,27 @@ impl Context for Request {
                 call,
                 source,
                 server,
-                token,
             } if call == token_id => {
-                worker.install_fetched_keys(source, body_size);
-                if let Action::Continue = self.authenticate(&worker, server, &token, true) {
-                    host::resume_request();
+                worker.install_fetched_keys(h, source, body_size);
+                self.now = h.now().as_secs();
+                // The headers are still held: read the token again rather than keep a copy.
+                let authorization = match h.request_header("authorization") {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.fail_closed(h, &format!("cannot read authorization: {e:?}"));
+                        return;
+                    }
+                };
+                let token = authorization
+                    .as_deref()
+                    .and_then(|a| Target::of(&worker.policy, server).map(|t| (t, a)))
+                    .and_then(|(t, a)| authorize::bearer_token(t, Some(a)).ok());
+                let Some(token) = token else {
+                    self.fail_closed(h, "the client's token is gone after the key refetch");
+                    return;
+                };
+                if let Action::Continue = self.authenticate(h, &worker, server, token, true) {
+                    resume(h);
                 }
             }
             Phase::AwaitingCredential {
@@ -662,74 +770,70 @@ impl Context for Request {
                 cache_key,
                 then,
             } if call == token_id => {
-                self.credential_arrived(&worker, server, &decision, &cache_key, body_size, then);
+                self.credential_arrived(h, &worker, server, &decision, &cache_key, body_size, then);
             }
             other => self.phase = other,
         }
     }
-}
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    /// The request headers arrived: serve metadata, pass ungoverned requests, or check the token.
+    pub(crate) fn request_headers<H: Host>(&mut self, h: &mut H, end_of_stream: bool) -> Action {
         let Some(worker) = self.worker.clone() else {
-            return self.fail_closed("filter is not configured");
+            return self.fail_closed(h, "filter is not configured");
         };
-        let headers = match host::request_headers() {
-            Ok(h) => h,
-            Err(e) => return self.fail_closed(&format!("cannot read request headers: {e:?}")),
+        let path = match h.request_header(":path") {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => return self.fail_closed(h, &format!("cannot read :path: {e:?}")),
         };
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
+        let method = match h.request_header(":method") {
+            Ok(m) => m,
+            Err(e) => return self.fail_closed(h, &format!("cannot read :method: {e:?}")),
         };
-        let path = header(":path").unwrap_or("");
-        if path.starts_with(PRM_WELL_KNOWN) && matches!(header(":method"), Some("GET" | "HEAD")) {
-            if let Some(server) = worker.policy.prm_server(path, header(":authority")) {
-                return self.serve_metadata(&worker, server);
+        if path.starts_with(PRM_WELL_KNOWN) && matches!(method.as_deref(), Some("GET" | "HEAD")) {
+            let authority = h.request_header(":authority").ok().flatten();
+            if let Some(server) = worker.policy.prm_server(&path, authority.as_deref()) {
+                return self.serve_metadata(h, &worker, server);
             }
         }
 
-        let cluster = match host::property(vec!["xds", "cluster_name"]) {
+        // The policy maps cluster names to servers in a hash map built once per configuration.
+        let cluster = match h.property(&["xds", "cluster_name"]) {
             Ok(Some(c)) => c,
             // No route, no upstream: nothing to govern.
             Ok(None) => return Action::Continue,
-            Err(e) => return self.fail_closed(&format!("cannot read xds.cluster_name: {e:?}")),
+            Err(e) => return self.fail_closed(h, &format!("cannot read xds.cluster_name: {e:?}")),
         };
-        let Some(server) = worker.policy.server_for_cluster(&cluster) else {
+        let governed = std::str::from_utf8(&cluster)
+            .ok()
+            .and_then(|c| worker.policy.server_for_cluster(c));
+        let Some(server) = governed else {
             self.phase = Phase::Done;
             return Action::Continue;
         };
-
-        // Client-supplied `x-scopegate-*` headers are dropped when the request is forwarded.
-        let is_post = header(":method") == Some("POST");
-        let mcp_method = header("mcp-method").map(str::to_string);
-        let mcp_name = header("mcp-name").map(str::to_string);
-        let authorization = header("authorization").map(str::to_string);
-        self.head = Head {
-            is_post,
-            end_of_stream,
-            mcp_method,
-            mcp_name,
-            headers,
+        self.server = Some(server);
+        self.now = h.now().as_secs();
+        self.head.is_post = method.as_deref() == Some("POST");
+        self.head.end_of_stream = end_of_stream;
+        let authorization = match h.request_header("authorization") {
+            Ok(a) => a,
+            Err(e) => return self.fail_closed(h, &format!("cannot read authorization: {e:?}")),
         };
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed("server vanished from the policy");
+            return self.fail_closed(h, "server vanished from the policy");
         };
         match authorize::bearer_token(target, authorization.as_deref()) {
-            Ok(token) => {
-                if target.gateway.brokered {
-                    self.subject_token = Some(token.to_string());
-                }
-                self.authenticate(&worker, server, token, false)
-            }
-            Err(d) => self.reply(&worker, &d),
+            Ok(token) => self.authenticate(h, &worker, server, token, false),
+            Err(d) => self.reply(h, &worker, &d),
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub(crate) fn request_body<H: Host>(
+        &mut self,
+        h: &mut H,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
         self.body = BodySeen {
             size: body_size,
             complete: end_of_stream,
@@ -737,6 +841,7 @@ impl HttpContext for Request {
         let Some(worker) = self.worker.clone() else {
             return Action::Pause;
         };
+        self.unpark(&worker);
         let (server, principal, headers) = match self.held(&worker) {
             Held::Nothing => return Action::Continue,
             Held::Waiting => return Action::Pause,
@@ -745,29 +850,160 @@ impl HttpContext for Request {
         if body_size > worker.policy.filter.max_body_bytes {
             let policy = Rc::clone(&worker.policy);
             return match Target::of(&policy, server) {
-                Some(target) => self.reply(&worker, &authorize::body_too_large(target)),
-                None => self.fail_closed("server vanished from the policy"),
+                Some(target) => self.reply(h, &worker, &authorize::body_too_large(target)),
+                None => self.fail_closed(h, "server vanished from the policy"),
             };
         }
         if !end_of_stream {
             // StopIterationAndBuffer: nothing of the message moves on until it is decided.
             return Action::Pause;
         }
-        self.decide_held_body(&worker, server, &principal, headers)
+        self.decide_held_body(h, &worker, server, &principal, headers)
     }
 
-    /// Trailers end the body: a held message is decided here, never continued unchecked.
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub(crate) fn request_trailers<H: Host>(&mut self, h: &mut H) -> Action {
         self.body.complete = true;
         let Some(worker) = self.worker.clone() else {
             return Action::Pause;
         };
+        self.unpark(&worker);
         let (server, principal, headers) = match self.held(&worker) {
             Held::Nothing => return Action::Continue,
             Held::Waiting => return Action::Pause,
             Held::Body(server, principal, headers) => (server, principal, headers),
         };
-        self.decide_held_body(&worker, server, &principal, headers)
+        self.decide_held_body(h, &worker, server, &principal, headers)
+    }
+}
+
+/// Resumes (or refuses, the same way as the first request) the requests parked on the
+/// exchange for `cache_key`, each in its own context, then returns to context `own`.
+fn wake_parked<D: Host + Default, H: Host>(
+    h: &mut H,
+    worker: Option<&Rc<Worker>>,
+    own: u32,
+    cache_key: &str,
+    result: &Result<Rc<Usable>, exchange::ExchangeError>,
+) {
+    let Some(worker) = worker else { return };
+    let waiting = worker
+        .in_flight
+        .borrow_mut()
+        .remove(cache_key)
+        .unwrap_or_default();
+    if waiting.is_empty() {
+        return;
+    }
+    for id in waiting {
+        let Some(p) = worker.parked.borrow_mut().remove(&id) else {
+            continue; // the request ended while it waited
+        };
+        if let Err(e) = h.set_effective_context(id) {
+            log::warn!("parked request {id} is gone: {e:?}");
+            continue;
+        }
+        let mut r = Request::<D> {
+            host: std::marker::PhantomData,
+            worker: Some(Rc::clone(worker)),
+            id,
+            phase: Phase::AwaitingExchange,
+            listing: None,
+            head: p.head,
+            body: p.body,
+            server: Some(p.server),
+            now: p.now,
+        };
+        let action = match (result, &p.decision.outcome) {
+            (Ok(usable), Outcome::Allow(grant)) => r.forward(
+                h,
+                worker,
+                p.server,
+                grant,
+                &p.decision,
+                Some(&usable.authorization),
+                p.then,
+            ),
+            (Err(e), _) => match Target::of(&worker.policy, p.server) {
+                Some(target) => {
+                    let d = exchange::refusal(target, *e, &p.decision.audit);
+                    r.reply(h, worker, &d)
+                }
+                None => r.fail_closed(h, "server vanished from the policy"),
+            },
+            (Ok(_), _) => r.fail_closed(h, "a parked request was not allowed"),
+        };
+        if let Action::Continue = action {
+            resume(h);
+        }
+        let phase = std::mem::replace(&mut r.phase, Phase::Start);
+        let head = std::mem::take(&mut r.head);
+        let resolved = Parked {
+            server: p.server,
+            decision: p.decision,
+            then: Then::Finish,
+            head: Head::default(),
+            body: r.body,
+            now: p.now,
+            resolved: Some((phase, head)),
+        };
+        worker.parked.borrow_mut().insert(id, resolved);
+    }
+    if let Err(e) = h.set_effective_context(own) {
+        log::warn!("cannot return to request {own}: {e:?}");
+    }
+}
+
+impl<D: Host + Default> Drop for Request<D> {
+    fn drop(&mut self) {
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        match &self.phase {
+            Phase::HoldingHeaders { .. } => hold_watch::release(&worker, self.id),
+            Phase::AwaitingExchange => {
+                worker.parked.borrow_mut().remove(&self.id);
+            }
+            // The exchange dies with this request: whoever waits on it is refused rather than
+            // left hanging (they retry, and the next request exchanges).
+            Phase::AwaitingCredential { cache_key, .. } => {
+                let cache_key = cache_key.clone();
+                wake_parked::<D, D>(
+                    &mut D::default(),
+                    Some(&worker),
+                    self.id,
+                    &cache_key,
+                    &Err(exchange::ExchangeError::Unavailable),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Context for Request<Envoy> {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        self.call_response(&mut Envoy, token_id, body_size);
+    }
+}
+
+impl HttpContext for Request<Envoy> {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.request_headers(&mut Envoy, end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.request_body(&mut Envoy, body_size, end_of_stream)
+    }
+
+    /// Trailers end the body: a held message is decided here, never continued unchecked.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.request_trailers(&mut Envoy)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -789,3 +1025,7 @@ impl HttpContext for Request {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

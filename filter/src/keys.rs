@@ -5,8 +5,7 @@
 //! it. The same lease, with its own key, rate-limits refetches caused by unknown `kid`s so a
 //! flood of bogus kids cannot become a flood of fetches.
 
-use crate::host;
-use proxy_wasm::hostcalls;
+use crate::host::Host;
 use proxy_wasm::types::Status;
 use scopegate_core::jwks::KeySet;
 use scopegate_core::policy::{JwksLocation, JwksSource, JwksSourceId, Policy};
@@ -95,14 +94,14 @@ impl KeyStore {
     }
 
     /// Picks up keys another worker stored. Returns true when the keys changed.
-    pub fn sync(&mut self, id: JwksSourceId) -> bool {
+    pub fn sync(&mut self, h: &mut impl Host, id: JwksSourceId) -> bool {
         let Some(s) = self.sources.get_mut(id) else {
             return false;
         };
         if matches!(s.spec.location, JwksLocation::Inline(_)) {
             return false;
         }
-        match hostcalls::get_shared_data(&s.spec.shared_key) {
+        match h.shared_data(&s.spec.shared_key) {
             Ok((Some(doc), cas)) if cas != s.cas => match KeySet::from_json(&doc) {
                 Ok(keys) => {
                     s.keys = Some(Rc::new(keys));
@@ -125,12 +124,17 @@ impl KeyStore {
     /// Parses a fetched document and, if usable and new, publishes it to every worker.
     /// Returns whether the keys changed: an unchanged document keeps its shared-data version, so
     /// no worker drops its verified tokens on a routine refresh.
-    pub fn install(&mut self, id: JwksSourceId, doc: &[u8]) -> Result<bool, String> {
+    pub fn install(
+        &mut self,
+        h: &mut impl Host,
+        id: JwksSourceId,
+        doc: &[u8],
+    ) -> Result<bool, String> {
         let Some(s) = self.sources.get_mut(id) else {
             return Err("no such JWKS source".into());
         };
         let keys = KeySet::from_json(doc).map_err(|e| e.to_string())?;
-        if let Ok((Some(current), cas)) = hostcalls::get_shared_data(&s.spec.shared_key) {
+        if let Ok((Some(current), cas)) = h.shared_data(&s.spec.shared_key) {
             if current == doc {
                 if s.cas != cas || s.keys.is_none() {
                     s.cas = cas;
@@ -139,10 +143,11 @@ impl KeyStore {
                 return Ok(false);
             }
         }
-        if let Err(e) = hostcalls::set_shared_data(&s.spec.shared_key, Some(doc), None) {
+        if let Err(e) = h.set_shared_data(&s.spec.shared_key, doc, None) {
             log::warn!("cannot share JWKS with other workers: {e:?}");
         }
-        s.cas = hostcalls::get_shared_data(&s.spec.shared_key)
+        s.cas = h
+            .shared_data(&s.spec.shared_key)
             .ok()
             .and_then(|(_, cas)| cas);
         s.keys = Some(Rc::new(keys));
@@ -150,7 +155,7 @@ impl KeyStore {
     }
 
     /// Whether this worker should run the periodic fetch now (a process-wide lease).
-    pub fn claim_refresh(&self, id: JwksSourceId, now_ms: u64) -> bool {
+    pub fn claim_refresh(&self, h: &mut impl Host, id: JwksSourceId, now_ms: u64) -> bool {
         let Some(s) = self.sources.get(id) else {
             return false;
         };
@@ -163,6 +168,7 @@ impl KeyStore {
             RETRY_MS
         };
         claim(
+            h,
             &format!("{}.refresh_due", s.spec.shared_key),
             now_ms,
             period,
@@ -170,7 +176,7 @@ impl KeyStore {
     }
 
     /// Whether an unknown `kid` may trigger a refetch now (process-wide rate limit).
-    pub fn claim_unknown_kid(&self, id: JwksSourceId, now_ms: u64) -> bool {
+    pub fn claim_unknown_kid(&self, h: &mut impl Host, id: JwksSourceId, now_ms: u64) -> bool {
         let Some(s) = self.sources.get(id) else {
             return false;
         };
@@ -178,14 +184,14 @@ impl KeyStore {
             return false;
         }
         let period = s.spec.unknown_kid_refetch_s.saturating_mul(1000);
-        claim(&format!("{}.kid_due", s.spec.shared_key), now_ms, period)
+        claim(h, &format!("{}.kid_due", s.spec.shared_key), now_ms, period)
     }
 }
 
 /// Takes the lease stored under `key` if it is due, pushing it `period_ms` ahead. CAS makes
 /// sure only one worker wins when several tick at once.
-pub(crate) fn claim(key: &str, now_ms: u64, period_ms: u64) -> bool {
-    let (due, cas) = match hostcalls::get_shared_data(key) {
+pub(crate) fn claim(h: &mut impl Host, key: &str, now_ms: u64, period_ms: u64) -> bool {
+    let (due, cas) = match h.shared_data(key) {
         Ok((value, cas)) => (
             value
                 .and_then(|v| String::from_utf8(v).ok())
@@ -202,7 +208,7 @@ pub(crate) fn claim(key: &str, now_ms: u64, period_ms: u64) -> bool {
         return false;
     }
     let next = now_ms.saturating_add(period_ms).to_string();
-    match hostcalls::set_shared_data(key, Some(next.as_bytes()), cas) {
+    match h.set_shared_data(key, next.as_bytes(), cas) {
         Ok(()) => true,
         Err(Status::CasMismatch) => false,
         Err(e) => {
@@ -213,29 +219,28 @@ pub(crate) fn claim(key: &str, now_ms: u64, period_ms: u64) -> bool {
 }
 
 /// Dispatches a JWKS fetch; the response arrives at the calling context.
-pub fn dispatch(fetch: &Fetch<'_>) -> Result<u32, Status> {
-    hostcalls::dispatch_http_call(
+pub fn dispatch(h: &mut impl Host, fetch: &Fetch<'_>) -> Result<u32, Status> {
+    h.dispatch(
         fetch.cluster,
-        vec![
+        &[
             (":method", "GET"),
             (":path", fetch.path),
             (":authority", fetch.authority),
             ("accept", "application/json"),
         ],
         None,
-        vec![],
         fetch.timeout,
     )
 }
 
 /// Reads a JWKS fetch response: the body on a 200, else why not.
-pub fn read_response(body_size: usize) -> Result<Vec<u8>, String> {
-    match host::call_response_status() {
+pub fn read_response(h: &mut impl Host, body_size: usize) -> Result<Vec<u8>, String> {
+    match h.call_response_status() {
         Some(200) => {}
         Some(status) => return Err(format!("JWKS endpoint answered {status}")),
         None => return Err("JWKS fetch failed (reset or timeout)".into()),
     }
-    match host::call_response_body(body_size) {
+    match h.call_response_body(body_size) {
         Ok(Some(b)) => Ok(b),
         Ok(None) => Err("JWKS response has no body".into()),
         Err(e) => Err(format!("cannot read JWKS response: {e:?}")),

@@ -6,7 +6,7 @@
 //! responses are in it, so the rest of the stream flows.
 
 use crate::audit::Stats;
-use crate::host;
+use crate::host::{self, Envoy, Host};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
 use scopegate_core::listing::{self, ListKind, Pending};
@@ -84,8 +84,13 @@ impl Watch {
         {
             log::warn!("cannot drop content-length of a listing: {e:?}");
             self.stage = Stage::Passing;
-            host::set_filter_state(HIDDEN_FIELD, "unfilterable");
-            stats.count(&server_name(policy, self.server), "listing", "unfilterable");
+            set_hidden("unfilterable");
+            stats.count(
+                &mut Envoy,
+                &server_name(policy, self.server),
+                "listing",
+                "unfilterable",
+            );
             return Action::Continue;
         }
         self.stage = Stage::Buffering { sse };
@@ -164,10 +169,10 @@ impl Watch {
         why: Why,
     ) -> Action {
         let name = policy.server(self.server).map_or("", |s| s.name.as_str());
-        stats.count(name, "listing", why.name());
+        stats.count(&mut Envoy, name, "listing", why.name());
         if !listing::must_replace_unfiltered(server) {
             self.stage = Stage::Passing;
-            host::set_filter_state(HIDDEN_FIELD, why.name());
+            set_hidden(why.name());
             return Action::Continue;
         }
         let error = listing::unfilterable_body(sse, &self.pending);
@@ -181,16 +186,16 @@ impl Watch {
             return Action::Continue;
         }
         self.stage = Stage::Discarding;
-        host::set_filter_state(HIDDEN_FIELD, why.replaced());
-        stats.count(name, "listing", "replaced");
+        set_hidden(why.replaced());
+        stats.count(&mut Envoy, name, "listing", "replaced");
         Action::Continue
     }
 
     fn record(&self, policy: &Policy, stats: &mut Stats, hidden: usize) {
         let name = policy.server(self.server).map_or("", |s| s.name.as_str());
-        host::set_filter_state(HIDDEN_FIELD, &hidden.to_string());
-        stats.count(name, "listing", "filtered");
-        stats.count_by(name, "listing", "hidden", hidden as u64);
+        set_hidden(&hidden.to_string());
+        stats.count(&mut Envoy, name, "listing", "filtered");
+        stats.count_by(&mut Envoy, name, "listing", "hidden", hidden as u64);
     }
 }
 
@@ -234,5 +239,12 @@ fn ends_an_event(size: usize) -> bool {
             log::warn!("cannot read the end of a listing response: {e:?}");
             false
         }
+    }
+}
+
+/// Records the listing filter's effect for the access log (`wasm.scopegate_hidden`).
+fn set_hidden(value: &str) {
+    if let Err(e) = Envoy.set_filter_state(HIDDEN_FIELD, value) {
+        log::warn!("cannot set filter state {HIDDEN_FIELD}: {e:?}");
     }
 }

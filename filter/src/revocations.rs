@@ -39,7 +39,7 @@ pub fn tick(worker: &Worker, now_ms: u64) -> Option<u32> {
         return None;
     }
     let period = broker.revocation_poll_s.saturating_mul(1000);
-    if !crate::keys::claim(LEASE_KEY, now_ms, period) {
+    if !crate::keys::claim(&mut crate::host::Envoy, LEASE_KEY, now_ms, period) {
         return None;
     }
     let cursor = worker.revocations.borrow().set.cursor;

@@ -1,6 +1,6 @@
 //! The root context: loads the document, keeps the signing keys fresh, and creates HTTP contexts.
 
-use crate::host;
+use crate::host::{self, Envoy, Host};
 use crate::http::Request;
 use crate::keys;
 use crate::worker::Worker;
@@ -47,7 +47,7 @@ impl Context for Root {
             return;
         };
         let Some(worker) = &self.worker else { return };
-        worker.install_fetched_keys(source, body_size);
+        worker.install_fetched_keys(&mut Envoy, source, body_size);
     }
 }
 
@@ -113,25 +113,26 @@ impl RootContext for Root {
             return;
         };
         self.ticks = self.ticks.wrapping_add(1);
-        let now = host::now();
-        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        crate::hold_watch::on_tick(&worker, now_ms);
+        let h = &mut Envoy;
+        let now = h.now();
+        let now_ms = host::millis(now);
+        crate::hold_watch::on_tick(h, &worker, now_ms);
         let sources = worker.keys.borrow().len();
         for id in 0..sources {
-            if worker.keys.borrow_mut().sync(id) {
+            if worker.keys.borrow_mut().sync(h, id) {
                 worker.tokens.borrow_mut().clear();
             }
             if self.fetches.values().any(|s| *s == id) {
                 continue;
             }
-            if !worker.keys.borrow().claim_refresh(id, now_ms) {
+            if !worker.keys.borrow().claim_refresh(h, id, now_ms) {
                 continue;
             }
             let store = worker.keys.borrow();
             let Some(spec) = store.fetch_spec(id) else {
                 continue;
             };
-            match keys::dispatch(&spec) {
+            match keys::dispatch(h, &spec) {
                 Ok(token) => {
                     self.fetches.insert(token, id);
                 }
@@ -159,7 +160,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on None, so an unconfigured root still hands out a (fail-closed) context.
-        Some(Box::new(Request::new(self.worker.clone(), context_id)))
+        Some(Box::new(Request::<Envoy>::new(
+            self.worker.clone(),
+            context_id,
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -6,6 +6,7 @@
 //! map is keyed by the token itself: hashing a kilobyte-long JWT with SHA-256 on every request
 //! costs more in V8 than the map lookup; the digest is computed only on a miss, for the shared table.
 
+use crate::host::Host;
 use scopegate_core::jwt::Claims;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -29,8 +30,8 @@ fn slot_key(d: &Digest) -> String {
 
 /// Whether some worker of this Envoy verified this exact token against the same keys
 /// (`generation` names the key set, so a key change invalidates every slot).
-pub fn verified_elsewhere(d: &Digest, generation: u64) -> bool {
-    match proxy_wasm::hostcalls::get_shared_data(&slot_key(d)) {
+pub fn verified_elsewhere(h: &mut impl Host, d: &Digest, generation: u64) -> bool {
+    match h.shared_data(&slot_key(d)) {
         Ok((Some(v), _)) => {
             v.len() == 40
                 && v.get(..32) == Some(&d[..])
@@ -41,11 +42,11 @@ pub fn verified_elsewhere(d: &Digest, generation: u64) -> bool {
 }
 
 /// Tells the other workers this token verified.
-pub fn share_verified(d: &Digest, generation: u64) {
+pub fn share_verified(h: &mut impl Host, d: &Digest, generation: u64) {
     let mut v = Vec::with_capacity(40);
     v.extend_from_slice(d);
     v.extend_from_slice(&generation.to_le_bytes());
-    if let Err(e) = proxy_wasm::hostcalls::set_shared_data(&slot_key(d), Some(&v), None) {
+    if let Err(e) = h.set_shared_data(&slot_key(d), &v, None) {
         log::warn!("cannot share a verification: {e:?}");
     }
 }

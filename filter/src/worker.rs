@@ -2,6 +2,7 @@
 
 use crate::audit::Stats;
 use crate::credentials::Credentials;
+use crate::host::Host;
 use crate::keys::KeyStore;
 use crate::revocations::Revocations;
 use crate::token_cache::TokenCache;
@@ -18,6 +19,10 @@ pub struct Worker {
     /// `hold_headers` requests waiting for their body: context id -> since (ms).
     pub held: RefCell<std::collections::HashMap<u32, u64>>,
     pub revocations: RefCell<Revocations>,
+    /// Broker exchanges in flight, by credential cache key: the requests parked on each.
+    pub in_flight: RefCell<std::collections::HashMap<String, Vec<u32>>>,
+    /// Requests parked on another request's exchange, by context id.
+    pub parked: RefCell<std::collections::HashMap<u32, crate::http::Parked>>,
 }
 
 impl Worker {
@@ -32,6 +37,8 @@ impl Worker {
             credentials: RefCell::new(Credentials::default()),
             held: RefCell::default(),
             revocations: RefCell::new(Revocations::default()),
+            in_flight: RefCell::default(),
+            parked: RefCell::default(),
         }
     }
 }
@@ -39,9 +46,9 @@ impl Worker {
 impl Worker {
     /// Reads a JWKS fetch response and, if usable, makes it this worker's (and every worker's)
     /// keys. Verified tokens are forgotten: a key that left the set must stop working.
-    pub fn install_fetched_keys(&self, source: usize, body_size: usize) {
-        match crate::keys::read_response(body_size) {
-            Ok(doc) => match self.keys.borrow_mut().install(source, &doc) {
+    pub fn install_fetched_keys(&self, h: &mut impl Host, source: usize, body_size: usize) {
+        match crate::keys::read_response(h, body_size) {
+            Ok(doc) => match self.keys.borrow_mut().install(h, source, &doc) {
                 Ok(true) => {
                     self.tokens.borrow_mut().clear();
                     log::info!("loaded new signing keys for JWKS source {source}");

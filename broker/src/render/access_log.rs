@@ -2,17 +2,10 @@
 
 use serde_json::{Map, Value};
 
-/// The filter-state fields the filter writes (`wasm.scopegate_<field>`).
-pub const SCOPEGATE_FIELDS: [&str; 8] = [
-    "server",
-    "decision",
-    "reason",
-    "subject",
-    "client_id",
-    "scopes",
-    "tool",
-    "foreign_scopes",
-];
+/// The filter-state fields the filter writes (`wasm.scopegate_<field>`): the three that access
+/// logs filter on, `record`, the whole decision as one JSON object, and `hidden`, what the
+/// listing filter did to a `tools/list` (and friends) response.
+pub const SCOPEGATE_FIELDS: [&str; 5] = ["server", "decision", "reason", "record", "hidden"];
 
 /// Field name to Envoy command operator, one JSON object a line.
 pub fn fields() -> Map<String, Value> {

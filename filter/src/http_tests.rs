@@ -1,0 +1,571 @@
+//! The request state machine against a fake host: every phase, the fail-closed paths, the
+//! local replies, and what reaches the upstream's headers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
+
+use super::*;
+use crate::host::Shared;
+use proxy_wasm::types::Status;
+use scopegate_core::jwks::Algorithm;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const NOW: u64 = 1_800_000_000;
+
+fn doc(body_mode: &str) -> String {
+    format!(
+        r#"{{
+  "gateways": [{{
+    "name": "saas",
+    "public_url": "https://mcp.example.com",
+    "issuer": "https://idp.example.com",
+    "allowed_scopes": ["tickets.read", "accounts.read"],
+    "jwks": {{"cluster": "idp"}},
+    "servers": [
+      {{"name": "support", "cluster": "support", "path": "/support/mcp",
+       "scopes": ["tickets.read", "accounts.read"],
+       "tools": {{"get_account": ["accounts.read"]}}}},
+      {{"name": "plain", "cluster": "plain", "path": "/plain/mcp", "scopes": ["tickets.read"]}}
+    ]
+  }}],
+  "filter": {{"body_mode": "{body_mode}"}}
+}}"#
+    )
+}
+
+/// A local reply as sent: status, headers, body.
+type Sent = (u16, Vec<(String, String)>, String);
+
+/// A host that records what the filter does. `fail` names calls that return an error.
+#[derive(Default)]
+struct Fake {
+    headers: Vec<(String, String)>,
+    cluster: Option<String>,
+    body: Vec<u8>,
+    filter_state: HashMap<String, String>,
+    counters: Vec<String>,
+    counts: HashMap<u32, u64>,
+    replies: Vec<Sent>,
+    resumed: usize,
+    calls: Vec<&'static str>,
+    fail: Vec<&'static str>,
+    /// The context host calls act on, and the other contexts' request headers.
+    effective: u32,
+    others: HashMap<u32, Vec<(String, String)>>,
+    resumed_ids: Vec<u32>,
+    replied_ids: Vec<u32>,
+    call_status: Option<u16>,
+    call_body: Vec<u8>,
+    dispatched: usize,
+}
+
+impl Fake {
+    fn request(method: &str, path: &str, cluster: &str, authorization: Option<&str>) -> Fake {
+        let mut headers = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path.to_string()),
+            (":authority".to_string(), "mcp.example.com".to_string()),
+            ("x-scopegate-subject".to_string(), "mallory".to_string()),
+        ];
+        if let Some(a) = authorization {
+            headers.push(("authorization".to_string(), a.to_string()));
+        }
+        Fake {
+            headers,
+            cluster: Some(cluster.to_string()),
+            effective: 1,
+            ..Fake::default()
+        }
+    }
+
+    fn call(&mut self, name: &'static str) -> Result<(), Status> {
+        self.calls.push(name);
+        if self.fail.contains(&name) {
+            return Err(Status::InternalFailure);
+        }
+        Ok(())
+    }
+
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn count(&self, name: &str) -> u64 {
+        self.counters
+            .iter()
+            .position(|c| c == name)
+            .and_then(|id| self.counts.get(&(id as u32)).copied())
+            .unwrap_or(0)
+    }
+
+    fn record(&self) -> serde_json::Value {
+        serde_json::from_str(&self.filter_state["scopegate_record"]).unwrap()
+    }
+}
+
+impl Host for Fake {
+    fn request_header(&mut self, name: &str) -> Result<Option<String>, Status> {
+        self.call("request_header")?;
+        Ok(self.header(name).first().map(|v| v.to_string()))
+    }
+    fn remove_request_header(&mut self, name: &str) -> Result<(), Status> {
+        self.call("remove_request_header")?;
+        self.headers.retain(|(k, _)| k != name);
+        Ok(())
+    }
+    fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), Status> {
+        self.call("replace_request_header")?;
+        self.headers.retain(|(k, _)| k != name);
+        self.headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+        self.call("property")?;
+        Ok(match path {
+            ["xds", "cluster_name"] => self.cluster.clone().map(String::into_bytes),
+            _ => None,
+        })
+    }
+    fn request_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status> {
+        self.call("request_body")?;
+        Ok(Some(self.body.iter().copied().take(size).collect()))
+    }
+    fn send_reply(
+        &mut self,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<(), Status> {
+        self.call("send_reply")?;
+        self.replied_ids.push(self.effective);
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.replies.push((status, headers, body.to_string()));
+        Ok(())
+    }
+    fn dispatch(
+        &mut self,
+        _cluster: &str,
+        _headers: &[(&str, &str)],
+        _body: Option<&[u8]>,
+        _timeout: Duration,
+    ) -> Result<u32, Status> {
+        self.call("dispatch")?;
+        self.dispatched += 1;
+        Ok(7)
+    }
+    fn call_response_status(&mut self) -> Option<u16> {
+        self.calls.push("call_response_status");
+        self.call_status
+    }
+    fn call_response_body(&mut self, _size: usize) -> Result<Option<Vec<u8>>, Status> {
+        self.call("call_response_body")?;
+        Ok(Some(self.call_body.clone()))
+    }
+    fn resume(&mut self) -> Result<(), Status> {
+        self.call("resume")?;
+        self.resumed += 1;
+        self.resumed_ids.push(self.effective);
+        Ok(())
+    }
+    fn set_effective_context(&mut self, context_id: u32) -> Result<(), Status> {
+        self.call("set_effective_context")?;
+        if context_id != self.effective {
+            let current = std::mem::take(&mut self.headers);
+            self.others.insert(self.effective, current);
+            self.headers = self.others.remove(&context_id).unwrap_or_default();
+            self.effective = context_id;
+        }
+        Ok(())
+    }
+    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), Status> {
+        self.call("set_filter_state")?;
+        self.filter_state
+            .insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+    fn define_counter(&mut self, name: &str) -> Result<u32, Status> {
+        self.call("define_counter")?;
+        self.counters.push(name.to_string());
+        Ok(self.counters.len() as u32 - 1)
+    }
+    fn increment_counter(&mut self, id: u32) -> Result<(), Status> {
+        self.call("increment_counter")?;
+        *self.counts.entry(id).or_default() += 1;
+        Ok(())
+    }
+    fn now(&mut self) -> Duration {
+        self.calls.push("now");
+        Duration::from_secs(NOW)
+    }
+    fn shared_data(&mut self, _key: &str) -> Result<Shared, Status> {
+        self.call("shared_data")?;
+        Ok((None, None))
+    }
+    fn set_shared_data(
+        &mut self,
+        _key: &str,
+        _value: &[u8],
+        _cas: Option<u32>,
+    ) -> Result<(), Status> {
+        self.call("set_shared_data")
+    }
+}
+
+/// A worker whose token cache already holds `tok` (scopes as given) for `server`.
+fn worker(body_mode: &str, server: &str, scopes: &str) -> Rc<Worker> {
+    let policy = scopegate_core::validate::load(&doc(body_mode)).unwrap();
+    let id = policy.server_by_name(server).unwrap();
+    let resource = policy.server(id).unwrap().resource.clone();
+    let worker = Rc::new(Worker::new(policy));
+    let claims = Claims {
+        iss: "https://idp.example.com".into(),
+        sub: Some("alice".into()),
+        aud: vec![resource],
+        exp: NOW + 600,
+        nbf: None,
+        iat: Some(NOW),
+        jti: None,
+        client_id: Some("agent".into()),
+        scopes: scopes.split(' ').map(str::to_string).collect(),
+        kid: None,
+        alg: Algorithm::Es256,
+        grant_id: None,
+        extra: Default::default(),
+    };
+    worker
+        .tokens
+        .borrow_mut()
+        .insert("tok", Rc::new(claims), NOW, 5);
+    worker
+}
+
+fn assert_forwarded_as_alice(h: &Fake) {
+    assert!(h.header("authorization").is_empty(), "client token removed");
+    assert_eq!(
+        h.header("x-scopegate-subject"),
+        vec!["alice"],
+        "forged value replaced"
+    );
+    assert_eq!(h.header("x-scopegate-client-id"), vec!["agent"]);
+    assert_eq!(h.header("x-scopegate-scopes"), vec!["tickets.read"]);
+}
+
+#[test]
+fn a_cache_hit_forwards_with_identity_and_without_the_client_token() {
+    let w = worker("hold_body", "plain", "tickets.read");
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Continue));
+    assert!(matches!(r.phase, Phase::Done));
+    assert_forwarded_as_alice(&h);
+    assert!(h.replies.is_empty());
+    assert_eq!(h.filter_state["scopegate_decision"], "allow");
+    assert_eq!(h.filter_state["scopegate_reason"], "ok");
+    assert_eq!(h.filter_state["scopegate_server"], "plain");
+    assert_eq!(h.record()["subject"], "alice");
+    assert_eq!(h.count("scopegate.plain.allow.ok"), 1);
+    // The hot path: four header reads, one property, one clock read, four header edits, four
+    // filter-state writes and one counter (defined on first use only).
+    let calls: Vec<&str> = h
+        .calls
+        .iter()
+        .copied()
+        .filter(|c| *c != "define_counter")
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            "request_header",
+            "request_header",
+            "property",
+            "now",
+            "request_header",
+            "remove_request_header",
+            "replace_request_header",
+            "replace_request_header",
+            "replace_request_header",
+            "set_filter_state",
+            "set_filter_state",
+            "set_filter_state",
+            "set_filter_state",
+            "increment_counter",
+        ]
+    );
+}
+
+#[test]
+fn no_token_is_a_401_challenge_and_nothing_is_forwarded() {
+    let w = worker("hold_body", "plain", "tickets.read");
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", None);
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
+    assert!(matches!(r.phase, Phase::Replied));
+    let (status, headers, _) = &h.replies[0];
+    assert_eq!(*status, 401);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer ")));
+    assert_eq!(
+        h.header("x-scopegate-subject"),
+        vec!["mallory"],
+        "headers untouched"
+    );
+    assert_eq!(h.filter_state["scopegate_reason"], "no_token");
+    assert_eq!(h.count("scopegate.plain.deny.no_token"), 1);
+    // A later body callback must not let anything through.
+    assert!(matches!(r.request_body(&mut h, 10, true), Action::Pause));
+}
+
+#[test]
+fn an_ungoverned_cluster_passes_untouched() {
+    let w = worker("hold_body", "plain", "tickets.read");
+    let mut h = Fake::request("GET", "/other", "elsewhere", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Continue));
+    assert!(matches!(r.phase, Phase::Done));
+    assert_eq!(h.header("authorization"), vec!["Bearer tok"]);
+    assert!(h.filter_state.is_empty());
+    assert!(matches!(r.request_body(&mut h, 10, true), Action::Continue));
+}
+
+#[test]
+fn a_failing_host_call_fails_closed_with_an_audit_record_and_a_counter() {
+    let w = worker("hold_body", "plain", "tickets.read");
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
+    h.fail = vec!["remove_request_header"];
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
+    assert!(matches!(r.phase, Phase::Replied));
+    assert_eq!(h.replies[0].0, 503);
+    assert_eq!(h.filter_state["scopegate_decision"], "deny");
+    assert_eq!(h.filter_state["scopegate_reason"], "internal_error");
+    assert_eq!(h.count("scopegate.plain.deny.internal_error"), 1);
+}
+
+#[test]
+fn an_unconfigured_filter_refuses_with_a_record() {
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(None, 1);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
+    assert_eq!(h.replies[0].0, 503);
+    assert_eq!(h.filter_state["scopegate_reason"], "internal_error");
+    assert_eq!(h.count("scopegate.deny.internal_error"), 1);
+}
+
+#[test]
+fn metadata_is_served_locally() {
+    let w = worker("hold_body", "plain", "tickets.read");
+    let mut h = Fake::request(
+        "GET",
+        "/.well-known/oauth-protected-resource/plain/mcp",
+        "plain",
+        None,
+    );
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
+    assert_eq!(h.replies[0].0, 200);
+    assert!(h.replies[0].2.contains("authorization_servers"));
+}
+
+const GET_ACCOUNT: &[u8] =
+    br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_account"}}"#;
+const LIST: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+
+#[test]
+fn hold_body_sends_identity_then_refuses_a_held_call() {
+    let w = worker("hold_body", "support", "tickets.read");
+    let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    assert!(matches!(r.request_headers(&mut h, false), Action::Continue));
+    assert!(matches!(r.phase, Phase::HoldingBody { .. }));
+    assert!(h.header("authorization").is_empty());
+    h.body = GET_ACCOUNT.to_vec();
+    assert!(matches!(r.request_body(&mut h, 10, false), Action::Pause));
+    let n = GET_ACCOUNT.len();
+    assert!(matches!(r.request_body(&mut h, n, true), Action::Pause));
+    assert!(matches!(r.phase, Phase::Replied));
+    assert_eq!(h.replies[0].0, 403);
+    assert_eq!(h.record()["tool"], "get_account");
+    assert_eq!(h.filter_state["scopegate_reason"], "insufficient_scope");
+}
+
+#[test]
+fn hold_body_lets_an_allowed_message_go() {
+    let w = worker("hold_body", "support", "tickets.read");
+    let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    assert!(matches!(r.request_headers(&mut h, false), Action::Continue));
+    h.body = LIST.to_vec();
+    assert!(matches!(
+        r.request_body(&mut h, LIST.len(), true),
+        Action::Continue
+    ));
+    assert!(matches!(r.phase, Phase::Done));
+    assert!(h.replies.is_empty());
+    assert_eq!(h.filter_state["scopegate_decision"], "allow");
+}
+
+#[test]
+fn hold_headers_holds_everything_until_the_message_is_decided() {
+    let w = worker("hold_headers", "support", "tickets.read accounts.read");
+    let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(Rc::clone(&w)), 1);
+    assert!(matches!(r.request_headers(&mut h, false), Action::Pause));
+    assert!(matches!(r.phase, Phase::HoldingHeaders { .. }));
+    assert_eq!(
+        h.header("authorization"),
+        vec!["Bearer tok"],
+        "nothing edited yet"
+    );
+    assert!(w.held.borrow().contains_key(&1), "the hold watch knows it");
+    h.body = GET_ACCOUNT.to_vec();
+    let n = GET_ACCOUNT.len();
+    assert!(matches!(r.request_body(&mut h, n, true), Action::Continue));
+    assert!(matches!(r.phase, Phase::Done));
+    assert!(w.held.borrow().is_empty());
+    assert!(h.header("authorization").is_empty());
+    assert_eq!(h.header("x-scopegate-subject"), vec!["alice"]);
+    assert_eq!(h.record()["tool"], "get_account");
+}
+
+#[test]
+fn trailers_end_a_held_body_and_decide_it() {
+    let w = worker("hold_body", "support", "tickets.read");
+    let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    r.request_headers(&mut h, false);
+    h.body = GET_ACCOUNT.to_vec();
+    r.request_body(&mut h, GET_ACCOUNT.len(), false);
+    assert!(matches!(r.request_trailers(&mut h), Action::Pause));
+    assert_eq!(h.replies[0].0, 403);
+}
+
+#[test]
+fn an_unreadable_body_fails_closed() {
+    let w = worker("hold_body", "support", "tickets.read");
+    let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(w), 1);
+    r.request_headers(&mut h, false);
+    h.fail = vec!["request_body"];
+    assert!(matches!(r.request_body(&mut h, 5, true), Action::Pause));
+    assert_eq!(h.replies[0].0, 503);
+    assert_eq!(h.filter_state["scopegate_reason"], "internal_error");
+    assert_eq!(h.filter_state["scopegate_server"], "support");
+}
+
+/// A brokered gateway whose token cache holds `tok`, naming grant `g1`.
+fn brokered_worker() -> Rc<Worker> {
+    let doc = doc("hold_body")
+        .replace(
+            r#""jwks": {"cluster": "idp"},"#,
+            r#""jwks": {"cluster": "idp"}, "downstream": {"authorization_server": "https://auth.example.com", "client_id": "gw"},"#,
+        )
+        .replace(
+            r#""filter": {"#,
+            r#""filter": {"broker": {"cluster": "broker"}, "#,
+        );
+    let policy = scopegate_core::validate::load(&doc).unwrap();
+    let id = policy.server_by_name("plain").unwrap();
+    let resource = policy.server(id).unwrap().resource.clone();
+    let worker = Rc::new(Worker::new(policy));
+    let claims = Claims {
+        iss: "https://idp.example.com".into(),
+        sub: Some("alice".into()),
+        aud: vec![resource],
+        exp: NOW + 600,
+        nbf: None,
+        iat: Some(NOW),
+        jti: None,
+        client_id: Some("agent".into()),
+        scopes: vec!["tickets.read".into()],
+        kid: None,
+        alg: Algorithm::Es256,
+        grant_id: Some("g1".into()),
+        extra: Default::default(),
+    };
+    worker
+        .tokens
+        .borrow_mut()
+        .insert("tok", Rc::new(claims), NOW, 5);
+    worker
+}
+
+/// Two requests for one grant: the first exchanges, the second parks on it.
+fn two_requests_for_one_grant(w: &Rc<Worker>) -> (Fake, Request<Fake>, Request<Fake>) {
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
+    let second = h.headers.clone();
+    let mut first = Request::<Fake>::new(Some(Rc::clone(w)), 1);
+    assert!(matches!(first.request_headers(&mut h, true), Action::Pause));
+    assert!(matches!(first.phase, Phase::AwaitingCredential { .. }));
+    h.others.insert(2, second);
+    h.set_effective_context(2).unwrap();
+    let mut other = Request::<Fake>::new(Some(Rc::clone(w)), 2);
+    assert!(matches!(other.request_headers(&mut h, true), Action::Pause));
+    assert!(matches!(other.phase, Phase::AwaitingExchange));
+    assert_eq!(h.dispatched, 1, "one exchange for the grant");
+    h.set_effective_context(1).unwrap();
+    (h, first, other)
+}
+
+#[test]
+fn requests_for_a_grant_in_exchange_wait_and_go_on_with_its_credential() {
+    let w = brokered_worker();
+    let (mut h, mut first, other) = two_requests_for_one_grant(&w);
+    h.call_status = Some(200);
+    h.call_body = br#"{"access_token":"down","token_type":"Bearer","expires_in":300}"#.to_vec();
+    let n = h.call_body.len();
+    first.call_response(&mut h, 7, n);
+    assert!(matches!(first.phase, Phase::Done));
+    assert_eq!(
+        h.resumed_ids,
+        vec![1, 2],
+        "both resumed, each in its own context"
+    );
+    assert_eq!(h.effective, 1, "back in the first request's context");
+    assert_eq!(h.header("authorization"), vec!["Bearer down"]);
+    assert_eq!(
+        h.others[&2]
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .unwrap()
+            .1,
+        "Bearer down"
+    );
+    assert!(w.in_flight.borrow().is_empty());
+    drop(other);
+    assert!(
+        w.parked.borrow().is_empty(),
+        "a finished parked request leaves nothing behind"
+    );
+}
+
+#[test]
+fn a_failed_exchange_refuses_every_waiting_request_the_same_way() {
+    let w = brokered_worker();
+    let (mut h, mut first, mut other) = two_requests_for_one_grant(&w);
+    h.call_status = Some(503);
+    first.call_response(&mut h, 7, 0);
+    assert_eq!(h.replied_ids, vec![1, 2]);
+    assert_eq!(h.replies[0].0, h.replies[1].0);
+    assert!(h.resumed_ids.is_empty());
+    // The parked request learns its fate on its next callback and lets nothing through.
+    assert!(matches!(other.request_body(&mut h, 3, true), Action::Pause));
+    assert!(matches!(other.phase, Phase::Replied));
+}
+
+#[test]
+fn a_request_dropped_mid_exchange_refuses_its_waiters() {
+    let w = brokered_worker();
+    let (_h, first, _other) = two_requests_for_one_grant(&w);
+    // The drop path uses `Fake::default()`: the refusal reaches the parked copy.
+    drop(first);
+    assert!(w.in_flight.borrow().is_empty());
+    let parked = w.parked.borrow();
+    assert!(matches!(parked[&2].resolved, Some((Phase::Replied, _))));
+}
