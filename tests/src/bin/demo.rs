@@ -57,6 +57,8 @@ fn main() {
     );
     let s = Brokered::start_with("demo", DOWNSTREAM_TTL_S, None, 1, |doc| {
         doc["broker"]["access_token_ttl_s"] = json!(ACCESS_TTL_S);
+        // As in the example document: ops-console lists only what the token grants.
+        doc["gateways"][0]["servers"][1]["listings"] = json!({"hide": "not_granted"});
     });
     println!(
         "   identity provider  {}  (downstream, user `demo-user` logs in automatically)",

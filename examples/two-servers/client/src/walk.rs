@@ -335,6 +335,25 @@ impl Walk {
         }
     }
 
+    /// Lists the tools the connection's session may see (scopegate filters the listing).
+    async fn list_tools(&mut self, c: &mut Conn) -> Result<Vec<String>, String> {
+        show::request("POST", &c.url, "tools/list");
+        let Some(service) = c.service.as_ref() else {
+            return Err("the MCP session is closed".into());
+        };
+        match service.list_all_tools().await {
+            Ok(tools) => {
+                let names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+                show::response(200, &format!("tools: {}", names.join(", ")));
+                Ok(names)
+            }
+            Err(e) => {
+                show::response("error", &e.to_string());
+                Err(e.to_string())
+            }
+        }
+    }
+
     /// Waits for `what` if it is at most `max_wait` seconds away.
     async fn wait(&mut self, what: &str, secs: u64, max_wait: u64) -> bool {
         if secs > max_wait {
@@ -501,6 +520,15 @@ async fn story(w: &mut Walk, opts: &Options, conns: &mut Vec<Conn>) -> Result<()
         r.is_ok(),
         r.as_ref().err().map_or("", |e| e),
     );
+    show::note("ops-console hides what the token does not grant (listings.hide: not_granted)");
+    let names = w.list_tools(&mut ops).await;
+    w.check(
+        "tools/list before step-up: admin_report shown, update_ticket hidden",
+        names.as_ref().is_ok_and(|n| {
+            n.iter().any(|t| t == "admin_report") && !n.iter().any(|t| t == "update_ticket")
+        }),
+        &format!("{names:?}"),
+    );
 
     show::title("4. ops-console: update_ticket needs tickets.write: 403, then step-up");
     let args = json!({"ticket_id": "T-42", "status": "closed"});
@@ -548,6 +576,14 @@ async fn story(w: &mut Walk, opts: &Options, conns: &mut Vec<Conn>) -> Result<()
             scope_set(seen["scopegate_scopes"].as_str().unwrap_or("")) == scope_set(OPS_SCOPES)
         }),
         &format!("{r:?}"),
+    );
+    let names = w.list_tools(&mut ops).await;
+    w.check(
+        "tools/list after step-up: update_ticket shown too",
+        names.as_ref().is_ok_and(|n| {
+            n.iter().any(|t| t == "admin_report") && n.iter().any(|t| t == "update_ticket")
+        }),
+        &format!("{names:?}"),
     );
 
     show::title("5. support-assistant's token at ops-console: refused, it names another audience");
