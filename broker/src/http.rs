@@ -29,22 +29,39 @@ pub fn json(status: StatusCode, body: Value) -> Response {
     r
 }
 
-/// An OAuth error as JSON; `invalid_client` is 401 with a challenge (RFC 6749 §5.2).
-pub fn error(e: &OAuthError) -> Response {
-    let status = match e.error {
-        "invalid_client" => StatusCode::UNAUTHORIZED,
-        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut r = json(status, e.body());
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"scopegate\""),
-        );
+/// An OAuth error as an answer: JSON that no cache keeps; `invalid_client` is 401 with a
+/// challenge (RFC 6749 §5.2). Wrap it in `(StatusCode, …)` for the few answers with another status.
+#[derive(Debug)]
+pub struct OAuthReply(pub OAuthError);
+
+impl From<OAuthError> for OAuthReply {
+    fn from(e: OAuthError) -> OAuthReply {
+        OAuthReply(e)
     }
-    r
+}
+
+impl IntoResponse for OAuthReply {
+    fn into_response(self) -> Response {
+        let status = match self.0.error {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut r = json(status, self.0.body());
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"scopegate\""),
+            );
+        }
+        r
+    }
+}
+
+/// [`OAuthReply`] for callers that hold a borrowed error (the internal listener).
+pub fn error(e: &OAuthError) -> Response {
+    OAuthReply(e.clone()).into_response()
 }
 
 /// An error shown to the user instead of redirecting (unverified client or redirect URI).
@@ -81,17 +98,6 @@ pub fn with_params(uri: &str, pairs: &[(&str, &str)]) -> String {
         }
         Err(_) => uri.to_string(),
     }
-}
-
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
