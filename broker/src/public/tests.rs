@@ -12,16 +12,14 @@ use tower::ServiceExt;
 const ISSUER: &str = "http://127.0.0.1:9";
 
 fn app() -> Router {
-    // Written once: the tests run in parallel and must not read it half-written.
-    static KEY_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    let key = KEY_FILE.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!(
-            "scopegate-handler-tests-{}.key",
-            std::process::id()
-        ));
-        std::fs::write(&path, scopegate_tests::broker::KEY).unwrap();
-        path
-    });
+    // One file per router, gone once the key is read: the tests run in parallel.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let key = std::env::temp_dir().join(format!(
+        "scopegate-handler-tests-{}-{}.key",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&key, scopegate_tests::broker::KEY).unwrap();
     let mut doc = scopegate_tests::broker::doc(ISSUER, "http://127.0.0.1:1", ":memory:");
     let broker = doc["broker"].as_object_mut().unwrap();
     broker.remove("encryption_key_env");
@@ -34,7 +32,9 @@ fn app() -> Router {
     }
     let policy = scopegate_core::validate::load(&doc.to_string()).unwrap();
     let store: Arc<dyn crate::store::Store> = Arc::new(Sqlite::open(":memory:").unwrap());
-    router(Arc::new(App::build(policy, store, crate::now()).unwrap()))
+    let app = App::build(policy, store, crate::now());
+    std::fs::remove_file(&key).unwrap();
+    router(Arc::new(app.unwrap()))
 }
 
 async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
@@ -72,9 +72,24 @@ async fn metadata_is_each_gateways_own() {
     let (s, _, b) = send(r.clone(), get("/.well-known/oauth-authorization-server")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body_json(&b)["issuer"], ISSUER);
-    let (s, _, b) = send(r, get("/.well-known/oauth-authorization-server/other")).await;
+    let (s, _, b) = send(
+        r.clone(),
+        get("/.well-known/oauth-authorization-server/other"),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body_json(&b)["issuer"], format!("{ISSUER}/other"));
+    // Under `/other` the other gateway answers: clients of one are unknown to the other.
+    let doc = r#"{"redirect_uris":["http://127.0.0.1:7/cb"],"token_endpoint_auth_method":"none"}"#;
+    let (s, _, b) = send(r.clone(), post("/other/register", "application/json", doc)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let theirs = body_json(&b)["client_id"].as_str().unwrap().to_string();
+    let (s, _, b) = send(r.clone(), get(&format!("/authorize?client_id={theirs}"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(&b)["error"], "invalid_client");
+    let (s, _, b) = send(r, get(&format!("/other/authorize?client_id={PREREG}"))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body_json(&b)["error"], "invalid_client");
 }
 
 #[tokio::test]
