@@ -64,9 +64,15 @@ pub fn error(e: &OAuthError) -> Response {
     OAuthReply(e.clone()).into_response()
 }
 
-/// An error shown to the user instead of redirecting (unverified client or redirect URI).
-pub fn error_page(e: &OAuthError) -> Response {
-    json(StatusCode::BAD_REQUEST, e.body())
+/// An error shown to the user instead of redirecting (unverified client or redirect URI): 400
+/// whatever the error, as JSON that no cache keeps.
+#[derive(Debug)]
+pub struct ErrorPage(pub OAuthError);
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        json(StatusCode::BAD_REQUEST, self.0.body())
+    }
 }
 
 pub fn redirect(status: StatusCode, location: &str) -> Response {
@@ -78,9 +84,10 @@ pub fn redirect(status: StatusCode, location: &str) -> Response {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        Err(_) => error_page(&OAuthError::invalid_request(
+        Err(_) => ErrorPage(OAuthError::invalid_request(
             "redirect target is not a valid header value",
-        )),
+        ))
+        .into_response(),
     }
 }
 

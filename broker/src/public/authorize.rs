@@ -39,11 +39,11 @@ pub(super) async fn authorize(
     OAuthQuery(q): OAuthQuery<AuthorizeQuery>,
 ) -> Response {
     let Some(client_id) = &q.client_id else {
-        return error_page(&OAuthError::invalid_request("client_id is required"));
+        return ErrorPage(OAuthError::invalid_request("client_id is required")).into_response();
     };
     let client = match clients::resolve(&app, &gw, client_id).await {
         Ok(c) => c,
-        Err(e) => return error_page(&e),
+        Err(e) => return ErrorPage(e).into_response(),
     };
     let p = AuthorizeParams {
         response_type: q.response_type.as_deref(),
@@ -56,7 +56,7 @@ pub(super) async fn authorize(
     let state = q.state.clone();
     let ok = match authz::check(&app.policy, gw.id, &client.meta.redirect_uris, &p) {
         Ok(ok) => ok,
-        Err(AuthorizeError::NoRedirect(e)) => return error_page(&e),
+        Err(AuthorizeError::NoRedirect(e)) => return ErrorPage(e).into_response(),
         Err(AuthorizeError::Redirect {
             redirect_uri,
             error,
@@ -68,12 +68,12 @@ pub(super) async fn authorize(
         }
     };
     let Some(server) = app.policy.server(ok.server) else {
-        return error_page(&server_error("server index"));
+        return ErrorPage(server_error("server index")).into_response();
     };
     let index = &app.policy.gateways[gw.id].scopes;
     let scope = index.render(ok.scopes);
     let (Ok(handle), Ok(csrf)) = (crypto::token(), crypto::token()) else {
-        return error_page(&server_error("no randomness"));
+        return ErrorPage(server_error("no randomness")).into_response();
     };
     let data = PendingData {
         client_id: client.id.clone(),
@@ -93,7 +93,7 @@ pub(super) async fn authorize(
         expires_at: crate::now() + PENDING_TTL_S,
     };
     if let Err(e) = app.db(move |s| s.put_pending(&row)).await {
-        return error_page(&server_error(&e));
+        return ErrorPage(server_error(&e)).into_response();
     }
     let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
     let scopes: Vec<&str> = scope.split(' ').collect();
@@ -140,7 +140,8 @@ pub(super) async fn consent_post(
     OAuthForm(form): OAuthForm<ConsentForm>,
 ) -> Response {
     let (Some(handle), Some(csrf)) = (&form.request, &form.csrf) else {
-        return error_page(&OAuthError::invalid_request("consent form is incomplete"));
+        return ErrorPage(OAuthError::invalid_request("consent form is incomplete"))
+            .into_response();
     };
     let id_hash = crypto::hash(handle);
     let key = id_hash.clone();
@@ -151,11 +152,12 @@ pub(super) async fn consent_post(
             p
         }
         Ok(_) => {
-            return error_page(&OAuthError::invalid_request(
+            return ErrorPage(OAuthError::invalid_request(
                 "authorization request is unknown or expired",
             ))
+            .into_response()
         }
-        Err(e) => return error_page(&server_error(&e)),
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
     };
     // Double-submit cookie plus the hash kept with the request: the form must come from the
     // page we rendered for this very request, in this browser.
@@ -163,14 +165,16 @@ pub(super) async fn consent_post(
         .get(CSRF_COOKIE)
         .is_some_and(|c| pkce::ct_eq(c.value().as_bytes(), csrf.as_bytes()));
     if !cookie_ok || !pkce::ct_eq(crypto::hash(csrf).as_bytes(), pending.csrf_hash.as_bytes()) {
-        let mut r = error_page(&OAuthError::invalid_request(
-            "consent form failed the CSRF check",
-        ));
-        *r.status_mut() = StatusCode::FORBIDDEN;
-        return r;
+        return (
+            StatusCode::FORBIDDEN,
+            ErrorPage(OAuthError::invalid_request(
+                "consent form failed the CSRF check",
+            )),
+        )
+            .into_response();
     }
     let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
-        return error_page(&server_error("pending row damaged"));
+        return ErrorPage(server_error("pending row damaged")).into_response();
     };
     if form.decision.as_deref() != Some("approve") {
         let key = id_hash.clone();
@@ -204,7 +208,7 @@ pub(super) async fn consent_post(
     let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
     let sealed = match app.sealer.seal(&format!("pending:{id_hash}"), &secret) {
         Ok(s) => s,
-        Err(e) => return error_page(&server_error(&e)),
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
     };
     let state_hash = crypto::hash(&state);
     match app
@@ -213,11 +217,12 @@ pub(super) async fn consent_post(
     {
         Ok(true) => {}
         Ok(false) => {
-            return error_page(&OAuthError::invalid_request(
+            return ErrorPage(OAuthError::invalid_request(
                 "authorization request is unknown or expired",
             ))
+            .into_response()
         }
-        Err(e) => return error_page(&server_error(&e)),
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
     }
     tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent given; to the downstream server");
     app.metrics
@@ -233,20 +238,21 @@ pub(super) async fn callback(
     OAuthQuery(q): OAuthQuery<CallbackQuery>,
 ) -> Response {
     let Some(state) = &q.state else {
-        return error_page(&OAuthError::invalid_request("state is required"));
+        return ErrorPage(OAuthError::invalid_request("state is required")).into_response();
     };
     let state_hash = crypto::hash(state);
     let pending = match app.db(move |s| s.take_pending_by_state(&state_hash)).await {
         Ok(Some(p)) if p.expires_at > crate::now() && p.gateway == gw.name => p,
         Ok(_) => {
-            return error_page(&OAuthError::invalid_request(
+            return ErrorPage(OAuthError::invalid_request(
                 "authorization state is unknown or expired",
             ))
+            .into_response()
         }
-        Err(e) => return error_page(&server_error(&e)),
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
     };
     let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
-        return error_page(&server_error("pending row damaged"));
+        return ErrorPage(server_error("pending row damaged")).into_response();
     };
     let back = |e: OAuthError| {
         redirect(

@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::clients::{self, server_error};
 use crate::consent::{self, Consent};
 use crate::crypto;
-use crate::http::{self, error_page, header_str, json, redirect, with_params, OAuthReply};
+use crate::http::{self, header_str, json, redirect, with_params, ErrorPage, OAuthReply};
 use crate::store::{ClientRow, CodeRow, GrantRow, GrantStatus, PendingRow, RefreshRow};
 use crate::tokens;
 use axum::body::Bytes;
