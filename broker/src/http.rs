@@ -29,27 +29,50 @@ pub fn json(status: StatusCode, body: Value) -> Response {
     r
 }
 
-/// An OAuth error as JSON; `invalid_client` is 401 with a challenge (RFC 6749 §5.2).
-pub fn error(e: &OAuthError) -> Response {
-    let status = match e.error {
-        "invalid_client" => StatusCode::UNAUTHORIZED,
-        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-        "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut r = json(status, e.body());
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"scopegate\""),
-        );
+/// An OAuth error as an answer: JSON that no cache keeps; `invalid_client` is 401 with a
+/// challenge (RFC 6749 §5.2). Wrap it in `(StatusCode, …)` for the few answers with another status.
+#[derive(Debug)]
+pub struct OAuthReply(pub OAuthError);
+
+impl From<OAuthError> for OAuthReply {
+    fn from(e: OAuthError) -> OAuthReply {
+        OAuthReply(e)
     }
-    r
 }
 
-/// An error shown to the user instead of redirecting (unverified client or redirect URI).
-pub fn error_page(e: &OAuthError) -> Response {
-    json(StatusCode::BAD_REQUEST, e.body())
+impl IntoResponse for OAuthReply {
+    fn into_response(self) -> Response {
+        let status = match self.0.error {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut r = json(status, self.0.body());
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"scopegate\""),
+            );
+        }
+        r
+    }
+}
+
+/// [`OAuthReply`] for callers that hold a borrowed error (the internal listener).
+pub fn error(e: &OAuthError) -> Response {
+    OAuthReply(e.clone()).into_response()
+}
+
+/// An error shown to the user instead of redirecting (unverified client or redirect URI): 400
+/// whatever the error, as JSON that no cache keeps.
+#[derive(Debug)]
+pub struct ErrorPage(pub OAuthError);
+
+impl IntoResponse for ErrorPage {
+    fn into_response(self) -> Response {
+        json(StatusCode::BAD_REQUEST, self.0.body())
+    }
 }
 
 pub fn redirect(status: StatusCode, location: &str) -> Response {
@@ -61,9 +84,10 @@ pub fn redirect(status: StatusCode, location: &str) -> Response {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        Err(_) => error_page(&OAuthError::invalid_request(
+        Err(_) => ErrorPage(OAuthError::invalid_request(
             "redirect target is not a valid header value",
-        )),
+        ))
+        .into_response(),
     }
 }
 
@@ -81,17 +105,6 @@ pub fn with_params(uri: &str, pairs: &[(&str, &str)]) -> String {
         }
         Err(_) => uri.to_string(),
     }
-}
-
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
 }
 
 pub fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {

@@ -2,354 +2,367 @@
 
 use super::*;
 
-pub(super) fn authorize(app: Arc<App>, gi: usize, req: Req) -> Fut {
-    Box::pin(async move {
-        let Some(gw) = app.gateways.get(gi) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
-        let q = match params(&req.query) {
-            Ok(q) => q,
-            Err(e) => return error_page(&e),
-        };
-        let Some(client_id) = q.get("client_id") else {
-            return error_page(&OAuthError::invalid_request("client_id is required"));
-        };
-        let client = match clients::resolve(&app, gw, client_id).await {
-            Ok(c) => c,
-            Err(e) => return error_page(&e),
-        };
-        let p = AuthorizeParams {
-            response_type: q.get("response_type").map(String::as_str),
-            redirect_uri: q.get("redirect_uri").map(String::as_str),
-            scope: q.get("scope").map(String::as_str),
-            resource: q.get("resource").map(String::as_str),
-            code_challenge: q.get("code_challenge").map(String::as_str),
-            code_challenge_method: q.get("code_challenge_method").map(String::as_str),
-        };
-        let state = q.get("state").cloned();
-        let ok = match authz::check(&app.policy, gw.id, &client.meta.redirect_uris, &p) {
-            Ok(ok) => ok,
-            Err(AuthorizeError::NoRedirect(e)) => return error_page(&e),
-            Err(AuthorizeError::Redirect {
-                redirect_uri,
-                error,
-            }) => {
-                return redirect(
-                    StatusCode::FOUND,
-                    &error_redirect(&redirect_uri, &error, state.as_deref(), &gw.issuer),
-                );
-            }
-        };
-        let Some(server) = app.policy.server(ok.server) else {
-            return error_page(&server_error("server index"));
-        };
-        let index = &app.policy.gateways[gw.id].scopes;
-        let scope = index.render(ok.scopes);
-        let (Ok(handle), Ok(csrf)) = (crypto::token(), crypto::token()) else {
-            return error_page(&server_error("no randomness"));
-        };
-        let data = PendingData {
-            client_id: client.id.clone(),
-            redirect_uri: ok.redirect_uri.clone(),
-            state,
-            server: server.name.clone(),
-            scope: scope.clone(),
-            code_challenge: ok.code_challenge.clone(),
-        };
-        let row = PendingRow {
-            id_hash: crypto::hash(&handle),
-            gateway: gw.name.clone(),
-            data: serde_json::to_string(&data).unwrap_or_default(),
-            csrf_hash: crypto::hash(&csrf),
-            state_hash: None,
-            secret: None,
-            expires_at: crate::now() + PENDING_TTL_S,
-        };
-        if let Err(e) = app.db(move |s| s.put_pending(&row)).await {
-            return error_page(&server_error(&e));
-        }
-        let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
-        let scopes: Vec<&str> = scope.split(' ').collect();
-        let action = format!("{}{}", gw.issuer, md::CONSENT);
-        let html = consent::render(&Consent {
-            client_name: client.display_name(),
-            client_id: &client.id,
-            redirect_host: &host,
-            server: &server.name,
-            scopes: &scopes,
-            action: &action,
-            request: &handle,
-            csrf: &csrf,
-        });
-        let secure = if gw.issuer.starts_with("https://") {
-            "; Secure"
-        } else {
-            ""
-        };
-        let cookie = format!(
-            "{CSRF_COOKIE}={csrf}; Path={}{}; HttpOnly; SameSite=Strict; Max-Age={PENDING_TTL_S}{secure}",
-            gw.issuer_path,
-            md::CONSENT
-        );
-        app.metrics
-            .authorizations
-            .with_label_values(&[gw.name.as_str()])
-            .inc();
-        let mut r = axum::response::Html(html).into_response();
-        let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            h.insert(header::SET_COOKIE, v);
-        }
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-        );
-        r
-    })
+/// `/authorize`'s query (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2).
+#[derive(Deserialize)]
+pub(super) struct AuthorizeQuery {
+    client_id: Option<String>,
+    response_type: Option<String>,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    state: Option<String>,
 }
 
-pub(super) fn consent_post(app: Arc<App>, gi: usize, req: Req) -> Fut {
-    Box::pin(async move {
-        let Some(gw) = app.gateways.get(gi) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
-        let form = match params(&String::from_utf8_lossy(&req.body)) {
-            Ok(f) => f,
-            Err(e) => return error_page(&e),
-        };
-        let (Some(handle), Some(csrf)) = (form.get("request"), form.get("csrf")) else {
-            return error_page(&OAuthError::invalid_request("consent form is incomplete"));
-        };
-        let id_hash = crypto::hash(handle);
-        let key = id_hash.clone();
-        let pending = match app.db(move |s| s.pending(&key)).await {
-            Ok(Some(p))
-                if p.expires_at > crate::now()
-                    && p.gateway == gw.name
-                    && p.state_hash.is_none() =>
-            {
-                p
-            }
-            Ok(_) => {
-                return error_page(&OAuthError::invalid_request(
-                    "authorization request is unknown or expired",
-                ))
-            }
-            Err(e) => return error_page(&server_error(&e)),
-        };
-        // Double-submit cookie plus the hash kept with the request: the form must come from the
-        // page we rendered for this very request, in this browser.
-        let cookie_ok = http::cookie(&req.headers, CSRF_COOKIE)
-            .is_some_and(|c| pkce::ct_eq(c.as_bytes(), csrf.as_bytes()));
-        if !cookie_ok || !pkce::ct_eq(crypto::hash(csrf).as_bytes(), pending.csrf_hash.as_bytes()) {
-            let mut r = error_page(&OAuthError::invalid_request(
-                "consent form failed the CSRF check",
-            ));
-            *r.status_mut() = StatusCode::FORBIDDEN;
-            return r;
+/// The consent page's form.
+#[derive(Deserialize)]
+pub(super) struct ConsentForm {
+    request: Option<String>,
+    csrf: Option<String>,
+    decision: Option<String>,
+}
+
+/// The downstream server's answer at `/callback` (RFC 6749 §4.1.2, RFC 9207).
+#[derive(Deserialize)]
+pub(super) struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    iss: Option<String>,
+}
+
+pub(super) async fn authorize(
+    State(app): State<Arc<App>>,
+    gw: Gateway,
+    jar: CookieJar,
+    OAuthQuery(q): OAuthQuery<AuthorizeQuery>,
+) -> Response {
+    let Some(client_id) = &q.client_id else {
+        return ErrorPage(OAuthError::invalid_request("client_id is required")).into_response();
+    };
+    let client = match clients::resolve(&app, &gw, client_id).await {
+        Ok(c) => c,
+        Err(e) => return ErrorPage(e).into_response(),
+    };
+    let p = AuthorizeParams {
+        response_type: q.response_type.as_deref(),
+        redirect_uri: q.redirect_uri.as_deref(),
+        scope: q.scope.as_deref(),
+        resource: q.resource.as_deref(),
+        code_challenge: q.code_challenge.as_deref(),
+        code_challenge_method: q.code_challenge_method.as_deref(),
+    };
+    let state = q.state.clone();
+    let ok = match authz::check(&app.policy, gw.id, &client.meta.redirect_uris, &p) {
+        Ok(ok) => ok,
+        Err(AuthorizeError::NoRedirect(e)) => return ErrorPage(e).into_response(),
+        Err(AuthorizeError::Redirect {
+            redirect_uri,
+            error,
+        }) => {
+            return redirect(
+                StatusCode::FOUND,
+                &error_redirect(&redirect_uri, &error, state.as_deref(), &gw.issuer),
+            );
         }
-        let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
-            return error_page(&server_error("pending row damaged"));
-        };
-        if form.get("decision").map(String::as_str) != Some("approve") {
-            let key = id_hash.clone();
-            let _ = app.db(move |s| s.delete_pending(&key)).await;
-            tracing::info!(gateway = %gw.name, client_id = %data.client_id, "consent denied");
-            app.metrics
-                .consents
-                .with_label_values(&[gw.name.as_str(), "deny"])
-                .inc();
-            let e = OAuthError::new("access_denied", "the user denied the request");
+    };
+    let Some(server) = app.policy.server(ok.server) else {
+        return ErrorPage(server_error("server index")).into_response();
+    };
+    let index = &app.policy.gateways[gw.id].scopes;
+    let scope = index.render(ok.scopes);
+    let (Ok(handle), Ok(csrf)) = (crypto::token(), crypto::token()) else {
+        return ErrorPage(server_error("no randomness")).into_response();
+    };
+    let data = PendingData {
+        client_id: client.id.clone(),
+        redirect_uri: ok.redirect_uri.clone(),
+        state,
+        server: server.name.clone(),
+        scope: scope.clone(),
+        code_challenge: ok.code_challenge.clone(),
+    };
+    let row = PendingRow {
+        id_hash: crypto::hash(&handle),
+        gateway: gw.name.clone(),
+        data: serde_json::to_string(&data).unwrap_or_default(),
+        csrf_hash: crypto::hash(&csrf),
+        state_hash: None,
+        secret: None,
+        expires_at: crate::now() + PENDING_TTL_S,
+    };
+    if let Err(e) = app.db(move |s| s.put_pending(&row)).await {
+        return ErrorPage(server_error(&e)).into_response();
+    }
+    let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
+    let scopes: Vec<&str> = scope.split(' ').collect();
+    let action = format!("{}{}", gw.issuer, md::CONSENT);
+    let html = consent::render(&Consent {
+        client_name: client.display_name(),
+        client_id: &client.id,
+        redirect_host: &host,
+        server: &server.name,
+        scopes: &scopes,
+        action: &action,
+        request: &handle,
+        csrf: &csrf,
+    });
+    let cookie = Cookie::build((CSRF_COOKIE, csrf))
+        .path(format!("{}{}", gw.issuer_path, md::CONSENT))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(PENDING_TTL_S as i64))
+        .secure(gw.issuer.starts_with("https://"));
+    app.metrics
+        .authorizations
+        .with_label_values(&[gw.name.as_str()])
+        .inc();
+    (
+        jar.add(cookie),
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        ],
+        axum::response::Html(html),
+    )
+        .into_response()
+}
+
+pub(super) async fn consent_post(
+    State(app): State<Arc<App>>,
+    gw: Gateway,
+    jar: CookieJar,
+    OAuthForm(form): OAuthForm<ConsentForm>,
+) -> Response {
+    let (Some(handle), Some(csrf)) = (&form.request, &form.csrf) else {
+        return ErrorPage(OAuthError::invalid_request("consent form is incomplete"))
+            .into_response();
+    };
+    let id_hash = crypto::hash(handle);
+    let key = id_hash.clone();
+    let pending = match app.db(move |s| s.pending(&key)).await {
+        Ok(Some(p))
+            if p.expires_at > crate::now() && p.gateway == gw.name && p.state_hash.is_none() =>
+        {
+            p
+        }
+        Ok(_) => {
+            return ErrorPage(OAuthError::invalid_request(
+                "authorization request is unknown or expired",
+            ))
+            .into_response()
+        }
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+    };
+    // Double-submit cookie plus the hash kept with the request: the form must come from the
+    // page we rendered for this very request, in this browser.
+    let cookie_ok = jar
+        .get(CSRF_COOKIE)
+        .is_some_and(|c| pkce::ct_eq(c.value().as_bytes(), csrf.as_bytes()));
+    if !cookie_ok || !pkce::ct_eq(crypto::hash(csrf).as_bytes(), pending.csrf_hash.as_bytes()) {
+        return (
+            StatusCode::FORBIDDEN,
+            ErrorPage(OAuthError::invalid_request(
+                "consent form failed the CSRF check",
+            )),
+        )
+            .into_response();
+    }
+    let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
+        return ErrorPage(server_error("pending row damaged")).into_response();
+    };
+    if form.decision.as_deref() != Some("approve") {
+        let key = id_hash.clone();
+        let _ = app.db(move |s| s.delete_pending(&key)).await;
+        tracing::info!(gateway = %gw.name, client_id = %data.client_id, "consent denied");
+        app.metrics
+            .consents
+            .with_label_values(&[gw.name.as_str(), "deny"])
+            .inc();
+        let e = OAuthError::new("access_denied", "the user denied the request");
+        return redirect(
+            StatusCode::SEE_OTHER,
+            &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
+        );
+    }
+    let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
+            let e = OAuthError::new(
+                "temporarily_unavailable",
+                "the downstream authorization server is unavailable",
+            );
             return redirect(
                 StatusCode::SEE_OTHER,
                 &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
             );
         }
-        let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
-        let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
-                let e = OAuthError::new(
-                    "temporarily_unavailable",
-                    "the downstream authorization server is unavailable",
-                );
-                return redirect(
-                    StatusCode::SEE_OTHER,
-                    &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-                );
-            }
-        };
-        let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
-        let sealed = match app.sealer.seal(&format!("pending:{id_hash}"), &secret) {
-            Ok(s) => s,
-            Err(e) => return error_page(&server_error(&e)),
-        };
-        let state_hash = crypto::hash(&state);
-        match app
-            .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                return error_page(&OAuthError::invalid_request(
-                    "authorization request is unknown or expired",
-                ))
-            }
-            Err(e) => return error_page(&server_error(&e)),
+    };
+    let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
+    let sealed = match app.sealer.seal(&format!("pending:{id_hash}"), &secret) {
+        Ok(s) => s,
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+    };
+    let state_hash = crypto::hash(&state);
+    match app
+        .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return ErrorPage(OAuthError::invalid_request(
+                "authorization request is unknown or expired",
+            ))
+            .into_response()
         }
-        tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent given; to the downstream server");
-        app.metrics
-            .consents
-            .with_label_values(&[gw.name.as_str(), "approve"])
-            .inc();
-        redirect(StatusCode::SEE_OTHER, &url)
-    })
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+    }
+    tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent given; to the downstream server");
+    app.metrics
+        .consents
+        .with_label_values(&[gw.name.as_str(), "approve"])
+        .inc();
+    redirect(StatusCode::SEE_OTHER, &url)
 }
 
-pub(super) fn callback(app: Arc<App>, gi: usize, req: Req) -> Fut {
-    Box::pin(async move {
-        let Some(gw) = app.gateways.get(gi) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
-        let q = match params(&req.query) {
-            Ok(q) => q,
-            Err(e) => return error_page(&e),
-        };
-        let Some(state) = q.get("state") else {
-            return error_page(&OAuthError::invalid_request("state is required"));
-        };
-        let state_hash = crypto::hash(state);
-        let pending = match app.db(move |s| s.take_pending_by_state(&state_hash)).await {
-            Ok(Some(p)) if p.expires_at > crate::now() && p.gateway == gw.name => p,
-            Ok(_) => {
-                return error_page(&OAuthError::invalid_request(
-                    "authorization state is unknown or expired",
-                ))
-            }
-            Err(e) => return error_page(&server_error(&e)),
-        };
-        let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
-            return error_page(&server_error("pending row damaged"));
-        };
-        let back = |e: OAuthError| {
-            redirect(
-                StatusCode::FOUND,
-                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-            )
-        };
-        if let Some(err) = q.get("error") {
-            tracing::warn!(gateway = %gw.name, downstream_error = %err, "downstream authorization refused");
-            let code = if err == "access_denied" {
-                "access_denied"
-            } else {
-                "server_error"
-            };
-            return back(OAuthError::new(
-                code,
-                "the downstream authorization server refused the request",
-            ));
+pub(super) async fn callback(
+    State(app): State<Arc<App>>,
+    gw: Gateway,
+    OAuthQuery(q): OAuthQuery<CallbackQuery>,
+) -> Response {
+    let Some(state) = &q.state else {
+        return ErrorPage(OAuthError::invalid_request("state is required")).into_response();
+    };
+    let state_hash = crypto::hash(state);
+    let pending = match app.db(move |s| s.take_pending_by_state(&state_hash)).await {
+        Ok(Some(p)) if p.expires_at > crate::now() && p.gateway == gw.name => p,
+        Ok(_) => {
+            return ErrorPage(OAuthError::invalid_request(
+                "authorization state is unknown or expired",
+            ))
+            .into_response()
         }
-        if let Err(e) = gw
-            .downstream
-            .check_iss(q.get("iss").map(String::as_str))
-            .await
-        {
-            tracing::warn!(gateway = %gw.name, error = %e, "downstream callback refused");
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+    };
+    let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
+        return ErrorPage(server_error("pending row damaged")).into_response();
+    };
+    let back = |e: OAuthError| {
+        redirect(
+            StatusCode::FOUND,
+            &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
+        )
+    };
+    if let Some(err) = &q.error {
+        tracing::warn!(gateway = %gw.name, downstream_error = %err, "downstream authorization refused");
+        let code = if err == "access_denied" {
+            "access_denied"
+        } else {
+            "server_error"
+        };
+        return back(OAuthError::new(
+            code,
+            "the downstream authorization server refused the request",
+        ));
+    }
+    if let Err(e) = gw.downstream.check_iss(q.iss.as_deref()).await {
+        tracing::warn!(gateway = %gw.name, error = %e, "downstream callback refused");
+        return back(OAuthError::new(
+            "server_error",
+            "the downstream response failed the issuer check",
+        ));
+    }
+    let Some(code) = &q.code else {
+        return back(OAuthError::new(
+            "server_error",
+            "the downstream response had no code",
+        ));
+    };
+    let secret: Option<PendingSecret> = pending
+        .secret
+        .as_deref()
+        .and_then(|s| {
+            app.sealer
+                .open(&format!("pending:{}", pending.id_hash), s)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(secret) = secret else {
+        return back(server_error("pending secret does not open"));
+    };
+    let tokens = match gw.downstream.exchange_code(code, &secret.verifier).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(gateway = %gw.name, error = %e, "downstream code exchange failed");
             return back(OAuthError::new(
                 "server_error",
-                "the downstream response failed the issuer check",
+                "the downstream code exchange failed",
             ));
         }
-        let Some(code) = q.get("code") else {
+    };
+    let subject = match gw.downstream.subject(&tokens, &secret.nonce).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(gateway = %gw.name, error = %e, "identity mapping failed");
             return back(OAuthError::new(
                 "server_error",
-                "the downstream response had no code",
+                "the user's identity could not be resolved",
             ));
-        };
-        let secret: Option<PendingSecret> = pending
-            .secret
-            .as_deref()
-            .and_then(|s| {
-                app.sealer
-                    .open(&format!("pending:{}", pending.id_hash), s)
-                    .ok()
-            })
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let Some(secret) = secret else {
-            return back(server_error("pending secret does not open"));
-        };
-        let tokens = match gw.downstream.exchange_code(code, &secret.verifier).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(gateway = %gw.name, error = %e, "downstream code exchange failed");
-                return back(OAuthError::new(
-                    "server_error",
-                    "the downstream code exchange failed",
-                ));
-            }
-        };
-        let subject = match gw.downstream.subject(&tokens, &secret.nonce).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(gateway = %gw.name, error = %e, "identity mapping failed");
-                return back(OAuthError::new(
-                    "server_error",
-                    "the user's identity could not be resolved",
-                ));
-            }
-        };
-        let (Ok(grant_id), Ok(our_code)) = (crypto::id(), crypto::token()) else {
-            return back(server_error("no randomness"));
-        };
-        let now = crate::now();
-        let Some(server) = app
-            .policy
-            .server_by_name(&data.server)
-            .and_then(|i| app.policy.server(i))
-        else {
-            return back(server_error("server vanished"));
-        };
-        let sealed = match tokens::seal_downstream(&app, &grant_id, &tokens) {
-            Ok(s) => s,
-            Err(e) => return back(server_error(&e)),
-        };
-        let grant = GrantRow {
-            id: grant_id.clone(),
-            gateway: gw.name.clone(),
-            server: data.server.clone(),
-            client_id: data.client_id.clone(),
-            subject: subject.clone(),
-            scope: data.scope.clone(),
-            status: GrantStatus::Active,
-            downstream: sealed,
-            downstream_expires_at: tokens.expires_at,
-            version: 0,
-            created_at: now,
-        };
-        let code_row = CodeRow {
-            code_hash: crypto::hash(&our_code),
-            grant_id: grant_id.clone(),
-            client_id: data.client_id.clone(),
-            redirect_uri: data.redirect_uri.clone(),
-            code_challenge: data.code_challenge.clone(),
-            resource: server.resource.clone(),
-            expires_at: now + CODE_TTL_S,
-            used: false,
-        };
-        if let Err(e) = app.db(move |s| s.create_grant(&grant, &code_row)).await {
-            return back(server_error(&e));
         }
-        tracing::info!(gateway = %gw.name, grant_id = %grant_id, client_id = %data.client_id, server = %data.server, subject = %subject, "grant created");
-        let mut pairs = vec![("code", our_code.as_str())];
-        if let Some(s) = &data.state {
-            pairs.push(("state", s));
-        }
-        pairs.push(("iss", &gw.issuer));
-        redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs))
-    })
+    };
+    let (Ok(grant_id), Ok(our_code)) = (crypto::id(), crypto::token()) else {
+        return back(server_error("no randomness"));
+    };
+    let now = crate::now();
+    let Some(server) = app
+        .policy
+        .server_by_name(&data.server)
+        .and_then(|i| app.policy.server(i))
+    else {
+        return back(server_error("server vanished"));
+    };
+    let sealed = match tokens::seal_downstream(&app, &grant_id, &tokens) {
+        Ok(s) => s,
+        Err(e) => return back(server_error(&e)),
+    };
+    let grant = GrantRow {
+        id: grant_id.clone(),
+        gateway: gw.name.clone(),
+        server: data.server.clone(),
+        client_id: data.client_id.clone(),
+        subject: subject.clone(),
+        scope: data.scope.clone(),
+        status: GrantStatus::Active,
+        downstream: sealed,
+        downstream_expires_at: tokens.expires_at,
+        version: 0,
+        created_at: now,
+    };
+    let code_row = CodeRow {
+        code_hash: crypto::hash(&our_code),
+        grant_id: grant_id.clone(),
+        client_id: data.client_id.clone(),
+        redirect_uri: data.redirect_uri.clone(),
+        code_challenge: data.code_challenge.clone(),
+        resource: server.resource.clone(),
+        expires_at: now + CODE_TTL_S,
+        used: false,
+    };
+    if let Err(e) = app.db(move |s| s.create_grant(&grant, &code_row)).await {
+        return back(server_error(&e));
+    }
+    tracing::info!(gateway = %gw.name, grant_id = %grant_id, client_id = %data.client_id, server = %data.server, subject = %subject, "grant created");
+    let mut pairs = vec![("code", our_code.as_str())];
+    if let Some(s) = &data.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &gw.issuer));
+    redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs))
 }

@@ -8,14 +8,16 @@ use crate::app::App;
 use crate::clients::{self, server_error};
 use crate::consent::{self, Consent};
 use crate::crypto;
-use crate::http::{self, error, error_page, header_str, json, params, redirect, with_params};
+use crate::http::{self, header_str, json, redirect, with_params, ErrorPage, OAuthReply};
 use crate::store::{ClientRow, CodeRow, GrantRow, GrantStatus, PendingRow, RefreshRow};
 use crate::tokens;
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use scopegate_core::oauth::authorize::{self as authz, AuthorizeError, AuthorizeParams};
 use scopegate_core::oauth::client::validate_registration;
 use scopegate_core::oauth::metadata as md;
@@ -24,16 +26,16 @@ use scopegate_core::oauth::{code as codes, pkce, OAuthError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 mod authorize;
+mod extract;
 mod register;
 mod revoke;
 mod token;
 
 use authorize::{authorize, callback, consent_post};
+use extract::{Gateway, GatewayGroup, OAuthForm, OAuthQuery};
 use register::register;
 use revoke::revoke_endpoint;
 pub use revoke::revoke_grant;
@@ -44,15 +46,6 @@ const PENDING_TTL_S: u64 = 600;
 /// Our authorization codes live this long (RFC 6749 §4.1.2 recommends at most 10 minutes).
 const CODE_TTL_S: u64 = 60;
 const CSRF_COOKIE: &str = "scopegate_csrf";
-
-pub struct Req {
-    pub headers: HeaderMap,
-    pub query: String,
-    pub body: Bytes,
-}
-
-type Fut = Pin<Box<dyn Future<Output = Response> + Send>>;
-type Handler = fn(Arc<App>, usize, Req) -> Fut;
 
 /// The request as the pending row keeps it (the client's side of the authorization).
 #[derive(Serialize, Deserialize)]
@@ -77,51 +70,22 @@ pub fn router(app: Arc<App>) -> Router {
     for (i, g) in app.gateways.iter().enumerate() {
         groups.entry(g.issuer_path.clone()).or_default().push(i);
     }
-    let mut r = Router::new();
+    let mut r: Router<Arc<App>> = Router::new();
     for (p, ids) in groups {
-        let ids = Arc::new(ids);
-        let route = |h: Handler, get_or_post: bool| -> MethodRouter {
-            let app = Arc::clone(&app);
-            let ids = Arc::clone(&ids);
-            let f = move |headers: HeaderMap, uri: Uri, body: Bytes| {
-                let app = Arc::clone(&app);
-                let ids = Arc::clone(&ids);
-                async move {
-                    match pick(&app, &ids, &headers) {
-                        Some(gi) => {
-                            h(
-                                app,
-                                gi,
-                                Req {
-                                    headers,
-                                    query: uri.query().unwrap_or("").to_string(),
-                                    body,
-                                },
-                            )
-                            .await
-                        }
-                        None => StatusCode::NOT_FOUND.into_response(),
-                    }
-                }
-            };
-            if get_or_post {
-                get(f)
-            } else {
-                post(f)
-            }
-        };
+        let mut group = Router::new();
         let issuer_like = format!("https://x{p}");
         for wk in md::well_known_paths(&issuer_like) {
-            r = r.route(&wk, route(metadata, true));
+            group = group.route(&wk, get(metadata));
         }
-        r = r
-            .route(&format!("{p}{}", md::AUTHORIZE), route(authorize, true))
-            .route(&format!("{p}{}", md::CONSENT), route(consent_post, false))
-            .route(&format!("{p}{}", md::CALLBACK), route(callback, true))
-            .route(&format!("{p}{}", md::TOKEN), route(token, false))
-            .route(&format!("{p}{}", md::REVOKE), route(revoke_endpoint, false))
-            .route(&format!("{p}{}", md::REGISTER), route(register, false))
-            .route(&format!("{p}{}", md::JWKS), route(jwks, true));
+        group = group
+            .route(&format!("{p}{}", md::AUTHORIZE), get(authorize))
+            .route(&format!("{p}{}", md::CONSENT), post(consent_post))
+            .route(&format!("{p}{}", md::CALLBACK), get(callback))
+            .route(&format!("{p}{}", md::TOKEN), post(token))
+            .route(&format!("{p}{}", md::REVOKE), post(revoke_endpoint))
+            .route(&format!("{p}{}", md::REGISTER), post(register))
+            .route(&format!("{p}{}", md::JWKS), get(jwks));
+        r = r.merge(group.layer(Extension(GatewayGroup(Arc::new(ids)))));
     }
     r.layer(axum::extract::DefaultBodyLimit::max(crate::body::MAX_BODY))
         .layer(axum::middleware::from_fn(crate::body::bounded))
@@ -129,35 +93,42 @@ pub fn router(app: Arc<App>) -> Router {
             (Arc::clone(&app), "public"),
             crate::metrics::track,
         ))
+        .with_state(app)
 }
 
-/// Which gateway a request is for: the only one under this path, else by `Host` against the issuer.
-fn pick(app: &App, ids: &[usize], headers: &HeaderMap) -> Option<usize> {
-    if let [only] = ids {
-        return Some(*only);
+async fn metadata(gw: Gateway) -> Response {
+    axum::Json(gw.metadata.clone()).into_response()
+}
+
+/// The signing keys are the broker's, not a gateway's; the gateway is still picked (404 without).
+async fn jwks(State(app): State<Arc<App>>, _gw: Gateway) -> Response {
+    axum::Json(app.keys.jwks()).into_response()
+}
+
+/// `client_secret_post` credentials in a `/token` or `/revoke` form (RFC 6749 §2.3.1).
+#[derive(Deserialize)]
+struct ClientCredentials {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+impl ClientCredentials {
+    /// Client authentication with these and the `Authorization` header ([`clients::authenticate`]).
+    async fn authenticate(
+        &self,
+        app: &Arc<App>,
+        gw: &crate::app::GatewayRt,
+        headers: &HeaderMap,
+    ) -> Result<clients::Client, OAuthError> {
+        let form: HashMap<String, String> = [
+            ("client_id", &self.client_id),
+            ("client_secret", &self.client_secret),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
+        .collect();
+        clients::authenticate(app, gw, header_str(headers, header::AUTHORIZATION), &form).await
     }
-    let host = header_str(headers, header::HOST)?;
-    ids.iter().copied().find(|i| {
-        app.gateways.get(*i).is_some_and(|g| {
-            g.issuer
-                .split_once("://")
-                .map(|(_, r)| r.split('/').next() == Some(host))
-                .unwrap_or(false)
-        })
-    })
-}
-
-fn metadata(app: Arc<App>, gi: usize, _req: Req) -> Fut {
-    Box::pin(async move {
-        match app.gateways.get(gi) {
-            Some(g) => axum::Json(g.metadata.clone()).into_response(),
-            None => StatusCode::NOT_FOUND.into_response(),
-        }
-    })
-}
-
-fn jwks(app: Arc<App>, _gi: usize, _req: Req) -> Fut {
-    Box::pin(async move { axum::Json(app.keys.jwks()).into_response() })
 }
 
 fn error_redirect(redirect_uri: &str, e: &OAuthError, state: Option<&str>, iss: &str) -> String {
@@ -171,3 +142,6 @@ fn error_redirect(redirect_uri: &str, e: &OAuthError, state: Option<&str>, iss: 
     pairs.push(("iss", iss));
     with_params(redirect_uri, &pairs)
 }
+
+#[cfg(test)]
+mod tests;

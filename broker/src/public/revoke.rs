@@ -55,41 +55,38 @@ async fn revoke_downstream(app: &Arc<App>, grant_id: &str) {
     }
 }
 
-pub(super) fn revoke_endpoint(app: Arc<App>, gi: usize, req: Req) -> Fut {
-    Box::pin(async move {
-        let Some(gw) = app.gateways.get(gi) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
-        let form = match params(&String::from_utf8_lossy(&req.body)) {
-            Ok(f) => f,
-            Err(e) => return error(&e),
-        };
-        let client = match clients::authenticate(
-            &app,
-            gw,
-            header_str(&req.headers, header::AUTHORIZATION),
-            &form,
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => return error(&e),
-        };
-        let Some(token) = form.get("token") else {
-            return error(&OAuthError::invalid_request("token is required"));
-        };
-        // RFC 7009 §2.2: unknown or foreign tokens get the same 200 as revoked ones.
-        let hash = crypto::hash(token);
-        let grant_id = match app.db(move |s| s.refresh(&hash)).await {
-            Ok(Some(r)) if r.client_id == client.id => Some(r.grant_id),
-            _ => tokens::verify_own(&app, gw, token)
-                .ok()
-                .filter(|c| c.client_id.as_deref() == Some(&client.id))
-                .and_then(|c| c.grant_id),
-        };
-        if let Some(id) = grant_id {
-            revoke_grant(&app, &id, "revoked by the client").await;
-        }
-        json(StatusCode::OK, json!({}))
-    })
+/// `/revoke`'s form (RFC 7009 §2.1; `token_type_hint` is optional and not needed).
+#[derive(Deserialize)]
+pub(super) struct RevokeForm {
+    token: Option<String>,
+    #[serde(flatten)]
+    credentials: ClientCredentials,
+}
+
+pub(super) async fn revoke_endpoint(
+    State(app): State<Arc<App>>,
+    gw: Gateway,
+    headers: HeaderMap,
+    OAuthForm(form): OAuthForm<RevokeForm>,
+) -> Response {
+    let client = match form.credentials.authenticate(&app, &gw, &headers).await {
+        Ok(c) => c,
+        Err(e) => return OAuthReply(e).into_response(),
+    };
+    let Some(token) = &form.token else {
+        return OAuthReply(OAuthError::invalid_request("token is required")).into_response();
+    };
+    // RFC 7009 §2.2: unknown or foreign tokens get the same 200 as revoked ones.
+    let hash = crypto::hash(token);
+    let grant_id = match app.db(move |s| s.refresh(&hash)).await {
+        Ok(Some(r)) if r.client_id == client.id => Some(r.grant_id),
+        _ => tokens::verify_own(&app, &gw, token)
+            .ok()
+            .filter(|c| c.client_id.as_deref() == Some(&client.id))
+            .and_then(|c| c.grant_id),
+    };
+    if let Some(id) = grant_id {
+        revoke_grant(&app, &id, "revoked by the client").await;
+    }
+    json(StatusCode::OK, json!({}))
 }

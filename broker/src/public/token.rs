@@ -2,48 +2,59 @@
 
 use super::*;
 
-pub(super) fn token(app: Arc<App>, gi: usize, req: Req) -> Fut {
-    Box::pin(async move {
-        let Some(gw) = app.gateways.get(gi) else {
-            return StatusCode::NOT_FOUND.into_response();
-        };
-        let form = match params(&String::from_utf8_lossy(&req.body)) {
-            Ok(f) => f,
-            Err(e) => return error(&e),
-        };
-        let grant_type = form.get("grant_type").cloned().unwrap_or_default();
-        let result = match form.get("grant_type").map(String::as_str) {
-            Some("authorization_code") => authorization_code(&app, gw, &req.headers, &form).await,
-            Some("refresh_token") => refresh_token(&app, gw, &req.headers, &form).await,
-            Some(_) => Err(OAuthError::new(
-                "unsupported_grant_type",
-                "grant_type must be authorization_code or refresh_token",
-            )),
-            None => Err(OAuthError::invalid_request("grant_type is required")),
-        };
-        match result {
-            Ok(body) => {
-                app.metrics
-                    .token_grants
-                    .with_label_values(&[gw.name.as_str(), grant_type.as_str()])
-                    .inc();
-                json(StatusCode::OK, body)
-            }
-            Err(e) => error(&e),
+/// `/token`'s form: both grants' parameters (RFC 6749 §4.1.3, §6; RFC 7636 §4.5; RFC 8707 §2.2)
+/// and `client_secret_post` credentials.
+#[derive(Deserialize)]
+pub(super) struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    resource: Option<String>,
+    scope: Option<String>,
+    #[serde(flatten)]
+    credentials: ClientCredentials,
+}
+
+pub(super) async fn token(
+    State(app): State<Arc<App>>,
+    gw: Gateway,
+    headers: HeaderMap,
+    OAuthForm(form): OAuthForm<TokenForm>,
+) -> Response {
+    let grant_type = form.grant_type.clone().unwrap_or_default();
+    let result = match form.grant_type.as_deref() {
+        Some("authorization_code") => authorization_code(&app, &gw, &headers, &form).await,
+        Some("refresh_token") => refresh_token(&app, &gw, &headers, &form).await,
+        Some(_) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "grant_type must be authorization_code or refresh_token",
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    };
+    match result {
+        Ok(body) => {
+            app.metrics
+                .token_grants
+                .with_label_values(&[gw.name.as_str(), grant_type.as_str()])
+                .inc();
+            json(StatusCode::OK, body)
         }
-    })
+        Err(e) => OAuthReply(e).into_response(),
+    }
 }
 
 async fn authorization_code(
     app: &Arc<App>,
     gw: &crate::app::GatewayRt,
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    form: &TokenForm,
 ) -> Result<serde_json::Value, OAuthError> {
-    let client =
-        clients::authenticate(app, gw, header_str(headers, header::AUTHORIZATION), form).await?;
+    let client = form.credentials.authenticate(app, gw, headers).await?;
     let code = form
-        .get("code")
+        .code
+        .as_ref()
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let code_hash = crypto::hash(code);
     let key = code_hash.clone();
@@ -63,9 +74,9 @@ async fn authorization_code(
     };
     let redemption = codes::Redemption {
         client_id: &client.id,
-        redirect_uri: form.get("redirect_uri").map(String::as_str),
-        code_verifier: form.get("code_verifier").map(String::as_str),
-        resource: form.get("resource").map(String::as_str),
+        redirect_uri: form.redirect_uri.as_deref(),
+        code_verifier: form.code_verifier.as_deref(),
+        resource: form.resource.as_deref(),
         now,
     };
     if let Err(e) = codes::redeem(&issued, &redemption) {
@@ -104,13 +115,13 @@ async fn refresh_token(
     app: &Arc<App>,
     gw: &crate::app::GatewayRt,
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    form: &TokenForm,
 ) -> Result<serde_json::Value, OAuthError> {
     use scopegate_core::oauth::refresh::{narrow_scopes, on_present, Presented, Transition};
-    let client =
-        clients::authenticate(app, gw, header_str(headers, header::AUTHORIZATION), form).await?;
+    let client = form.credentials.authenticate(app, gw, headers).await?;
     let presented = form
-        .get("refresh_token")
+        .refresh_token
+        .as_ref()
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let hash = crypto::hash(presented);
     let key = hash.clone();
@@ -148,7 +159,11 @@ async fn refresh_token(
         .server_by_name(&grant.server)
         .and_then(|i| app.policy.server(i))
         .ok_or_else(|| server_error("server vanished"))?;
-    if form.get("resource").is_some_and(|r| r != &server.resource) {
+    if form
+        .resource
+        .as_ref()
+        .is_some_and(|r| r != &server.resource)
+    {
         return Err(OAuthError::invalid_target(
             "resource does not match the grant",
         ));
@@ -157,11 +172,7 @@ async fn refresh_token(
     let granted = index
         .classify(&grant.scope.split(' ').collect::<Vec<_>>())
         .granted;
-    let scope = index.render(narrow_scopes(
-        index,
-        granted,
-        form.get("scope").map(String::as_str),
-    )?);
+    let scope = index.render(narrow_scopes(index, granted, form.scope.as_deref())?);
     let next = crypto::token().map_err(|e| server_error(&e))?;
     let next_row = RefreshRow {
         token_hash: crypto::hash(&next),
