@@ -42,11 +42,26 @@ pub fn built(rel: &str, how: &str) -> PathBuf {
 }
 
 /// A free loopback port (bound then released; good enough for tests on one machine).
+///
+/// The port comes from below the kernel's ephemeral range (32768-60999 here): a port from
+/// `bind(0)` could be handed to another process's `bind(0)` or taken as an outgoing
+/// connection's source port before the test's server binds it, which made Envoy fail now and
+/// then with "address already in use". Below that range only explicit binds take ports; a
+/// counter spaces this process's picks and the pid spaces test processes apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOW + (start + n * 7) % SPAN).expect("below 65536");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {}", LOW + SPAN);
 }
 
 pub fn now() -> u64 {
