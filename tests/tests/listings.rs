@@ -154,11 +154,14 @@ impl Listings {
 }
 
 /// How many requests of `subject` a server has seen.
+/// How many of `subject`'s JSON-RPC messages reached the server. In the default body mode
+/// (`hold_body`) a refused request's headers do go upstream and are reset before any body byte,
+/// so what counts is whether the message arrived (`body` is null for a reset request).
 fn seen_from(server: &McpServer, subject: &str) -> usize {
     server
         .seen()
         .iter()
-        .filter(|r| r["headers"]["x-scopegate-subject"] == subject)
+        .filter(|r| r["headers"]["x-scopegate-subject"] == subject && !r["body"].is_null())
         .count()
 }
 
