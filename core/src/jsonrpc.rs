@@ -8,8 +8,10 @@
 use crate::decision::{Decision, Outcome};
 use serde_json::{json, Value};
 
-/// 400: the body is not JSON-RPC, or the `Mcp-Method`/`Mcp-Name` headers disagree with it.
-pub const INVALID_REQUEST: i64 = -32600;
+/// 400: the `Mcp-Method`/`Mcp-Name` headers disagree with the body (MCP 2026-07-28).
+pub use crate::mcp::HEADER_MISMATCH;
+/// 400: the body is not JSON-RPC (or, in `mcp_metadata`, the native filter could not read it).
+pub use crate::mcp::INVALID_REQUEST;
 /// 403: the document denies this method, tool, resource or prompt outright; no scope helps.
 pub const DENIED: i64 = -32010;
 /// 429: a request budget is spent; `data.retry_after` (seconds) matches `Retry-After`.
@@ -22,7 +24,8 @@ pub const LISTING_UNFILTERABLE: i64 = -32013;
 /// The JSON-RPC code for a refusal reason, or `None` where the OAuth shape stays.
 pub fn code_for(reason: &str) -> Option<i64> {
     match reason {
-        "not_json_rpc" | "mcp_header_mismatch" => Some(INVALID_REQUEST),
+        "not_json_rpc" | "mcp_metadata_missing" => Some(INVALID_REQUEST),
+        "mcp_header_mismatch" => Some(HEADER_MISMATCH),
         "denied" => Some(DENIED),
         "budget_exceeded" => Some(RATE_LIMITED),
         "body_too_large" => Some(TOO_LARGE),

@@ -446,7 +446,7 @@ fn non_oauth_refusals_are_json_rpc_errors_with_http_status_and_headers() {
         &[("mcp-method", "tools/call"), ("mcp-name", "get_account")],
     );
     assert_eq!(r.status, 400, "{}", r.body);
-    assert_jsonrpc_error(&r.json(), &json!(41), -32600);
+    assert_jsonrpc_error(&r.json(), &json!(41), -32020);
     // 413: larger than filter.max_body_bytes (64 KiB); the id is unknown, so null.
     let big = "x".repeat(80 * 1024);
     let r = c.post(
