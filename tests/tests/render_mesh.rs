@@ -32,6 +32,15 @@ fn doc_file(name: &str, tools: bool, mode: Option<&str>) -> String {
     if let Some(mode) = mode {
         doc["filter"]["body_mode"] = json!(mode);
     }
+    if mode == Some("mcp_metadata") {
+        // The native filter's metadata carries no request id, so core refuses listing filters
+        // (`deny`, `listings.hide: not_granted`) in this mode.
+        for s in doc["gateways"][0]["servers"].as_array_mut().unwrap() {
+            let s = s.as_object_mut().unwrap();
+            s.remove("deny");
+            s.remove("listings");
+        }
+    }
     let path = log_dir("render_mesh").join(format!("{name}.json"));
     std::fs::write(&path, doc.to_string()).unwrap();
     path.display().to_string()

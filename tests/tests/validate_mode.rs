@@ -315,8 +315,10 @@ fn mcp_headers_must_match_the_body() {
         &[("mcp-method", "tools/call"), ("mcp-name", "get_account")],
     );
     assert_eq!(r.status, 400, "{}", r.body);
-    // A JSON-RPC error the SDKs accept: MCP request ids are never null.
-    assert!(r.json().get("id").is_none(), "{}", r.body);
+    // A JSON-RPC error the SDKs accept: it answers the request's own id, never a null one.
+    let v = r.json();
+    assert!(v["id"].is_number(), "{}", r.body);
+    assert_eq!(v["error"]["code"], -32020, "{}", r.body);
     let r = c.request(
         "tools/call",
         json!({"name": "list_tickets", "arguments": {}}),

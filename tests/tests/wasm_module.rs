@@ -32,16 +32,19 @@ fn the_module_exports_exactly_the_listed_callbacks() {
         "proxy_on_http_call_response",
         "proxy_on_request_headers",
         "proxy_on_request_body",
+        "proxy_on_request_trailers",
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
         "proxy_on_delete",
     ] {
         assert!(listed.iter().any(|l| l == phase), "{phase} is not kept");
     }
     // The callbacks Envoy would otherwise enter on every request for nothing.
     for dropped in [
-        "proxy_on_response_headers",
-        "proxy_on_response_body",
         "proxy_on_log",
         "proxy_on_done",
+        "proxy_on_vm_start",
+        "proxy_on_response_trailers",
     ] {
         assert!(!have.iter().any(|h| h == dropped), "{dropped} is exported");
     }
