@@ -79,6 +79,15 @@ impl<'a> Target<'a> {
     }
 }
 
+/// The credentials of a `Bearer` authorization value, trimmed, without [`bearer_token`]'s
+/// syntax checks: only for looking up tokens that already passed them (a cache of verified
+/// tokens). Anything else goes through [`bearer_token`].
+pub fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let value = authorization.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
 /// Extracts the bearer token (RFC 6750 §2.1: header only; the scheme is case-insensitive).
 pub fn bearer_token<'h>(
     target: Target<'_>,
@@ -211,6 +220,38 @@ pub fn admit(
         effective: classified.granted.intersect(target.server.scopes),
         foreign,
         grant_id: claims.grant_id.clone(),
+    })
+}
+
+/// What a verified token earns on one server before any message is read: the principal, the
+/// decision on the token alone, and that decision's audit record as access-log JSON.
+///
+/// It depends on the claims and the policy only (expiry aside, which the caller checks on every
+/// request), so the filter computes it once per cached token and server, and a cache hit
+/// re-decides nothing.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub principal: Principal,
+    /// [`decide`] with no calls: final when the body is not read, else the token's part.
+    pub decision: Decision,
+    /// [`crate::upstream::record_json`] of `decision.audit`.
+    pub record: String,
+}
+
+/// [`admit`], then [`decide`] on the token alone.
+pub fn admission(
+    target: Target<'_>,
+    claims: &Claims,
+    now: u64,
+    leeway: u64,
+) -> Result<Admission, Box<Decision>> {
+    let principal = admit(target, claims, now, leeway)?;
+    let decision = decide(target, &principal, &[]);
+    let record = crate::upstream::record_json(&decision.audit);
+    Ok(Admission {
+        principal,
+        decision,
+        record,
     })
 }
 

@@ -1,17 +1,22 @@
 //! Writes each decision where the mesh already looks: filter state for access logs, and stats counters.
 
 use crate::host::Host;
+use crate::token_cache::WordHasher;
 use proxy_wasm::hostcalls;
 use scopegate_core::decision::Audit;
 use scopegate_core::upstream::{record_json, DECISION_KEY, REASON_KEY, RECORD_KEY, SERVER_KEY};
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 /// Counter ids, defined on first use (Envoy shows them as `wasmcustom.scopegate.…`). Looked up
 /// by server name then (decision, reason) so the per-request lookup allocates nothing.
 #[derive(Default)]
 pub struct Stats {
-    ids: HashMap<String, HashMap<(&'static str, &'static str), Option<u32>>>,
+    ids: Map<String, Map<(&'static str, &'static str), Option<u32>>>,
 }
+
+/// Keys are the policy's server names and the code's own labels: a fast unkeyed hash will do.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
 
 impl Stats {
     fn counter(
@@ -87,11 +92,19 @@ impl Stats {
 }
 
 /// Records the decision: four filter-state writes (the whole record as JSON, and the decision,
-/// reason and server on their own for access-log filters) and one counter.
-pub fn record(h: &mut impl Host, stats: &mut Stats, audit: &Audit) {
-    let record = record_json(audit);
+/// reason and server on their own for access-log filters) and one counter. `json` is the
+/// record already serialised (a cached token's admission), if there is one.
+pub fn record(h: &mut impl Host, stats: &mut Stats, audit: &Audit, json: Option<&str>) {
+    let owned;
+    let record = match json {
+        Some(j) => j,
+        None => {
+            owned = record_json(audit);
+            owned.as_str()
+        }
+    };
     let writes = [
-        (RECORD_KEY, record.as_str()),
+        (RECORD_KEY, record),
         (DECISION_KEY, audit.decision),
         (REASON_KEY, audit.reason),
         (SERVER_KEY, audit.server.as_str()),

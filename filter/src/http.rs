@@ -7,7 +7,7 @@ use crate::hold_watch;
 use crate::host::{self, Envoy, Host};
 use crate::keys;
 use crate::native_mcp;
-use crate::token_cache;
+use crate::token_cache::{self, Verified};
 use crate::worker::Worker;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -15,7 +15,7 @@ use scopegate_core::authorize::{self, BodyPlan, Principal, Target};
 use scopegate_core::budget;
 use scopegate_core::decision::{Decision, Grant, Outcome};
 use scopegate_core::exchange;
-use scopegate_core::jwt::{self, Claims, TokenError, VerifyOptions};
+use scopegate_core::jwt::{self, TokenError, VerifyOptions};
 use scopegate_core::mcp;
 use scopegate_core::policy::{ServerId, PRM_WELL_KNOWN};
 use scopegate_core::upstream::{self, Authorization};
@@ -51,7 +51,7 @@ enum Phase {
     AwaitingCredential {
         call: u32,
         server: ServerId,
-        decision: Box<Decision>,
+        decision: Rc<Decision>,
         cache_key: String,
         then: Then,
     },
@@ -64,7 +64,7 @@ enum Phase {
 /// A request parked on another request's exchange: what it needs to go on.
 pub struct Parked {
     server: ServerId,
-    decision: Box<Decision>,
+    decision: Rc<Decision>,
     then: Then,
     head: Head,
     body: BodySeen,
@@ -75,8 +75,9 @@ pub struct Parked {
 
 /// What follows once the request headers are rewritten for the upstream.
 enum Then {
-    /// The decision was final: record it, and let the request go.
-    Finish,
+    /// The decision was final: record it, and let the request go. Carries the record's JSON
+    /// when the token cache already has it.
+    Finish(Option<Rc<str>>),
     /// `hold_body`: the token's decision only; the body is decided when complete.
     HoldBody(Principal),
 }
@@ -94,7 +95,8 @@ enum HeadersSent {
 /// (by name, one host call each): the whole map is never copied into the VM.
 #[derive(Default)]
 struct Head {
-    is_post: bool,
+    /// Read only when needed (servers that read bodies, JSON-RPC refusals).
+    is_post: Option<bool>,
     end_of_stream: bool,
     mcp_method: Option<String>,
     mcp_name: Option<String>,
@@ -143,14 +145,14 @@ impl<D: Host + Default> Request<D> {
     /// The refusal with a JSON-RPC error body carrying the request's id, for refusals that are
     /// not OAuth challenges; `None` keeps it as it is.
     fn as_jsonrpc<H: Host>(
-        &self,
+        &mut self,
         h: &mut H,
         worker: &Worker,
         decision: &Decision,
     ) -> Option<Decision> {
         scopegate_core::jsonrpc::code_for(decision.audit.reason)?;
-        let readable = self.head.is_post
-            && self.body.complete
+        let readable = self.body.complete
+            && self.read_method(h).unwrap_or(false)
             && self.body.size > 0
             && self.body.size <= worker.policy.filter.max_body_bytes;
         let body = if readable {
@@ -171,7 +173,7 @@ impl<D: Host + Default> Request<D> {
                 log::error!("cannot send local reply {}: {e:?}", r.status);
             }
         }
-        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
+        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit, None);
         self.phase = Phase::Replied;
         Action::Pause
     }
@@ -191,10 +193,10 @@ impl<D: Host + Default> Request<D> {
             log::error!("cannot send local reply {}: {e:?}", r.status);
         }
         match &worker {
-            Some(w) => audit::record(h, &mut w.stats.borrow_mut(), &audit),
+            Some(w) => audit::record(h, &mut w.stats.borrow_mut(), &audit, None),
             None => {
                 let mut stats = audit::Stats::default();
-                audit::record(h, &mut stats, &audit);
+                audit::record(h, &mut stats, &audit, None);
             }
         }
         self.phase = Phase::Replied;
@@ -208,7 +210,7 @@ impl<D: Host + Default> Request<D> {
         h: &mut H,
         worker: &Worker,
         server: ServerId,
-        decision: Decision,
+        decision: Rc<Decision>,
         calls: &[mcp::Call],
         then: Then,
     ) -> Action {
@@ -220,7 +222,7 @@ impl<D: Host + Default> Request<D> {
             return self.fail_closed(h, "server vanished from the policy");
         };
         // Budgets count calls: a held body is counted when it is decided.
-        if let Then::Finish = then {
+        if let Then::Finish(_) = then {
             if let Err(retry_after) = budgets::spend_all(h, target.server, calls, grant, self.now) {
                 let d = budget::exceeded(target, &decision.audit, retry_after);
                 return self.reply(h, worker, &d);
@@ -254,7 +256,7 @@ impl<D: Host + Default> Request<D> {
             waiting.push(self.id);
             let parked = Parked {
                 server,
-                decision: Box::new(decision),
+                decision,
                 then,
                 head: std::mem::take(&mut self.head),
                 body: self.body,
@@ -299,7 +301,7 @@ impl<D: Host + Default> Request<D> {
                 self.phase = Phase::AwaitingCredential {
                     call,
                     server,
-                    decision: Box::new(decision),
+                    decision,
                     cache_key,
                     then,
                 };
@@ -351,8 +353,13 @@ impl<D: Host + Default> Request<D> {
             }
         }
         match then {
-            Then::Finish => {
-                audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
+            Then::Finish(record) => {
+                audit::record(
+                    h,
+                    &mut worker.stats.borrow_mut(),
+                    &decision.audit,
+                    record.as_deref(),
+                );
                 self.phase = Phase::Done;
                 Action::Continue
             }
@@ -425,7 +432,7 @@ impl<D: Host + Default> Request<D> {
         wake_parked::<D, H>(h, self.worker.as_ref(), self.id, cache_key, &result);
     }
 
-    /// Verifies (or finds cached) the token, admits it, then decides or waits for the body.
+    /// Verifies (or finds cached) the token, then goes on with what it earned on this server.
     fn authenticate<H: Host>(
         &mut self,
         h: &mut H,
@@ -441,8 +448,8 @@ impl<D: Host + Default> Request<D> {
         let now = self.now;
         let leeway = policy.filter.leeway_s;
         let cached = worker.tokens.borrow().get(token, now, leeway);
-        let claims: Rc<Claims> = match cached {
-            Some(c) => c,
+        let verified = match cached {
+            Some(v) => v,
             None => {
                 let source = target.gateway.jwks_source;
                 let loaded = worker.keys.borrow().keys(source);
@@ -477,14 +484,10 @@ impl<D: Host + Default> Request<D> {
                     r
                 };
                 match result {
-                    Ok(c) => {
-                        let c = Rc::new(c);
-                        worker
-                            .tokens
-                            .borrow_mut()
-                            .insert(token, Rc::clone(&c), now, leeway);
-                        c
-                    }
+                    Ok(c) => worker
+                        .tokens
+                        .borrow_mut()
+                        .insert(token, Rc::new(c), now, leeway),
                     Err(TokenError::UnknownKid(_)) if !retried => {
                         return self.refetch_keys(h, worker, server, source, token);
                     }
@@ -492,11 +495,35 @@ impl<D: Host + Default> Request<D> {
                 }
             }
         };
-        let principal = match authorize::admit(target, &claims, now, leeway) {
-            Ok(p) => p,
-            Err(d) => return self.reply(h, worker, &d),
+        self.admitted(h, worker, server, &verified)
+    }
+
+    /// A verified token (within its `exp`): admit it on this server (once per cached token),
+    /// then decide now or wait for the body.
+    fn admitted<H: Host>(
+        &mut self,
+        h: &mut H,
+        worker: &Rc<Worker>,
+        server: ServerId,
+        verified: &Verified,
+    ) -> Action {
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            return self.fail_closed(h, "server vanished from the policy");
         };
-        let plan = authorize::body_plan(target.server, policy.filter.body_mode, self.head.is_post);
+        let admitted = match verified.admitted(server) {
+            Some(a) => a,
+            None => {
+                let leeway = policy.filter.leeway_s;
+                match authorize::admission(target, &verified.claims, self.now, leeway) {
+                    Ok(a) => verified.remember(server, a),
+                    Err(d) => return self.reply(h, worker, &d),
+                }
+            }
+        };
+        let principal = &admitted.principal;
+        let is_post = self.head.is_post.unwrap_or(false);
+        let plan = authorize::body_plan(target.server, policy.filter.body_mode, is_post);
         if !matches!(plan, BodyPlan::DecideNow) {
             // Only the modes that look at the message need the 2026-07-28 headers.
             if let Err(e) = self.read_mcp_headers(h) {
@@ -505,14 +532,18 @@ impl<D: Host + Default> Request<D> {
         }
         match plan {
             BodyPlan::DecideNow => {
-                let decision = authorize::decide(target, &principal, &[]);
-                self.enforce(h, worker, server, decision, &[], Then::Finish)
+                let record = Some(Rc::clone(&admitted.record));
+                let decision = Rc::clone(&admitted.decision);
+                self.enforce(h, worker, server, decision, &[], Then::Finish(record))
             }
             BodyPlan::HoldHeaders => {
                 if self.body.complete || self.head.end_of_stream {
-                    return self.decide_held_body(h, worker, server, &principal, HeadersSent::No);
+                    return self.decide_held_body(h, worker, server, principal, HeadersSent::No);
                 }
-                self.phase = Phase::HoldingHeaders { server, principal };
+                self.phase = Phase::HoldingHeaders {
+                    server,
+                    principal: principal.clone(),
+                };
                 // Second precision is plenty for a 10 s limit, and saves a clock read.
                 hold_watch::hold(worker, self.id, self.now.saturating_mul(1000));
                 Action::Pause
@@ -522,11 +553,17 @@ impl<D: Host + Default> Request<D> {
                     self.head.mcp_method.as_deref(),
                     self.head.mcp_name.as_deref(),
                 );
-                if let Some(refused) = authorize::early_refusal(target, &principal, method, name) {
-                    return self.reply(h, worker, &refused);
+                // Without `Mcp-*` headers the token's own decision is the early one (enforce
+                // refuses a deny).
+                if method.is_some() || name.is_some() {
+                    if let Some(refused) = authorize::early_refusal(target, principal, method, name)
+                    {
+                        return self.reply(h, worker, &refused);
+                    }
                 }
-                let decision = authorize::decide(target, &principal, &[]);
-                self.enforce(h, worker, server, decision, &[], Then::HoldBody(principal))
+                let decision = Rc::clone(&admitted.decision);
+                let then = Then::HoldBody(principal.clone());
+                self.enforce(h, worker, server, decision, &[], then)
             }
             BodyPlan::FromMetadata => {
                 let metadata = match native_mcp::read(h) {
@@ -540,12 +577,19 @@ impl<D: Host + Default> Request<D> {
                 };
                 let (decision, calls) = authorize::decide_metadata(
                     target,
-                    &principal,
+                    principal,
                     &metadata,
                     self.head.mcp_method.as_deref(),
                     self.head.mcp_name.as_deref(),
                 );
-                self.enforce(h, worker, server, decision, &calls, Then::Finish)
+                self.enforce(
+                    h,
+                    worker,
+                    server,
+                    Rc::new(decision),
+                    &calls,
+                    Then::Finish(None),
+                )
             }
         }
     }
@@ -634,7 +678,14 @@ impl<D: Host + Default> Request<D> {
             );
         }
         if let HeadersSent::No = headers {
-            return self.enforce(h, worker, server, decision, &calls, Then::Finish);
+            return self.enforce(
+                h,
+                worker,
+                server,
+                Rc::new(decision),
+                &calls,
+                Then::Finish(None),
+            );
         }
         // `hold_body`: headers, identity and credential are upstream already.
         let Outcome::Allow(grant) = &decision.outcome else {
@@ -644,7 +695,7 @@ impl<D: Host + Default> Request<D> {
             let d = budget::exceeded(target, &decision.audit, retry_after);
             return self.reply(h, worker, &d);
         }
-        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit);
+        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit, None);
         self.phase = Phase::Done;
         Action::Continue
     }
@@ -785,14 +836,16 @@ impl<D: Host + Default> Request<D> {
             Ok(p) => p.unwrap_or_default(),
             Err(e) => return self.fail_closed(h, &format!("cannot read :path: {e:?}")),
         };
-        let method = match h.request_header(":method") {
-            Ok(m) => m,
-            Err(e) => return self.fail_closed(h, &format!("cannot read :method: {e:?}")),
-        };
-        if path.starts_with(PRM_WELL_KNOWN) && matches!(method.as_deref(), Some("GET" | "HEAD")) {
-            let authority = h.request_header(":authority").ok().flatten();
-            if let Some(server) = worker.policy.prm_server(&path, authority.as_deref()) {
-                return self.serve_metadata(h, &worker, server);
+        if path.starts_with(PRM_WELL_KNOWN) {
+            let method = match h.request_header(":method") {
+                Ok(m) => m,
+                Err(e) => return self.fail_closed(h, &format!("cannot read :method: {e:?}")),
+            };
+            if matches!(method.as_deref(), Some("GET" | "HEAD")) {
+                let authority = h.request_header(":authority").ok().flatten();
+                if let Some(server) = worker.policy.prm_server(&path, authority.as_deref()) {
+                    return self.serve_metadata(h, &worker, server);
+                }
             }
         }
 
@@ -812,20 +865,49 @@ impl<D: Host + Default> Request<D> {
         };
         self.server = Some(server);
         self.now = h.now().as_secs();
-        self.head.is_post = method.as_deref() == Some("POST");
         self.head.end_of_stream = end_of_stream;
-        let authorization = match h.request_header("authorization") {
-            Ok(a) => a,
-            Err(e) => return self.fail_closed(h, &format!("cannot read authorization: {e:?}")),
-        };
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, server) else {
             return self.fail_closed(h, "server vanished from the policy");
         };
+        // The method matters only where the body is read (a POST carries the message); a
+        // refusal that answers in JSON-RPC reads it then.
+        if target.server.needs_body() {
+            if let Err(e) = self.read_method(h) {
+                return self.fail_closed(h, &format!("cannot read :method: {e:?}"));
+            }
+        }
+        let authorization = match h.request_header("authorization") {
+            Ok(a) => a,
+            Err(e) => return self.fail_closed(h, &format!("cannot read authorization: {e:?}")),
+        };
+        // A token already verified skips the syntax checks it passed then.
+        let hit = authorization
+            .as_deref()
+            .and_then(authorize::bearer_credentials)
+            .and_then(|t| {
+                worker
+                    .tokens
+                    .borrow()
+                    .get(t, self.now, policy.filter.leeway_s)
+            });
+        if let Some(verified) = hit {
+            return self.admitted(h, &worker, server, &verified);
+        }
         match authorize::bearer_token(target, authorization.as_deref()) {
             Ok(token) => self.authenticate(h, &worker, server, token, false),
             Err(d) => self.reply(h, &worker, &d),
         }
+    }
+
+    /// Reads `:method` once (`Head::is_post`).
+    fn read_method<H: Host>(&mut self, h: &mut H) -> Result<bool, proxy_wasm::types::Status> {
+        if let Some(is_post) = self.head.is_post {
+            return Ok(is_post);
+        }
+        let is_post = h.request_header(":method")?.as_deref() == Some("POST");
+        self.head.is_post = Some(is_post);
+        Ok(is_post)
     }
 
     pub(crate) fn request_body<H: Host>(
@@ -940,7 +1022,7 @@ fn wake_parked<D: Host + Default, H: Host>(
         let resolved = Parked {
             server: p.server,
             decision: p.decision,
-            then: Then::Finish,
+            then: Then::Finish(None),
             head: Head::default(),
             body: r.body,
             now: p.now,

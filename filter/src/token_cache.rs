@@ -3,12 +3,19 @@
 //!
 //! Kept per worker rather than in shared data: shared data has no expiry or delete, so a
 //! process-wide token cache would grow without bound under many distinct tokens. The per-worker
-//! map is keyed by the token itself: hashing a kilobyte-long JWT with SHA-256 on every request
-//! costs more in V8 than the map lookup; the digest is computed only on a miss, for the shared table.
+//! map is keyed by the token itself, hashed with a fast word hash: hashing a kilobyte-long JWT
+//! with SHA-256 (or SipHash) on every request costs more in V8 than the rest of the lookup; the
+//! digest is computed only on a miss, for the shared table. Each entry also keeps what the token
+//! earned per server (`Admitted`), so a hit decides nothing again.
 
 use crate::host::Host;
+use scopegate_core::authorize::{Admission, Principal};
+use scopegate_core::decision::Decision;
 use scopegate_core::jwt::Claims;
+use scopegate_core::policy::ServerId;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 pub type Digest = [u8; 32];
@@ -51,28 +58,78 @@ pub fn share_verified(h: &mut impl Host, d: &Digest, generation: u64) {
     }
 }
 
+/// A verified token: its claims, and what it earned on each server it was used for (a token is
+/// normally bound to one audience, so this holds one entry).
+pub struct Verified {
+    pub claims: Rc<Claims>,
+    admissions: RefCell<Vec<(ServerId, Rc<Admitted>)>>,
+}
+
+/// [`scopegate_core::authorize::Admission`] as the request path shares it.
+pub struct Admitted {
+    pub principal: Principal,
+    pub decision: Rc<Decision>,
+    pub record: Rc<str>,
+}
+
+impl Verified {
+    pub fn new(claims: Rc<Claims>) -> Verified {
+        Verified {
+            claims,
+            admissions: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn admitted(&self, server: ServerId) -> Option<Rc<Admitted>> {
+        self.admissions
+            .borrow()
+            .iter()
+            .find(|(s, _)| *s == server)
+            .map(|(_, a)| Rc::clone(a))
+    }
+
+    pub fn remember(&self, server: ServerId, admission: Admission) -> Rc<Admitted> {
+        let admitted = Rc::new(Admitted {
+            principal: admission.principal,
+            decision: Rc::new(admission.decision),
+            record: admission.record.into(),
+        });
+        let mut all = self.admissions.borrow_mut();
+        // Bounded by the policy's servers; a token used on all of them is unusual.
+        all.retain(|(s, _)| *s != server);
+        all.push((server, Rc::clone(&admitted)));
+        admitted
+    }
+}
+
 pub struct TokenCache {
-    entries: HashMap<Box<str>, Rc<Claims>>,
+    entries: HashMap<Box<str>, Rc<Verified>, BuildHasherDefault<WordHasher>>,
     capacity: usize,
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             capacity: capacity.max(1),
         }
     }
 
     /// A cached verification still within its `exp` (+ leeway); the caller re-checks audience.
-    pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Rc<Claims>> {
+    pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Rc<Verified>> {
         self.entries
             .get(token)
-            .filter(|c| c.exp.saturating_add(leeway) > now)
+            .filter(|v| v.claims.exp.saturating_add(leeway) > now)
             .cloned()
     }
 
-    pub fn insert(&mut self, token: &str, claims: Rc<Claims>, now: u64, leeway: u64) {
+    pub fn insert(
+        &mut self,
+        token: &str,
+        claims: Rc<Claims>,
+        now: u64,
+        leeway: u64,
+    ) -> Rc<Verified> {
         if self.entries.len() >= self.capacity {
             self.evict_expired(now, leeway);
         }
@@ -80,16 +137,66 @@ impl TokenCache {
             // Full of live tokens: start over rather than track recency on the hot path.
             self.entries.clear();
         }
-        self.entries.insert(token.into(), claims);
+        let verified = Rc::new(Verified::new(claims));
+        self.entries.insert(token.into(), Rc::clone(&verified));
+        verified
     }
 
     pub fn evict_expired(&mut self, now: u64, leeway: u64) {
         self.entries
-            .retain(|_, c| c.exp.saturating_add(leeway) > now);
+            .retain(|_, v| v.claims.exp.saturating_add(leeway) > now);
     }
 
     /// Forgets everything, e.g. when signing keys change (a revoked key must stop working).
     pub fn clear(&mut self) {
         self.entries.clear();
+    }
+}
+
+/// A fast, unkeyed hash over 8-byte words (the FxHash construction) for the token cache.
+///
+/// SipHash, the standard map's keyed hash, costs more than everything else on a cache hit for a
+/// kilobyte-long JWT. A keyed hash defends a map against keys chosen to collide; here only
+/// tokens whose signature verified are ever inserted, and a client cannot choose those bytes,
+/// so lookups of unverified tokens probe a map no attacker could have shaped.
+#[derive(Default, Clone, Copy)]
+pub struct WordHasher {
+    hash: u64,
+}
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
     }
 }

