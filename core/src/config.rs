@@ -533,7 +533,7 @@ impl Document {
             if !text.trim_start().starts_with('{') {
                 return Err(syntax(NOT_JSON.to_string()));
             }
-            serde_json::from_str(text).map_err(|e| syntax(e.to_string()))
+            serde_json::from_slice(text.as_bytes()).map_err(|e| syntax(e.to_string()))
         }
     }
 }
