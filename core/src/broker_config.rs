@@ -118,17 +118,18 @@ pub fn database(value: Option<&str>) -> Database {
     let Some(v) = value else {
         return Database::Sqlite(DEFAULT_SQLITE.into());
     };
-    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-        return match url::Url::parse(v) {
+    if let Some(rest) = v
+        .strip_prefix("postgres://")
+        .or_else(|| v.strip_prefix("postgresql://"))
+    {
+        return match postgres_authority(rest) {
             // The document is config, often in version control: the password comes from env or a file.
-            Ok(u) if u.password().is_some() => Database::Invalid(
+            Err(PostgresUrlError::Password) => Database::Invalid(
                 "the password must not be in the document: name it with database_password_env or database_password_file".into(),
             ),
-            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-                Database::Invalid(format!("`{}` has no host", redact(v)))
-            }
-            Ok(_) => Database::Postgres(v.to_string()),
-            Err(e) => Database::Invalid(format!("not a postgres URL: {e}")),
+            Err(PostgresUrlError::NoHost) => Database::Invalid(format!("`{}` has no host", redact(v))),
+            Err(PostgresUrlError::Malformed(e)) => Database::Invalid(format!("not a postgres URL: {e}")),
+            Ok(()) => Database::Postgres(v.to_string()),
         };
     }
     let path = v.strip_prefix("sqlite:").unwrap_or(v);
@@ -138,6 +139,68 @@ pub fn database(value: Option<&str>) -> Database {
         ));
     }
     Database::Sqlite(path.to_string())
+}
+
+enum PostgresUrlError {
+    Password,
+    NoHost,
+    Malformed(&'static str),
+}
+
+/// Checks the authority of a `postgres://` URL (what follows the scheme) the way a URL parser
+/// reads a non-special scheme's: `[user[:password]@]host[:port]`, the host opaque or `[IPv6]`.
+/// Written here rather than with the `url` crate because the filter runs this check too, and
+/// `url` brings IDNA's Unicode tables into the `.wasm` (BENCHMARKS.md, "The module"); the driver
+/// parses the whole URL again when the broker connects.
+fn postgres_authority(rest: &str) -> Result<(), PostgresUrlError> {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (userinfo, host_port) = match authority.rfind('@') {
+        Some(i) => (
+            authority.get(..i).unwrap_or(""),
+            authority.get(i + 1..).unwrap_or(""),
+        ),
+        None => ("", authority),
+    };
+    if userinfo
+        .split_once(':')
+        .is_some_and(|(_, pw)| !pw.is_empty())
+    {
+        return Err(PostgresUrlError::Password);
+    }
+    let (host, port) = if host_port.starts_with('[') {
+        let end = host_port
+            .find(']')
+            .ok_or(PostgresUrlError::Malformed("invalid IPv6 address"))?;
+        let inner = host_port.get(1..end).unwrap_or("");
+        if inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(PostgresUrlError::Malformed("invalid IPv6 address"));
+        }
+        let port = host_port.get(end + 1..).unwrap_or("");
+        if !port.is_empty() && !port.starts_with(':') {
+            return Err(PostgresUrlError::Malformed("invalid IPv6 address"));
+        }
+        (host_port.get(..=end).unwrap_or(""), port.strip_prefix(':'))
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(PostgresUrlError::NoHost);
+    }
+    let forbidden = |c: char| {
+        c.is_ascii_control() || matches!(c, ' ' | '#' | '<' | '>' | '[' | '\\' | ']' | '^' | '|')
+    };
+    if !host.starts_with('[') && host.contains(forbidden) {
+        return Err(PostgresUrlError::Malformed("invalid domain character"));
+    }
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        if !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
+            return Err(PostgresUrlError::Malformed("invalid port number"));
+        }
+    }
+    Ok(())
 }
 
 /// The URL without anything after the scheme's user part, for messages.
@@ -224,6 +287,27 @@ mod tests {
             Database::Invalid(_)
         ));
         assert!(matches!(database(Some("sqlite:")), Database::Invalid(_)));
+        for ok in [
+            "postgres://db/x",
+            "postgres://sg@[::1]:5432/x",
+            "postgres://sg:@db.internal:5432/x?sslmode=require",
+            "postgresql://xn--bcher-kva.example/x",
+        ] {
+            assert!(matches!(database(Some(ok)), Database::Postgres(_)), "{ok}");
+        }
+        for (bad, why) in [
+            ("postgres:///x", "no host"),
+            ("postgres://sg@/x", "no host"),
+            ("postgres://db:54x2/x", "invalid port"),
+            ("postgres://db:99999/x", "invalid port"),
+            ("postgres://[::g]/x", "IPv6"),
+            ("postgres://d b/x", "domain character"),
+        ] {
+            let Database::Invalid(e) = database(Some(bad)) else {
+                panic!("{bad} accepted");
+            };
+            assert!(e.contains(why), "{bad}: {e}");
+        }
         let Database::Invalid(e) = database(Some("postgres://sg:hunter2@db/scopegate")) else {
             panic!("a password in the URL is refused");
         };

@@ -14,8 +14,9 @@ pub struct Document {
     pub gateways: Vec<GatewayDoc>,
     #[serde(default)]
     pub filter: FilterDoc,
-    /// Settings read by the broker only; the filter ignores them.
+    /// Settings read by the broker only; the filter skips them unread (feature `broker`).
     #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
     pub broker: Option<BrokerDoc>,
 }
 
@@ -35,7 +36,9 @@ pub struct GatewayDoc {
     pub downstream: Option<DownstreamDoc>,
     #[serde(default)]
     pub identity: IdentityDoc,
+    /// Read by the broker only; the filter skips it unread (feature `broker`).
     #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
     pub clients: ClientsDoc,
     /// Refuse (401) tokens carrying scopes outside the allowed set instead of dropping them.
     #[serde(default)]
@@ -533,7 +536,7 @@ impl Document {
             if !text.trim_start().starts_with('{') {
                 return Err(syntax(NOT_JSON.to_string()));
             }
-            serde_json::from_str(text).map_err(|e| syntax(e.to_string()))
+            serde_json::from_slice(text.as_bytes()).map_err(|e| syntax(e.to_string()))
         }
     }
 }
@@ -542,6 +545,16 @@ impl Document {
 #[cfg(not(feature = "yaml"))]
 const NOT_JSON: &str =
     "the filter reads the document as JSON only (a JSON object); YAML is for the broker's file";
+
+/// A section only the broker reads, in a build without the `broker` feature (the filter): any
+/// well-formed JSON value is accepted and dropped, so its typed reader and checks stay out of the
+/// `.wasm` (BENCHMARKS.md, "The module"). `scopegate-broker check` and the broker itself still
+/// refuse a mistake in it, naming the field.
+#[cfg(not(feature = "broker"))]
+fn skip_section<'de, D: serde::Deserializer<'de>, T: Default>(d: D) -> Result<T, D::Error> {
+    <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d)?;
+    Ok(T::default())
+}
 
 #[cfg(test)]
 mod tests {

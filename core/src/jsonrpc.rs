@@ -83,7 +83,7 @@ pub fn error_body(
 
 /// The human-readable message of an existing refusal body (OAuth or JSON-RPC shaped).
 fn message_of(body: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(body).ok()?;
+    let v: Value = serde_json::from_slice(body.as_bytes()).ok()?;
     v.get("error_description")
         .or_else(|| v.get("error").and_then(|e| e.get("message")))
         .and_then(Value::as_str)

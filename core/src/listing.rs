@@ -252,7 +252,7 @@ fn filter_event(
     if !any {
         return Ok(None);
     }
-    let Ok(mut msg) = serde_json::from_str::<Value>(&data) else {
+    let Ok(mut msg) = serde_json::from_slice::<Value>(data.as_bytes()) else {
         return Ok(None);
     };
     let Some(h) = filter_message(&mut msg, pending, keep)? else {

@@ -115,6 +115,7 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
     }
 
     let filter = filter_settings(&doc, &mut errs);
+    #[cfg(feature = "broker")]
     for (field, message) in crate::broker_config::check(&doc) {
         errs.push(None, None, field, message);
     }
@@ -544,6 +545,15 @@ fn check_gateway_extras(g: &GatewayDoc, gi: usize, errs: &mut Errors) {
             "subject_claim must not be empty".into(),
         );
     }
+    #[cfg(feature = "broker")]
+    check_clients(g, gi, errs);
+}
+
+/// The `clients` section, which only the broker reads (see `config::skip_section`).
+#[cfg(feature = "broker")]
+fn check_clients(g: &GatewayDoc, gi: usize, errs: &mut Errors) {
+    let gn = Some(g.name.as_str());
+    let at = |f: &str| format!("gateways[{gi}].{f}");
     if let Some(c) = &g.clients.cimd {
         if c.allowed_hosts.is_empty() {
             errs.push(

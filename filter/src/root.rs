@@ -170,3 +170,36 @@ impl RootContext for Root {
         Some(ContextType::HttpContext)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The filter builds scopegate-core without its `broker` feature: the broker's own sections
+    /// are skipped unread (they are the broker's and `scopegate-broker check`'s to refuse), while
+    /// everything the filter enforces is still checked and a mistake in it named.
+    #[test]
+    fn the_broker_sections_are_skipped_and_the_rest_checked() {
+        let doc = |servers_scopes: &str| {
+            format!(
+                r#"{{"gateways": [{{"name": "saas", "public_url": "https://mcp.example.com",
+                  "issuer": "https://idp.example.com", "allowed_scopes": ["tickets.read"],
+                  "jwks": {{"cluster": "idp"}},
+                  "clients": {{"dcr": "not a bool", "unknown": 1}},
+                  "servers": [{{"name": "support", "cluster": "support", "path": "/support/mcp",
+                               "scopes": {servers_scopes}}}]}}],
+                  "broker": {{"listen": "nowhere", "access_token_ttl_s": 0, "typo": true}}}}"#
+            )
+        };
+        let policy = scopegate_core::validate::load(&doc(r#"["tickets.read"]"#));
+        assert!(policy.is_ok(), "{:?}", policy.err());
+        let refused = scopegate_core::validate::load(&doc(r#"["billing.write"]"#))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains("`billing.write` is not in the gateway's allowed_scopes")
+                && refused.contains("gateways[0].servers[0].scopes"),
+            "{refused}"
+        );
+        assert!(!refused.contains("broker."), "{refused}");
+    }
+}
