@@ -207,6 +207,20 @@ bench: wasm ladder venv npm wrk
 	$(BENCH_ENV) $(CARGO) build --release -p scopegate-broker --bin scopegate-broker
 	$(BENCH)
 
+# Instructions per request under valgrind (callgrind) instead of time: the same cases and
+# ladder, counted rather than timed, so other load on the machine changes nothing. Ranks changes
+# on a busy machine; `make bench` stays the measure of record. About 30-40 minutes.
+bench-instructions: wasm ladder venv valgrind
+	@echo "==> instruction counts per request: every case except the brokered one, each Envoy under callgrind"
+	$(BENCH) --instructions
+
+valgrind:
+	@command -v valgrind >/dev/null || { echo "==> installing valgrind, for make bench-instructions (apt-get install -y valgrind)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind >/dev/null; }
+	@command -v callgrind_control >/dev/null || { echo "valgrind (callgrind_control) is required: apt-get install -y valgrind"; exit 1; }
+
+.PHONY: bench-instructions valgrind
+
 bench-quick: wasm ladder venv npm wrk
 	@echo "==> benchmark harness check: every case briefly, expected status codes and broker counts only (no timing asserted)"
 	@test -x target/release/scopegate-broker || $(CARGO) build -q -p scopegate-broker

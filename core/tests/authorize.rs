@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use scopegate_core::authorize::{
-    admit, bad_request, bearer_token, decide, required_scopes, Target,
+    admission, admit, bad_request, bearer_credentials, bearer_token, decide, required_scopes,
+    Target,
 };
 use scopegate_core::decision::Outcome;
 use scopegate_core::jwks::Algorithm;
@@ -294,4 +295,52 @@ fn bad_request_body_is_a_json_rpc_error_without_null_members() {
     assert_eq!(body["error"]["code"], -32020);
     assert!(body.get("id").is_none(), "{body}");
     assert!(!deny.body.contains("null"), "{}", deny.body);
+}
+
+#[test]
+fn the_cache_lookup_key_is_the_token_bearer_parsing_accepts() {
+    let p = policy();
+    let t = target(&p, "support-assistant");
+    for value in ["Bearer abc", "bearer  abc ", " BEARER abc", "Bearer a.b.c"] {
+        assert_eq!(
+            bearer_credentials(value),
+            Some(bearer_token(t, Some(value)).unwrap()),
+            "{value}"
+        );
+    }
+    // Not a bearer value: nothing to look up. (A value with inner spaces may be looked up, but
+    // no token the cache holds has one: bearer_token refused it before it was ever verified.)
+    assert_eq!(bearer_credentials("Basic abc"), None);
+    assert_eq!(bearer_credentials("Bearer"), None);
+    assert!(bearer_token(t, Some("Bearer a b")).is_err());
+}
+
+#[test]
+fn an_admission_is_admit_then_decide_on_the_token_alone() {
+    let p = policy();
+    let t = target(&p, "support-assistant");
+    let c = claims("/support-assistant/mcp", "tickets.read accounts.read admin.read");
+    let a = admission(t, &c, NOW, 0).unwrap();
+    let principal = admit(t, &c, NOW, 0).unwrap();
+    assert_eq!(a.principal.subject, principal.subject);
+    assert_eq!(a.principal.effective, principal.effective);
+    let d = decide(t, &principal, &[]);
+    assert_eq!(a.decision.is_allow(), d.is_allow());
+    assert_eq!(a.decision.audit.scopes, d.audit.scopes);
+    assert_eq!(
+        a.record,
+        scopegate_core::upstream::record_json(&a.decision.audit)
+    );
+    let record: serde_json::Value = serde_json::from_str(&a.record).unwrap();
+    assert_eq!(record["decision"], "allow");
+    assert_eq!(record["subject"], "alice");
+    // Without the base scope the token alone is refused: the admission carries the refusal.
+    let weak = claims("/support-assistant/mcp", "accounts.read");
+    let a = admission(t, &weak, NOW, 0).unwrap();
+    assert_eq!(a.decision.status(), 403);
+    assert_eq!(a.decision.audit.reason, "insufficient_scope");
+    // A token admit refuses (wrong audience, expired) has no admission.
+    let other = claims("/ops-console/mcp", "tickets.read");
+    assert_eq!(admission(t, &other, NOW, 0).unwrap_err().status(), 401);
+    assert_eq!(admission(t, &c, NOW + 61, 0).unwrap_err().status(), 401);
 }

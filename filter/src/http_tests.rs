@@ -571,3 +571,32 @@ fn a_request_dropped_mid_exchange_refuses_its_waiters() {
     let parked = w.parked.borrow();
     assert!(matches!(parked[&2].resolved, Some((Phase::Replied, _))));
 }
+
+#[test]
+fn a_hit_reuses_the_admission_per_server_and_never_across_servers() {
+    let w = worker("hold_body", "plain", "tickets.read");
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(Rc::clone(&w)), 1);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Continue));
+    let cached = w.tokens.borrow().get("tok", NOW, 5).unwrap();
+    let plain = w.policy.server_by_name("plain").unwrap();
+    let support = w.policy.server_by_name("support").unwrap();
+    let first = cached.admitted(plain).expect("admission kept with the token");
+    assert!(cached.admitted(support).is_none());
+
+    // The token's audience is `plain`: on `support` it is refused there, not admitted from
+    // `plain`'s entry.
+    let mut h = Fake::request("GET", "/support/mcp", "support", Some("Bearer tok"));
+    let mut r = Request::<Fake>::new(Some(Rc::clone(&w)), 2);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
+    assert_eq!(h.replies[0].0, 401);
+    assert_eq!(h.filter_state["scopegate_reason"], "wrong_audience");
+
+    // Again on `plain`: the same admission, the same record.
+    let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer  tok "));
+    let mut r = Request::<Fake>::new(Some(Rc::clone(&w)), 3);
+    assert!(matches!(r.request_headers(&mut h, true), Action::Continue));
+    assert!(Rc::ptr_eq(&first, &cached.admitted(plain).unwrap()));
+    assert_eq!(h.filter_state["scopegate_record"], &*first.record);
+    assert_forwarded_as_alice(&h);
+}
