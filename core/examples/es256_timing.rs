@@ -58,6 +58,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let q = *verifying.as_affine();
 
     println!("tokens: {n} distinct ES256, {} bytes each", tokens[0].len());
+    println!("table per key (and one for the generator): {} bytes", KeyTable::SIZE);
     // The fastest of five batches: the machine is shared, and other work only adds time.
     let time = |name: &str, runs: usize, f: &mut dyn FnMut(usize) -> bool| {
         let mut best = f64::MAX;
