@@ -1,10 +1,11 @@
 //! ES256 (ECDSA P-256, SHA-256) verification with a per-key table of multiples, built once at key load.
 //!
 //! The generic `ecdsa` verifier computes `u1·G + u2·Q` with a fresh wNAF table per call and 256
-//! doublings. A verifying key is public and long-lived, so its multiples are tabulated once, as are
-//! the generator's: both products are then sums of table entries (about 66 mixed
-//! additions each, 4 doublings), which makes a verification several times cheaper. Everything
-//! here handles public data, so the lookups are variable-time on purpose.
+//! doublings. A verifying key is public and long-lived, so its multiples are tabulated once, as
+//! are the generator's: both products are then sums of table entries (about 66 mixed additions
+//! each, 4 doublings), which makes a verification about 2.6 times cheaper natively and under V8
+//! (BENCHMARKS.md, "Cold ES256 verification"). Everything here handles public data, so the
+//! lookups are variable-time on purpose.
 
 use std::sync::OnceLock;
 
