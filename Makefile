@@ -253,3 +253,14 @@ fuzz:
 		echo "==> fuzzing $$t for $(FUZZ_SECONDS) s"; \
 		$(CARGO) +nightly fuzz run --fuzz-dir fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 2>&1 | tail -4 || exit 1; \
 	done
+
+# Where a cold ES256 verification spends its time (core/examples/es256_timing.rs): natively, then
+# under V8 through Node's WASI, the engine Envoy's wasm runtime uses. Prints timings, asserts nothing.
+.PHONY: es256-timing
+es256-timing: toolchain
+	@command -v node >/dev/null || { echo "node is required (Node.js 20+)"; exit 1; }
+	@echo "==> native (release)"
+	$(CARGO) run -q --release -p scopegate-core --example es256_timing
+	@echo "==> wasm32-wasip1 (the filter's wasm profile) under V8"
+	$(CARGO) build -q --profile wasm --target wasm32-wasip1 -p scopegate-core --example es256_timing
+	node --no-warnings bench/wasi-run.mjs target/wasm32-wasip1/wasm/examples/es256_timing.wasm

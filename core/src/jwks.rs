@@ -1,9 +1,14 @@
 //! JSON Web Key Sets: the verification keys of an issuer, each bound to one algorithm by the key itself.
 
 use std::fmt;
+use std::sync::Arc;
 
-use jwt_simple::algorithms::{ES256PublicKey, Ed25519PublicKey, PS256PublicKey, RS256PublicKey};
+use jwt_simple::algorithms::{
+    ECDSAP256PublicKeyLike, ES256PublicKey, Ed25519PublicKey, PS256PublicKey, RS256PublicKey,
+};
 use serde_json::Value;
+
+use crate::es256::KeyTable;
 
 /// Largest JWKS document accepted. Real sets with `x5c` chains stay well under 64 KiB.
 pub const MAX_JWKS_LEN: usize = 256 * 1024;
@@ -69,7 +74,8 @@ impl fmt::Display for Algorithm {
 pub(crate) enum PublicKey {
     Rs256(RS256PublicKey),
     Ps256(PS256PublicKey),
-    Es256(ES256PublicKey),
+    /// The table is shared: key sets are cloned per worker and on refresh, the table is ~19 KB.
+    Es256(Arc<KeyTable>),
     EdDsa(Ed25519PublicKey),
 }
 
@@ -220,7 +226,11 @@ fn parse_key(jwk: &Value) -> Option<Key> {
     let public = match alg {
         Algorithm::Rs256 => PublicKey::Rs256(RS256PublicKey::from_jwk(&text).ok()?),
         Algorithm::Ps256 => PublicKey::Ps256(PS256PublicKey::from_jwk(&text).ok()?),
-        Algorithm::Es256 => PublicKey::Es256(ES256PublicKey::from_jwk(&text).ok()?),
+        Algorithm::Es256 => {
+            let key = ES256PublicKey::from_jwk(&text).ok()?;
+            let q = key.public_key().as_ref().as_affine();
+            PublicKey::Es256(Arc::new(KeyTable::new(q)))
+        }
         Algorithm::EdDsa => PublicKey::EdDsa(Ed25519PublicKey::from_jwk(&text).ok()?),
     };
     Some(Key { kid, alg, public })

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use jwt_simple::algorithms::{ECDSAP256PublicKeyLike, EdDSAPublicKeyLike, RSAPublicKeyLike};
+use jwt_simple::algorithms::{EdDSAPublicKeyLike, RSAPublicKeyLike};
 use jwt_simple::claims::{Audiences, JWTClaims};
 use jwt_simple::common::VerificationOptions;
 use jwt_simple::reexports::coarsetime::{Duration, UnixTimeStamp};
@@ -11,6 +11,7 @@ use jwt_simple::JWTError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::es256::{self, KeyTable};
 use crate::jwks::{Algorithm, Key, KeySet, PublicKey};
 
 /// Tokens longer than this are refused before any decoding.
@@ -310,7 +311,7 @@ fn verify_with(key: &Key, token: &str) -> Result<JWTClaims<Custom>, TokenError> 
     let result = match &key.public {
         PublicKey::Rs256(k) => k.verify_token::<Custom>(token, options),
         PublicKey::Ps256(k) => k.verify_token::<Custom>(token, options),
-        PublicKey::Es256(k) => k.verify_token::<Custom>(token, options),
+        PublicKey::Es256(table) => return verify_es256(table, token),
         PublicKey::EdDsa(k) => k.verify_token::<Custom>(token, options),
     };
     result.map_err(|e| match e.downcast_ref::<JWTError>() {
@@ -319,6 +320,74 @@ fn verify_with(key: &Key, token: &str) -> Result<JWTClaims<Custom>, TokenError> 
         // that does not decode into claims of the right types.
         _ => TokenError::Malformed,
     })
+}
+
+/// jwt-simple's `Token::verify` for ES256, check for check and in its order, with the signature
+/// checked against the key's precomputed table ([`es256`]) instead of a generic verifier.
+fn verify_es256(table: &KeyTable, token: &str) -> Result<JWTClaims<Custom>, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if header_b64.len() > MAX_HEADER_LEN {
+        return Err(TokenError::Malformed);
+    }
+    let header: FullHeader =
+        serde_json::from_slice(&decode_b64(header_b64)?).map_err(|_| TokenError::Malformed)?;
+    if header.crit.is_some_and(|crit| !crit.is_empty()) || header.alg != "ES256" {
+        return Err(TokenError::Malformed);
+    }
+    if let Some(typ) = header.typ {
+        let typ = typ.to_uppercase();
+        if typ != "JWT" && !typ.ends_with("+JWT") {
+            return Err(TokenError::Malformed);
+        }
+    }
+    if let Some(salt) = header.salt {
+        decode_b64_any(&salt)?;
+    }
+    let signature = decode_b64_any(sig_b64)?;
+    let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
+    let digest = hmac_sha256::Hash::hash(signed.as_bytes());
+    if !es256::verify_prehashed(table, &digest, &signature) {
+        return Err(TokenError::BadSignature);
+    }
+    serde_json::from_slice(&decode_b64_any(payload_b64)?).map_err(|_| TokenError::Malformed)
+}
+
+/// jwt-simple's limit on the encoded header.
+const MAX_HEADER_LEN: usize = 8192;
+
+/// Every header member jwt-simple reads, with its types, so that a header it would refuse
+/// (a `jwk` object, a non-string `cty`, ...) is refused here too.
+#[derive(Deserialize)]
+#[allow(dead_code)] // Parsed for their types only.
+struct FullHeader {
+    alg: String,
+    #[serde(default)]
+    cty: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<Vec<String>>,
+    #[serde(default)]
+    x5c: Option<Vec<String>>,
+    #[serde(default)]
+    jku: Option<String>,
+    #[serde(default)]
+    jwk: Option<String>,
+    #[serde(default)]
+    x5u: Option<String>,
+    #[serde(default)]
+    x5t: Option<String>,
+    #[serde(default, rename = "x5t#S256")]
+    x5t_s256: Option<String>,
+    #[serde(default)]
+    salt: Option<String>,
 }
 
 /// RFC 9068 `at+jwt` (with or without its `application/` prefix), plain `JWT`, or none: other
@@ -342,6 +411,11 @@ fn decode_b64(s: &str) -> Result<Vec<u8>, TokenError> {
     if s.is_empty() {
         return Err(TokenError::Malformed);
     }
+    Base64UrlSafeNoPadding::decode_to_vec(s, None).map_err(|_| TokenError::Malformed)
+}
+
+/// jwt-simple's decoding, empty input included.
+fn decode_b64_any(s: &str) -> Result<Vec<u8>, TokenError> {
     Base64UrlSafeNoPadding::decode_to_vec(s, None).map_err(|_| TokenError::Malformed)
 }
 

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod challenge;
 pub mod config;
 pub mod decision;
+pub mod es256;
 pub mod exchange;
 pub mod jsonrpc;
 pub mod jwks;
