@@ -319,7 +319,10 @@ fn the_cache_lookup_key_is_the_token_bearer_parsing_accepts() {
 fn an_admission_is_admit_then_decide_on_the_token_alone() {
     let p = policy();
     let t = target(&p, "support-assistant");
-    let c = claims("/support-assistant/mcp", "tickets.read accounts.read admin.read");
+    let c = claims(
+        "/support-assistant/mcp",
+        "tickets.read accounts.read admin.read",
+    );
     let a = admission(t, &c, NOW, 0).unwrap();
     let principal = admit(t, &c, NOW, 0).unwrap();
     assert_eq!(a.principal.subject, principal.subject);

@@ -2,9 +2,11 @@
 //! this Envoy reuses one exchange for the credential's whole lifetime.
 
 use crate::host::Host;
+use crate::token_cache::WordHasher;
 use proxy_wasm::hostcalls;
 use scopegate_core::exchange::Credential;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
 /// Per-worker entries kept before the map is emptied (the shared copy survives that).
@@ -26,9 +28,11 @@ impl Usable {
     }
 }
 
+/// Keyed by grant id (from a verified token) and server: a fast unkeyed hash will do
+/// (`token_cache::WordHasher` says why).
 #[derive(Default)]
 pub struct Credentials {
-    local: HashMap<String, Rc<Usable>>,
+    local: HashMap<String, Rc<Usable>, BuildHasherDefault<WordHasher>>,
 }
 
 impl Credentials {

@@ -581,7 +581,9 @@ fn a_hit_reuses_the_admission_per_server_and_never_across_servers() {
     let cached = w.tokens.borrow().get("tok", NOW, 5).unwrap();
     let plain = w.policy.server_by_name("plain").unwrap();
     let support = w.policy.server_by_name("support").unwrap();
-    let first = cached.admitted(plain).expect("admission kept with the token");
+    let first = cached
+        .admitted(plain)
+        .expect("admission kept with the token");
     assert!(cached.admitted(support).is_none());
 
     // The token's audience is `plain`: on `support` it is refused there, not admitted from

@@ -200,3 +200,57 @@ impl Hasher for WordHasher {
         self.hash
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    fn hash(s: &str) -> u64 {
+        BuildHasherDefault::<WordHasher>::default().hash_one(s)
+    }
+
+    #[test]
+    fn every_byte_of_a_token_counts() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        let base = hash(token);
+        for i in 0..token.len() {
+            let mut t = token.as_bytes().to_vec();
+            t[i] ^= 1;
+            let changed = String::from_utf8(t).unwrap_or_default();
+            assert_ne!(hash(&changed), base, "byte {i}");
+        }
+        // A prefix is not the same key (the str terminator is hashed too).
+        assert_ne!(hash(&token[..token.len() - 1]), base);
+        assert_eq!(hash(token), base);
+    }
+
+    #[test]
+    fn the_cache_keeps_what_a_token_earned_per_server() {
+        let claims = Rc::new(Claims {
+            iss: "i".into(),
+            sub: Some("alice".into()),
+            aud: vec![],
+            exp: 100,
+            nbf: None,
+            iat: None,
+            jti: None,
+            client_id: None,
+            scopes: vec![],
+            kid: None,
+            alg: scopegate_core::jwks::Algorithm::Es256,
+            grant_id: None,
+            extra: Default::default(),
+        });
+        let mut cache = TokenCache::new(2);
+        let v = cache.insert("a", Rc::clone(&claims), 10, 0);
+        assert!(cache.get("a", 10, 0).is_some());
+        assert!(cache.get("a", 100, 0).is_none(), "expired at exp");
+        assert!(v.admitted(0).is_none());
+        // Full of live tokens: starts over.
+        cache.insert("b", Rc::clone(&claims), 10, 0);
+        cache.insert("c", Rc::clone(&claims), 10, 0);
+        assert!(cache.get("a", 10, 0).is_none());
+        assert!(cache.get("c", 10, 0).is_some());
+    }
+}
