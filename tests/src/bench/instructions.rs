@@ -420,9 +420,10 @@ pub fn report(results: &[Measured]) -> (String, Value) {
     (md, json!({"cases": rows}))
 }
 
-/// Where the results go: the repository's copy for the default module, target/ otherwise.
+/// Where the results go: the repository's copy for a full run of the default module (`make
+/// bench-instructions`), target/ for anything else.
 pub fn results_path(opts: &Options) -> PathBuf {
-    if opts.custom_wasm {
+    if opts.custom_wasm || opts.only.is_some() {
         crate::repo_root().join("target/bench/instructions.json")
     } else {
         crate::repo_root().join("bench/results/instructions.json")
