@@ -65,6 +65,10 @@ impl fmt::Display for LoadError {
     }
 }
 
+/// Whether this build reads and checks the broker's own sections (`broker`, each gateway's
+/// `clients`): the broker's does (feature `broker`), the filter's skips them unread.
+pub const READS_BROKER_SECTIONS: bool = cfg!(feature = "broker");
+
 /// Parses and validates in one step: what the filter's `on_configure` and `broker check` call.
 pub fn load(text: &str) -> Result<Policy, LoadError> {
     let doc = Document::parse(text).map_err(LoadError::Parse)?;
