@@ -197,7 +197,10 @@ mod tests {
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();
-            assert!(refused.contains("typo") || refused.contains("clients"), "{refused}");
+            assert!(
+                refused.contains("typo") || refused.contains("clients"),
+                "{refused}"
+            );
             return;
         }
         let policy = scopegate_core::validate::load(&doc(r#"["tickets.read"]"#));
