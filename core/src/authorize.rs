@@ -255,6 +255,19 @@ pub fn admission(
     })
 }
 
+/// What a cached token keeps of its claims beyond the registered ones: only those the policy
+/// reads (each gateway's `subject_claim`). Identity providers' tokens carry dozens more (names,
+/// groups, tenant and session ids) that would otherwise sit in every worker's token cache until
+/// `exp`. A new policy starts a new cache, so a claim it reads is never missing from an entry.
+pub fn keep_read_claims(policy: &Policy, claims: &mut Claims) {
+    let all = std::mem::take(&mut claims.extra);
+    for g in &policy.gateways {
+        if let Some(value) = all.get(&g.subject_claim) {
+            claims.extra.insert(g.subject_claim.clone(), value.clone());
+        }
+    }
+}
+
 /// The identity mapping rule: the gateway's subject claim, as a string.
 fn subject_of(gateway: &Gateway, claims: &Claims) -> Option<String> {
     let value = if gateway.subject_claim == "sub" {

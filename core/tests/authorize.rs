@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use scopegate_core::authorize::{
-    admission, admit, bad_request, bearer_credentials, bearer_token, decide, required_scopes,
-    Target,
+    admission, admit, bad_request, bearer_credentials, bearer_token, decide, keep_read_claims,
+    required_scopes, Target,
 };
 use scopegate_core::decision::Outcome;
 use scopegate_core::jwks::Algorithm;
@@ -247,6 +247,31 @@ fn subject_comes_from_the_identity_rule() {
     assert_eq!(admit(t, &c, NOW, 5).unwrap_err().audit.reason, "no_subject");
     c.extra.insert("email".into(), "alice@example.com".into());
     assert_eq!(admit(t, &c, NOW, 5).unwrap().subject, "alice@example.com");
+}
+
+#[test]
+fn a_cached_token_keeps_only_the_claims_the_policy_reads() {
+    let doc = DOC.replace(
+        "    jwks: { cluster: idp }",
+        "    jwks: { cluster: idp }\n    identity: { subject_claim: email }",
+    );
+    let p = load(&doc).unwrap();
+    let mut c = claims("/support-assistant/mcp", "tickets.read");
+    c.extra.insert("email".into(), "alice@example.com".into());
+    c.extra
+        .insert("groups".into(), serde_json::json!(["staff", "oncall"]));
+    c.extra.insert("name".into(), "Alice".into());
+    keep_read_claims(&p, &mut c);
+    assert_eq!(c.extra.keys().collect::<Vec<_>>(), ["email"]);
+    let t = target(&p, "support-assistant");
+    assert_eq!(admit(t, &c, NOW, 5).unwrap().subject, "alice@example.com");
+
+    // The default rule reads `sub`, a registered claim: nothing beyond the registered ones stays.
+    let mut c = claims("/support-assistant/mcp", "tickets.read");
+    c.extra.insert("email".into(), "alice@example.com".into());
+    keep_read_claims(&policy(), &mut c);
+    assert!(c.extra.is_empty());
+    assert_eq!(c.sub.as_deref(), Some("alice"));
 }
 
 #[test]

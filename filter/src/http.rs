@@ -484,10 +484,13 @@ impl<D: Host + Default> Request<D> {
                     r
                 };
                 match result {
-                    Ok(c) => worker
-                        .tokens
-                        .borrow_mut()
-                        .insert(token, Rc::new(c), now, leeway),
+                    Ok(mut c) => {
+                        authorize::keep_read_claims(&policy, &mut c);
+                        worker
+                            .tokens
+                            .borrow_mut()
+                            .insert(token, Rc::new(c), now, leeway)
+                    }
                     Err(TokenError::UnknownKid(_)) if !retried => {
                         return self.refetch_keys(h, worker, server, source, token);
                     }

@@ -455,3 +455,50 @@ fn a_spent_budget_is_429_with_retry_after_per_subject() {
     assert_eq!(line["status"], 429);
     assert_eq!(line["subject"], "budget-user");
 }
+
+/// A gateway whose identity rule reads `email`: the token's email is the subject upstream, on
+/// the request that verifies the token and on the cached hits after it (a cached token keeps
+/// only the claims the policy reads; `core::authorize::keep_read_claims`).
+#[test]
+fn the_identity_rules_claim_is_the_subject_on_the_miss_and_on_every_hit() {
+    let s = Stack::start("validate_mode_subject_claim", |doc| {
+        doc["gateways"][0]["identity"] = json!({"subject_claim": "email"})
+    });
+    let mut claims = s.issuer.claims(&s.resource(SUPPORT), "tickets.read");
+    claims["email"] = json!("alice@example.com");
+    claims["groups"] = json!(["staff", "oncall"]);
+    claims["name"] = json!("Alice Example");
+    let token = s.issuer.sign("es256", claims);
+    let verified_before = s
+        .envoy
+        .stat("wasmcustom.scopegate.jwt.verified")
+        .unwrap_or(0);
+    let mut c = Client::new(&s.envoy.url(SUPPORT), Some(&token));
+    assert_eq!(c.initialize().status, 200);
+    for call in 0..3 {
+        let r = c.call_tool("list_tickets", json!({}));
+        assert_eq!(r.status, 200, "call {call}: {}", r.body);
+        assert_eq!(
+            r.tool_json()["scopegate_subject"],
+            json!("alice@example.com"),
+            "call {call}"
+        );
+    }
+    // Signatures are checked once per token: the calls after the first were cache hits.
+    let verified = scopegate_tests::procs::wait_for(
+        "the jwt.verified counter",
+        std::time::Duration::from_secs(10),
+        || {
+            s.envoy
+                .stat("wasmcustom.scopegate.jwt.verified")
+                .filter(|n| *n > verified_before)
+        },
+    );
+    assert_eq!(verified - verified_before, 1);
+
+    // Under this rule a token without `email` has no subject.
+    let token = s.issuer.token(&s.resource(SUPPORT), "tickets.read");
+    let r = Client::new(&s.envoy.url(SUPPORT), Some(&token)).request("tools/list", json!({}), &[]);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(challenge(&r).starts_with("Bearer error=\"invalid_token\""));
+}
