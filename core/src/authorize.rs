@@ -444,15 +444,20 @@ pub fn body_plan(server: &Server, mode: BodyMode, is_post: bool) -> BodyPlan {
     }
 }
 
-/// `hold_body`, before the headers go upstream: the refusal for what the token alone can't do
-/// (base scopes) or for the call the `Mcp-Method`/`Mcp-Name` headers declare. `None` means
-/// "forward the headers", never "allowed": the body is still decided on its own calls.
+/// `hold_body`, before the headers go upstream: the refusal for the call the
+/// `Mcp-Method`/`Mcp-Name` headers declare (base scopes included). With neither header there is
+/// nothing to decide beyond the token's own decision ([`admission`]), which the caller enforces.
+/// `None` means "forward the headers", never "allowed": the body is still decided on its own calls.
 pub fn early_refusal(
     target: Target<'_>,
     principal: &Principal,
     mcp_method: Option<&str>,
     mcp_name: Option<&str>,
 ) -> Option<Decision> {
+    if mcp_method.is_none() && mcp_name.is_none() {
+        // Nothing declared: the token's own decision (its admission) is the early one.
+        return None;
+    }
     let calls = mcp::declared(mcp_method, mcp_name).unwrap_or_default();
     let d = decide(target, principal, &calls);
     (!d.is_allow()).then_some(d)

@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use scopegate_core::authorize::{
-    admit, body_plan, decide_body, decide_metadata, early_refusal, BodyPlan, Principal, Target,
+    admission, admit, body_plan, decide_body, decide_metadata, early_refusal, BodyPlan, Principal,
+    Target,
 };
 use scopegate_core::config::BodyMode;
 use scopegate_core::decision::{Decision, Outcome};
@@ -42,8 +43,8 @@ fn target<'a>(p: &'a Policy, name: &str) -> Target<'a> {
     Target::of(p, p.server_by_name(name).unwrap()).unwrap()
 }
 
-fn principal(t: Target<'_>, scope: &str) -> Principal {
-    let claims = Claims {
+fn claims_for(t: Target<'_>, scope: &str) -> Claims {
+    Claims {
         iss: "https://idp.example.com".into(),
         sub: Some("alice".into()),
         aud: vec![t.server.resource.clone()],
@@ -57,8 +58,11 @@ fn principal(t: Target<'_>, scope: &str) -> Principal {
         alg: Algorithm::Es256,
         grant_id: None,
         extra: Default::default(),
-    };
-    admit(t, &claims, NOW, 5).unwrap()
+    }
+}
+
+fn principal(t: Target<'_>, scope: &str) -> Principal {
+    admit(t, &claims_for(t, scope), NOW, 5).unwrap()
 }
 
 fn jsonrpc_code(d: &Decision) -> i64 {
@@ -129,6 +133,20 @@ fn declared_headers_refuse_early_but_never_allow_alone() {
     assert_eq!(d.status(), 403);
     // No headers at all: nothing to refuse early.
     assert!(early_refusal(t, &reader, None, None).is_none());
+    // Declared headers are judged with the base scopes; without them the token's own decision
+    // (its admission) is what refuses.
+    let p = load(&DOC.replace(
+        r#""scopes": ["tickets.read", "accounts.read"],"#,
+        r#""scopes": ["tickets.read", "accounts.read"], "base_scopes": ["tickets.read"],"#,
+    ))
+    .unwrap();
+    let t = target(&p, "support-assistant");
+    let stranger = principal(t, "accounts.read");
+    let d = early_refusal(t, &stranger, Some("tools/list"), None).unwrap();
+    assert_eq!(d.audit.reason, "insufficient_scope");
+    assert!(early_refusal(t, &stranger, None, None).is_none());
+    let admitted = admission(t, &claims_for(t, "accounts.read"), NOW, 5).unwrap();
+    assert_eq!(admitted.decision.status(), 403);
 }
 
 #[test]

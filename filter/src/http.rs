@@ -39,13 +39,13 @@ enum Phase {
     /// complete (needs `allow_on_headers_stop_iteration`).
     HoldingHeaders {
         server: ServerId,
-        principal: Principal,
+        principal: Rc<Principal>,
     },
     /// `hold_body`: the headers went upstream with identity and credential; the body is held
     /// until the JSON-RPC message is complete, then decided (a refusal resets the upstream).
     HoldingBody {
         server: ServerId,
-        principal: Principal,
+        principal: Rc<Principal>,
     },
     /// Allowed so far; waiting for the broker's downstream credential (callout `call`).
     AwaitingCredential {
@@ -79,7 +79,7 @@ enum Then {
     /// when the token cache already has it.
     Finish(Option<Rc<str>>),
     /// `hold_body`: the token's decision only; the body is decided when complete.
-    HoldBody(Principal),
+    HoldBody(Rc<Principal>),
 }
 
 /// Whether the request headers already went upstream when the body is decided.
@@ -432,7 +432,8 @@ impl<D: Host + Default> Request<D> {
         wake_parked::<D, H>(h, self.worker.as_ref(), self.id, cache_key, &result);
     }
 
-    /// Verifies (or finds cached) the token, then goes on with what it earned on this server.
+    /// Verifies a token the cache does not hold (the caller looked), caches it, then goes on with
+    /// what it earned on this server.
     fn authenticate<H: Host>(
         &mut self,
         h: &mut H,
@@ -447,58 +448,52 @@ impl<D: Host + Default> Request<D> {
         };
         let now = self.now;
         let leeway = policy.filter.leeway_s;
-        let cached = worker.tokens.borrow().get(token, now, leeway);
-        let verified = match cached {
-            Some(v) => v,
-            None => {
-                let source = target.gateway.jwks_source;
-                let loaded = worker.keys.borrow().keys(source);
-                // Another worker may have fetched them since this worker's last tick.
-                let loaded = loaded.or_else(|| {
-                    let mut store = worker.keys.borrow_mut();
-                    store.sync(h, source);
-                    store.keys(source)
-                });
-                let Some(keyset) = loaded else {
-                    return self.reply(h, worker, &authorize::keys_unavailable(target));
-                };
-                let generation = worker.keys.borrow().generation(source);
-                let digest = token_cache::digest(token);
-                let opts = VerifyOptions {
-                    issuer: &target.gateway.issuer,
-                    now,
-                    leeway,
-                };
-                let result = if token_cache::verified_elsewhere(h, &digest, generation) {
-                    worker
-                        .stats
-                        .borrow_mut()
-                        .count_global(h, "jwt", "verified_elsewhere");
-                    jwt::decode_verified(token, &opts)
-                } else {
-                    let r = jwt::verify(token, &keyset, &opts);
-                    if r.is_ok() {
-                        worker.stats.borrow_mut().count_global(h, "jwt", "verified");
-                        token_cache::share_verified(h, &digest, generation);
-                    }
-                    r
-                };
-                match result {
-                    Ok(mut c) => {
-                        authorize::keep_read_claims(&policy, &mut c);
-                        worker
-                            .tokens
-                            .borrow_mut()
-                            .insert(token, Rc::new(c), now, leeway)
-                    }
-                    Err(TokenError::UnknownKid(_)) if !retried => {
-                        return self.refetch_keys(h, worker, server, source, token);
-                    }
-                    Err(e) => return self.reply(h, worker, &authorize::token_rejected(target, &e)),
-                }
-            }
+        let source = target.gateway.jwks_source;
+        let loaded = worker.keys.borrow().keys(source);
+        // Another worker may have fetched them since this worker's last tick.
+        let loaded = loaded.or_else(|| {
+            let mut store = worker.keys.borrow_mut();
+            store.sync(h, source);
+            store.keys(source)
+        });
+        let Some(keyset) = loaded else {
+            return self.reply(h, worker, &authorize::keys_unavailable(target));
         };
-        self.admitted(h, worker, server, &verified)
+        let generation = worker.keys.borrow().generation(source);
+        let digest = token_cache::digest(token);
+        let opts = VerifyOptions {
+            issuer: &target.gateway.issuer,
+            now,
+            leeway,
+        };
+        let result = if token_cache::verified_elsewhere(h, &digest, generation) {
+            worker
+                .stats
+                .borrow_mut()
+                .count_global(h, "jwt", "verified_elsewhere");
+            jwt::decode_verified(token, &opts)
+        } else {
+            let r = jwt::verify(token, &keyset, &opts);
+            if r.is_ok() {
+                worker.stats.borrow_mut().count_global(h, "jwt", "verified");
+                token_cache::share_verified(h, &digest, generation);
+            }
+            r
+        };
+        let verified = match result {
+            Ok(mut c) => {
+                authorize::keep_read_claims(&policy, &mut c);
+                worker
+                    .tokens
+                    .borrow_mut()
+                    .insert(token, Rc::new(c), now, leeway)
+            }
+            Err(TokenError::UnknownKid(_)) if !retried => {
+                return self.refetch_keys(h, worker, server, source, token);
+            }
+            Err(e) => return self.reply(h, worker, &authorize::token_rejected(target, &e)),
+        };
+        self.admitted(h, worker, server, target, &verified)
     }
 
     /// A verified token (within its `exp`): admit it on this server (once per cached token),
@@ -508,12 +503,10 @@ impl<D: Host + Default> Request<D> {
         h: &mut H,
         worker: &Rc<Worker>,
         server: ServerId,
+        target: Target<'_>,
         verified: &Verified,
     ) -> Action {
-        let policy = Rc::clone(&worker.policy);
-        let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed(h, "server vanished from the policy");
-        };
+        let policy = &worker.policy;
         let admitted = match verified.admitted(server) {
             Some(a) => a,
             None => {
@@ -545,7 +538,7 @@ impl<D: Host + Default> Request<D> {
                 }
                 self.phase = Phase::HoldingHeaders {
                     server,
-                    principal: principal.clone(),
+                    principal: Rc::clone(principal),
                 };
                 // Second precision is plenty for a 10 s limit, and saves a clock read.
                 hold_watch::hold(worker, self.id, self.now.saturating_mul(1000));
@@ -556,16 +549,11 @@ impl<D: Host + Default> Request<D> {
                     self.head.mcp_method.as_deref(),
                     self.head.mcp_name.as_deref(),
                 );
-                // Without `Mcp-*` headers the token's own decision is the early one (enforce
-                // refuses a deny).
-                if method.is_some() || name.is_some() {
-                    if let Some(refused) = authorize::early_refusal(target, principal, method, name)
-                    {
-                        return self.reply(h, worker, &refused);
-                    }
+                if let Some(refused) = authorize::early_refusal(target, principal, method, name) {
+                    return self.reply(h, worker, &refused);
                 }
                 let decision = Rc::clone(&admitted.decision);
-                let then = Then::HoldBody(principal.clone());
+                let then = Then::HoldBody(Rc::clone(principal));
                 self.enforce(h, worker, server, decision, &[], then)
             }
             BodyPlan::FromMetadata => {
@@ -740,7 +728,7 @@ enum Held {
     /// Refused, or a callout is pending: keep the body.
     Waiting,
     /// A held message to decide once complete.
-    Body(ServerId, Principal, HeadersSent),
+    Body(ServerId, Rc<Principal>, HeadersSent),
 }
 
 impl<D: Host + Default> Request<D> {
@@ -776,10 +764,10 @@ impl<D: Host + Default> Request<D> {
             Phase::HoldingHeaders { server, principal } => {
                 // A body callback came, so the flag is set: the watch can stop.
                 hold_watch::release(worker, self.id);
-                Held::Body(*server, principal.clone(), HeadersSent::No)
+                Held::Body(*server, Rc::clone(principal), HeadersSent::No)
             }
             Phase::HoldingBody { server, principal } => {
-                Held::Body(*server, principal.clone(), HeadersSent::Yes)
+                Held::Body(*server, Rc::clone(principal), HeadersSent::Yes)
             }
         }
     }
@@ -895,7 +883,7 @@ impl<D: Host + Default> Request<D> {
                     .get(t, self.now, policy.filter.leeway_s)
             });
         if let Some(verified) = hit {
-            return self.admitted(h, &worker, server, &verified);
+            return self.admitted(h, &worker, server, target, &verified);
         }
         match authorize::bearer_token(target, authorization.as_deref()) {
             Ok(token) => self.authenticate(h, &worker, server, token, false),

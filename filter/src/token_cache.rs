@@ -67,7 +67,8 @@ pub struct Verified {
 
 /// [`scopegate_core::authorize::Admission`] as the request path shares it.
 pub struct Admitted {
-    pub principal: Principal,
+    /// Shared with the held-body phases, which keep it per request.
+    pub principal: Rc<Principal>,
     pub decision: Rc<Decision>,
     pub record: Rc<str>,
 }
@@ -90,7 +91,7 @@ impl Verified {
 
     pub fn remember(&self, server: ServerId, admission: Admission) -> Rc<Admitted> {
         let admitted = Rc::new(Admitted {
-            principal: admission.principal,
+            principal: Rc::new(admission.principal),
             decision: Rc::new(admission.decision),
             record: admission.record.into(),
         });

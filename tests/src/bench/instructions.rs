@@ -8,8 +8,8 @@
 //! are not time: a cache miss or a syscall's kernel side counts for nothing here. The timed
 //! `make bench` stays the measure of record; this one ranks changes on a noisy machine.
 
-use super::cases::{self, Case, Kind, Pool, LADDER_FLOOR, LADDER_FLOOR_EXPORTS};
-use super::envoy::{self as benv, Auth};
+use super::cases::{self, Case, Kind, Pool, LADDER_FLOOR};
+use super::envoy as benv;
 use super::request;
 use super::run::{self, Options, HOST, PUBLIC_URL};
 use super::upstream::Upstream;
@@ -206,29 +206,6 @@ fn read_answer(s: &mut TcpStream) -> Option<(u16, bool)> {
     Some((status, keep))
 }
 
-fn auth_for(case: &Case, opts: &Options, issuer: &Issuer) -> Auth {
-    match case.kind {
-        Kind::NoAuth | Kind::Brokered => Auth::None,
-        Kind::Ladder { rung } => Auth::Ladder {
-            rung: rung.to_string(),
-            wasm: if rung == LADDER_FLOOR_EXPORTS {
-                opts.ladder_stripped_wasm.clone()
-            } else {
-                opts.ladder_wasm.clone()
-            },
-        },
-        Kind::Scopegate { per_tool } => Auth::Scopegate {
-            doc: benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries)
-                .to_string(),
-            wasm: opts.wasm.clone(),
-        },
-        Kind::JwtAuthn => Auth::JwtAuthn {
-            issuer: issuer.url.clone(),
-            audience: format!("{PUBLIC_URL}{}", request::PATH),
-        },
-    }
-}
-
 fn measure(
     case: &'static Case,
     opts: &Options,
@@ -278,7 +255,7 @@ fn measure_into(
     let port = crate::free_port();
     let admin = benv::admin_port();
     let boot = benv::bootstrap(
-        &auth_for(case, opts, issuer),
+        &run::auth_for(case, opts, issuer),
         port,
         admin,
         upstream.port,

@@ -361,27 +361,7 @@ fn bring_up(
         });
         return Ok(envoy);
     }
-    let resource = format!("{PUBLIC_URL}{}", request::PATH);
-    let auth = match case.kind {
-        Kind::NoAuth | Kind::Brokered => Auth::None,
-        Kind::Ladder { rung } => Auth::Ladder {
-            rung: rung.to_string(),
-            wasm: if rung == LADDER_FLOOR_EXPORTS {
-                opts.ladder_stripped_wasm.clone()
-            } else {
-                opts.ladder_wasm.clone()
-            },
-        },
-        Kind::Scopegate { per_tool } => Auth::Scopegate {
-            doc: benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries)
-                .to_string(),
-            wasm: opts.wasm.clone(),
-        },
-        Kind::JwtAuthn => Auth::JwtAuthn {
-            issuer: issuer.url.clone(),
-            audience: resource,
-        },
-    };
+    let auth = auth_for(case, opts, issuer);
     let port = crate::free_port();
     let admin = benv::admin_port();
     let boot = benv::bootstrap(
@@ -940,5 +920,29 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
         broker_binary: broker_binary.ok(),
         wasm_bytes,
         seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// What a case's Envoy runs in front of the upstream, for the timed and the counted runs alike.
+pub(super) fn auth_for(case: &Case, opts: &Options, issuer: &Issuer) -> Auth {
+    match case.kind {
+        Kind::NoAuth | Kind::Brokered => Auth::None,
+        Kind::Ladder { rung } => Auth::Ladder {
+            rung: rung.to_string(),
+            wasm: if rung == LADDER_FLOOR_EXPORTS {
+                opts.ladder_stripped_wasm.clone()
+            } else {
+                opts.ladder_wasm.clone()
+            },
+        },
+        Kind::Scopegate { per_tool } => Auth::Scopegate {
+            doc: benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries)
+                .to_string(),
+            wasm: opts.wasm.clone(),
+        },
+        Kind::JwtAuthn => Auth::JwtAuthn {
+            issuer: issuer.url.clone(),
+            audience: format!("{PUBLIC_URL}{}", request::PATH),
+        },
     }
 }
