@@ -5,7 +5,7 @@ use crate::crypto;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use scopegate_core::oauth::client::ClientMetadata;
-use scopegate_core::oauth::{cimd, pkce, OAuthError};
+use scopegate_core::oauth::{cimd, pkce, OAuthError, OAuthErrorCode};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -69,7 +69,7 @@ pub async fn resolve(
 
 pub fn server_error(detail: impl std::fmt::Display) -> OAuthError {
     tracing::error!(error = %detail, "internal error");
-    OAuthError::new("server_error", "internal error")
+    OAuthError::new(OAuthErrorCode::ServerError, "internal error")
 }
 
 /// Client authentication (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, or a

@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use scopegate_core::oauth::OAuthError;
+use scopegate_core::oauth::{OAuthError, OAuthErrorCode};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -43,9 +43,9 @@ impl From<OAuthError> for OAuthReply {
 impl IntoResponse for OAuthReply {
     fn into_response(self) -> Response {
         let status = match self.0.error {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
-            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let mut r = json(status, self.0.body());

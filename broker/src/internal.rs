@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use scopegate_core::oauth::{token_exchange, OAuthError};
+use scopegate_core::oauth::{token_exchange, OAuthError, OAuthErrorCode};
 use scopegate_core::revocation::{self, Page, Revoked};
 use serde_json::json;
 use std::sync::Arc;
@@ -86,7 +86,7 @@ async fn exchange(State(app): State<Arc<App>>, body: Bytes) -> Response {
     let result = do_exchange(&app, &body).await;
     app.metrics
         .exchanges
-        .with_label_values(&[result.as_ref().map_or_else(|e| e.error, |_| "ok")])
+        .with_label_values(&[result.as_ref().map_or_else(|e| e.error.as_str(), |_| "ok")])
         .inc();
     match result {
         Ok((token, expires_in)) => json(
@@ -231,7 +231,7 @@ async fn fleet_lock(
             Ok(None) => {
                 tracing::warn!(grant_id = %grant_id, "downstream refresh lock: timed out waiting for another broker");
                 return Err(OAuthError::new(
-                    "temporarily_unavailable",
+                    OAuthErrorCode::TemporarilyUnavailable,
                     "another broker is refreshing this grant",
                 ));
             }
@@ -319,7 +319,7 @@ async fn refresh(
             app.metrics.downstream_refresh_failures.inc();
             tracing::warn!(gateway = %gw.name, grant_id = %grant.id, error = %e, "downstream refresh failed");
             Err(OAuthError::new(
-                "temporarily_unavailable",
+                OAuthErrorCode::TemporarilyUnavailable,
                 "the downstream authorization server is unavailable",
             ))
         }

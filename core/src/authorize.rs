@@ -6,9 +6,10 @@
 
 use crate::challenge::{www_authenticate, ChallengeKind};
 use crate::config::BodyMode;
-use crate::decision::{oauth_error_body, Audit, Decision, Denial, Grant, Outcome};
+use crate::decision::{Audit, Decision, Denial, Grant, Outcome, Reason};
 use crate::jwt::{Claims, TokenError};
 use crate::mcp::{self, Call, McpError, NativeMetadata};
+use crate::oauth::OAuthErrorCode;
 use crate::policy::{Gateway, Policy, Server, ServerId};
 use crate::scopes::ScopeSet;
 
@@ -40,19 +41,23 @@ impl<'a> Target<'a> {
         Some(Target { server, gateway })
     }
 
-    fn audit(&self, decision: &'static str, reason: &'static str) -> Audit {
-        Audit {
-            server: self.server.name.clone(),
-            decision,
-            reason,
-            ..Audit::default()
-        }
+    /// A fresh audit record for this server.
+    pub fn audit(&self, reason: Reason) -> Audit {
+        Audit::new(self.server.name.as_str(), reason)
     }
 
-    fn unauthorized(
+    /// The 401 refusal with a challenge for this server, recorded on a fresh audit record.
+    fn unauthorized(&self, kind: ChallengeKind, reason: Reason, description: &str) -> Decision {
+        self.unauthorized_as(self.audit(reason), kind, reason, description)
+    }
+
+    /// The 401 refusal with a challenge for this server, recorded on `audit` (which may already
+    /// name the subject and client).
+    pub fn unauthorized_as(
         &self,
+        audit: Audit,
         kind: ChallengeKind,
-        reason: &'static str,
+        reason: Reason,
         description: &str,
     ) -> Decision {
         let desc = (kind != ChallengeKind::NoToken).then_some(description);
@@ -63,19 +68,12 @@ impl<'a> Target<'a> {
             desc,
         );
         let error = if kind == ChallengeKind::NoToken {
-            "unauthorized"
+            OAuthErrorCode::Unauthorized
         } else {
-            "invalid_token"
+            OAuthErrorCode::InvalidToken
         };
-        Decision {
-            outcome: Outcome::Deny(Denial {
-                status: 401,
-                www_authenticate: Some(www),
-                retry_after: None,
-                body: oauth_error_body(error, description),
-            }),
-            audit: self.audit("deny", reason),
-        }
+        let denial = Denial::oauth(401, error, description).challenge(www);
+        Decision::refusal(reason, denial, audit)
     }
 }
 
@@ -96,7 +94,7 @@ pub fn bearer_token<'h>(
     let Some(value) = authorization else {
         return Err(Box::new(target.unauthorized(
             ChallengeKind::NoToken,
-            "no_token",
+            Reason::NoToken,
             "a bearer token is required",
         )));
     };
@@ -105,7 +103,7 @@ pub fn bearer_token<'h>(
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(Box::new(target.unauthorized(
             ChallengeKind::NoToken,
-            "no_token",
+            Reason::NoToken,
             "a bearer token is required",
         )));
     }
@@ -113,7 +111,7 @@ pub fn bearer_token<'h>(
     if token.is_empty() || token.contains(' ') {
         return Err(Box::new(target.unauthorized(
             ChallengeKind::InvalidToken,
-            "malformed",
+            Reason::Malformed,
             "the bearer token is malformed",
         )));
     }
@@ -140,18 +138,16 @@ pub fn token_rejected(target: Target<'_>, err: &TokenError) -> Decision {
 
 /// The refusal while no signing keys are loaded yet: fail closed, and say it is temporary.
 pub fn keys_unavailable(target: Target<'_>) -> Decision {
-    Decision {
-        outcome: Outcome::Deny(Denial {
-            status: 503,
-            www_authenticate: None,
-            retry_after: None,
-            body: oauth_error_body(
-                "temporarily_unavailable",
-                "signing keys are not loaded yet; retry shortly",
-            ),
-        }),
-        audit: target.audit("deny", "jwks_unavailable"),
-    }
+    let denial = Denial::oauth(
+        503,
+        OAuthErrorCode::TemporarilyUnavailable,
+        "signing keys are not loaded yet; retry shortly",
+    );
+    Decision::refusal(
+        Reason::JwksUnavailable,
+        denial,
+        target.audit(Reason::JwksUnavailable),
+    )
 }
 
 /// Checks a verified token against this server: expiry (claims may come from a cache),
@@ -173,7 +169,7 @@ pub fn admit(
     if !claims.aud.iter().any(|a| a == resource) {
         return Err(Box::new(target.unauthorized(
             ChallengeKind::InvalidToken,
-            "wrong_audience",
+            Reason::WrongAudience,
             "the access token is not for this resource",
         )));
     }
@@ -184,7 +180,7 @@ pub fn admit(
     if target.gateway.reject_foreign_scopes && !foreign.is_empty() {
         let mut d = target.unauthorized(
             ChallengeKind::InvalidToken,
-            "foreign_scope",
+            Reason::ForeignScope,
             "the access token carries scopes this gateway does not allow",
         );
         d.audit.foreign_scopes = foreign;
@@ -202,14 +198,14 @@ pub fn admit(
     {
         return Err(Box::new(target.unauthorized(
             ChallengeKind::InvalidToken,
-            "malformed",
+            Reason::Malformed,
             "the access token's subject or client_id is not header-safe",
         )));
     }
     let Some(subject) = subject else {
         return Err(Box::new(target.unauthorized(
             ChallengeKind::InvalidToken,
-            "no_subject",
+            Reason::NoSubject,
             "the access token has no subject",
         )));
     };
@@ -307,7 +303,7 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
         .iter()
         .find(|c| c.method == "tools/call")
         .and_then(|c| c.name.clone());
-    let mut audit = target.audit("allow", "ok");
+    let mut audit = target.audit(Reason::Ok);
     audit.subject = Some(principal.subject.clone());
     audit.client_id = Some(principal.client_id.clone());
     audit.foreign_scopes = principal.foreign.clone();
@@ -332,18 +328,10 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
             &ask,
             Some(&description),
         );
-        audit.decision = "deny";
-        audit.reason = "insufficient_scope";
         audit.scopes = scopes;
-        return Decision {
-            outcome: Outcome::Deny(Denial {
-                status: 403,
-                www_authenticate: Some(www),
-                retry_after: None,
-                body: oauth_error_body("insufficient_scope", &description),
-            }),
-            audit,
-        };
+        let denial =
+            Denial::oauth(403, OAuthErrorCode::InsufficientScope, &description).challenge(www);
+        return Decision::refusal(Reason::InsufficientScope, denial, audit);
     }
 
     audit.scopes = scopes.clone();
@@ -370,18 +358,9 @@ fn denied(target: Target<'_>, mut audit: Audit, call: &Call, scopes: String) -> 
         "{what} is not available through server `{}`",
         target.server.name
     );
-    audit.decision = "deny";
-    audit.reason = "denied";
     audit.scopes = scopes;
-    Decision {
-        outcome: Outcome::Deny(Denial {
-            status: 403,
-            www_authenticate: None,
-            retry_after: None,
-            body: crate::jsonrpc::error_body(None, crate::jsonrpc::DENIED, &message, None),
-        }),
-        audit,
-    }
+    let body = crate::jsonrpc::error_body(None, crate::jsonrpc::DENIED, &message, None);
+    Decision::refusal(Reason::Denied, Denial::with_body(403, body), audit)
 }
 
 /// The refusal for a body that cannot be classified or whose `Mcp-*` headers disagree with it.
@@ -393,28 +372,22 @@ pub fn bad_request(target: Target<'_>, err: &McpError) -> Decision {
         "error": { "code": err.code(), "message": err.describe() },
     })
     .to_string();
-    Decision {
-        outcome: Outcome::Deny(Denial {
-            status: 400,
-            www_authenticate: None,
-            retry_after: None,
-            body,
-        }),
-        audit: target.audit("deny", err.reason()),
-    }
+    let reason = err.reason();
+    Decision::refusal(reason, Denial::with_body(400, body), target.audit(reason))
 }
 
 /// The refusal for a body larger than the filter reads.
 pub fn body_too_large(target: Target<'_>) -> Decision {
-    Decision {
-        outcome: Outcome::Deny(Denial {
-            status: 413,
-            www_authenticate: None,
-            retry_after: None,
-            body: oauth_error_body("invalid_request", "request body too large to classify"),
-        }),
-        audit: target.audit("deny", "body_too_large"),
-    }
+    let denial = Denial::oauth(
+        413,
+        OAuthErrorCode::InvalidRequest,
+        "request body too large to classify",
+    );
+    Decision::refusal(
+        Reason::BodyTooLarge,
+        denial,
+        target.audit(Reason::BodyTooLarge),
+    )
 }
 
 /// What happens to a governed request once its token is admitted, by body mode.

@@ -5,8 +5,9 @@
 //! per Envoy, updated with compare-and-swap) and asks [`spend`] what to do.
 
 use crate::authorize::Target;
-use crate::decision::{oauth_error_body, Audit, Decision, Denial, Grant, Outcome};
+use crate::decision::{Audit, Decision, Denial, Grant, Reason};
 use crate::mcp::Call;
+use crate::oauth::OAuthErrorCode;
 use serde::Deserialize;
 
 /// Whose requests one window counts.
@@ -113,24 +114,13 @@ pub fn window_key(server: &str, index: usize, budget: &Budget, grant: &Grant) ->
 
 /// The refusal once a budget is spent.
 pub fn exceeded(target: Target<'_>, audit: &Audit, retry_after: u64) -> Decision {
-    let mut audit = audit.clone();
-    audit.decision = "deny";
-    audit.reason = "budget_exceeded";
-    Decision {
-        outcome: Outcome::Deny(Denial {
-            status: 429,
-            www_authenticate: None,
-            retry_after: Some(retry_after),
-            body: oauth_error_body(
-                "rate_limited",
-                &format!(
-                    "the request budget of server `{}` is spent; retry after {retry_after} s",
-                    target.server.name
-                ),
-            ),
-        }),
-        audit,
-    }
+    let description = format!(
+        "the request budget of server `{}` is spent; retry after {retry_after} s",
+        target.server.name
+    );
+    let denial =
+        Denial::oauth(429, OAuthErrorCode::RateLimited, &description).retry_after(retry_after);
+    Decision::refusal(Reason::BudgetExceeded, denial, audit.clone())
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! reads the answer, and how long the downstream credential may be reused.
 
 use crate::authorize::Target;
-use crate::decision::{oauth_error_body, Audit, Decision, Denial, Outcome};
+use crate::challenge::ChallengeKind;
+use crate::decision::{Audit, Decision, Denial, Reason};
+use crate::oauth::OAuthErrorCode;
 use serde::Deserialize;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -128,7 +130,9 @@ pub fn parse_response(
             })
         }
         Some(400 | 401) => match serde_json::from_slice::<Failure>(body) {
-            Ok(f) if f.error == "invalid_grant" => Err(ExchangeError::DeadGrant),
+            Ok(f) if OAuthErrorCode::InvalidGrant == f.error.as_str() => {
+                Err(ExchangeError::DeadGrant)
+            }
             _ => Err(ExchangeError::Unavailable),
         },
         _ => Err(ExchangeError::Unavailable),
@@ -137,53 +141,32 @@ pub fn parse_response(
 
 /// The refusal when no downstream credential could be had.
 pub fn refusal(target: Target<'_>, err: ExchangeError, audit: &Audit) -> Decision {
-    let mut audit = audit.clone();
-    audit.decision = "deny";
     match err {
-        ExchangeError::DeadGrant => {
-            audit.reason = "grant_revoked";
-            let www = crate::challenge::www_authenticate(
-                crate::challenge::ChallengeKind::InvalidToken,
-                &target.server.metadata_url,
-                &target.server.challenge_scope,
-                Some("the authorization behind this token is gone; authorize again"),
-            );
-            Decision {
-                outcome: Outcome::Deny(Denial {
-                    status: 401,
-                    www_authenticate: Some(www),
-                    retry_after: None,
-                    body: oauth_error_body(
-                        "invalid_token",
-                        "the authorization behind this token is gone; authorize again",
-                    ),
-                }),
-                audit,
-            }
-        }
+        ExchangeError::DeadGrant => dead_grant(target, Reason::GrantRevoked, audit),
         ExchangeError::Unavailable => {
-            audit.reason = "broker_unavailable";
-            Decision {
-                outcome: Outcome::Deny(Denial {
-                    status: 503,
-                    www_authenticate: None,
-                    retry_after: None,
-                    body: oauth_error_body(
-                        "temporarily_unavailable",
-                        "the downstream credential could not be obtained; retry shortly",
-                    ),
-                }),
-                audit,
-            }
+            let denial = Denial::oauth(
+                503,
+                OAuthErrorCode::TemporarilyUnavailable,
+                "the downstream credential could not be obtained; retry shortly",
+            );
+            Decision::refusal(Reason::BrokerUnavailable, denial, audit.clone())
         }
     }
 }
 
 /// The refusal for a brokered gateway's token that names no grant (not one the broker issued).
 pub fn no_grant(target: Target<'_>, audit: &Audit) -> Decision {
-    let mut d = refusal(target, ExchangeError::DeadGrant, audit);
-    d.audit.reason = "no_grant";
-    d
+    dead_grant(target, Reason::NoGrant, audit)
+}
+
+/// No grant to act on: the client must authorize again.
+fn dead_grant(target: Target<'_>, reason: Reason, audit: &Audit) -> Decision {
+    target.unauthorized_as(
+        audit.clone(),
+        ChallengeKind::InvalidToken,
+        reason,
+        "the authorization behind this token is gone; authorize again",
+    )
 }
 
 #[cfg(test)]

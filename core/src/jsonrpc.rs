@@ -5,7 +5,7 @@
 //! JSON-RPC error body carrying the request's `id`, while the HTTP status and headers
 //! (`Retry-After`) stay what HTTP clients expect.
 
-use crate::decision::{Decision, Outcome};
+use crate::decision::{Decision, Outcome, Reason};
 use serde_json::{json, Value};
 
 /// 400: the `Mcp-Method`/`Mcp-Name` headers disagree with the body (MCP 2026-07-28).
@@ -22,13 +22,13 @@ pub const TOO_LARGE: i64 = -32012;
 pub const LISTING_UNFILTERABLE: i64 = -32013;
 
 /// The JSON-RPC code for a refusal reason, or `None` where the OAuth shape stays.
-pub fn code_for(reason: &str) -> Option<i64> {
+pub fn code_for(reason: Reason) -> Option<i64> {
     match reason {
-        "not_json_rpc" | "mcp_metadata_missing" => Some(INVALID_REQUEST),
-        "mcp_header_mismatch" => Some(HEADER_MISMATCH),
-        "denied" => Some(DENIED),
-        "budget_exceeded" => Some(RATE_LIMITED),
-        "body_too_large" => Some(TOO_LARGE),
+        Reason::NotJsonRpc | Reason::McpMetadataMissing => Some(INVALID_REQUEST),
+        Reason::McpHeaderMismatch => Some(HEADER_MISMATCH),
+        Reason::Denied => Some(DENIED),
+        Reason::BudgetExceeded => Some(RATE_LIMITED),
+        Reason::BodyTooLarge => Some(TOO_LARGE),
         _ => None,
     }
 }
@@ -111,20 +111,10 @@ mod tests {
     use super::*;
     use crate::decision::{Audit, Denial};
 
-    fn denial(status: u16, reason: &'static str, body: &str, retry: Option<u64>) -> Decision {
-        Decision {
-            outcome: Outcome::Deny(Denial {
-                status,
-                www_authenticate: None,
-                retry_after: retry,
-                body: body.into(),
-            }),
-            audit: Audit {
-                reason,
-                decision: "deny",
-                ..Audit::default()
-            },
-        }
+    fn denial(status: u16, reason: Reason, body: &str, retry: Option<u64>) -> Decision {
+        let mut denial = Denial::with_body(status, body.into());
+        denial.retry_after = retry;
+        Decision::refusal(reason, denial, Audit::new("", Reason::Ok))
     }
 
     fn body_of(d: &Decision) -> Value {
@@ -138,7 +128,7 @@ mod tests {
     fn a_budget_refusal_carries_the_id_code_and_retry_after() {
         let d = denial(
             429,
-            "budget_exceeded",
+            Reason::BudgetExceeded,
             r#"{"error":"rate_limited","error_description":"spent"}"#,
             Some(30),
         );
@@ -153,13 +143,13 @@ mod tests {
 
     #[test]
     fn batches_get_one_error_per_request_and_unknown_ids_are_null() {
-        let d = denial(403, "denied", r#"{"error":{"message":"no"}}"#, None);
+        let d = denial(403, Reason::Denied, r#"{"error":{"message":"no"}}"#, None);
         let req = br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#;
         let v = body_of(&refusal(&d, Some(req)).unwrap());
         assert_eq!(v[0]["id"], 1);
         assert_eq!(v[1]["id"], 2);
         assert_eq!(v[1]["error"]["code"], DENIED);
-        let v = body_of(&refusal(&denial(413, "body_too_large", "{}", None), None).unwrap());
+        let v = body_of(&refusal(&denial(413, Reason::BodyTooLarge, "{}", None), None).unwrap());
         assert_eq!(v["id"], Value::Null);
         assert_eq!(v["error"]["code"], TOO_LARGE);
     }
@@ -167,10 +157,10 @@ mod tests {
     #[test]
     fn oauth_challenges_keep_their_shape() {
         for reason in [
-            "insufficient_scope",
-            "no_token",
-            "expired",
-            "jwks_unavailable",
+            Reason::InsufficientScope,
+            Reason::NoToken,
+            Reason::Expired,
+            Reason::JwksUnavailable,
         ] {
             assert!(refusal(&denial(403, reason, "{}", None), None).is_none());
         }

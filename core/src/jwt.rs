@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::es256::{self, KeyTable};
 use crate::jwks::{Algorithm, Key, KeySet, PublicKey};
+use crate::reason::Reason;
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -89,18 +90,18 @@ pub enum TokenError {
 
 impl TokenError {
     /// Short snake_case code for audit logs and filter state.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            TokenError::Malformed => "malformed",
-            TokenError::UnsupportedAlgorithm => "unsupported_algorithm",
-            TokenError::UnknownKid(_) => "unknown_kid",
-            TokenError::NoMatchingKey => "no_matching_key",
-            TokenError::BadSignature => "bad_signature",
-            TokenError::MissingExp => "missing_exp",
-            TokenError::Expired => "expired",
-            TokenError::NotYetValid => "not_yet_valid",
-            TokenError::WrongIssuer => "wrong_issuer",
-            TokenError::MissingIssuer => "missing_issuer",
+            TokenError::Malformed => Reason::Malformed,
+            TokenError::UnsupportedAlgorithm => Reason::UnsupportedAlgorithm,
+            TokenError::UnknownKid(_) => Reason::UnknownKid,
+            TokenError::NoMatchingKey => Reason::NoMatchingKey,
+            TokenError::BadSignature => Reason::BadSignature,
+            TokenError::MissingExp => Reason::MissingExp,
+            TokenError::Expired => Reason::Expired,
+            TokenError::NotYetValid => Reason::NotYetValid,
+            TokenError::WrongIssuer => Reason::WrongIssuer,
+            TokenError::MissingIssuer => Reason::MissingIssuer,
         }
     }
 }

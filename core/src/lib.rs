@@ -20,6 +20,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod policy;
 pub mod prm;
+pub mod reason;
 pub mod revocation;
 pub mod scopes;
 pub mod upstream;
@@ -27,6 +28,6 @@ pub mod url;
 pub mod validate;
 
 pub use config::Document;
-pub use decision::{Decision, Outcome};
+pub use decision::{Decision, Outcome, Reason};
 pub use policy::{Policy, Server, ServerId};
 pub use scopes::ScopeSet;

@@ -1,5 +1,6 @@
 //! Classifies MCP JSON-RPC request bodies: which method, which tool, and do the `Mcp-*` headers agree.
 
+use crate::reason::Reason;
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -28,11 +29,11 @@ pub enum McpError {
 }
 
 impl McpError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            McpError::NotJsonRpc => "not_json_rpc",
-            McpError::HeaderMismatch { .. } => "mcp_header_mismatch",
-            McpError::MetadataMissing => "mcp_metadata_missing",
+            McpError::NotJsonRpc => Reason::NotJsonRpc,
+            McpError::HeaderMismatch { .. } => Reason::McpHeaderMismatch,
+            McpError::MetadataMissing => Reason::McpMetadataMissing,
         }
     }
 

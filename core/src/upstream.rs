@@ -4,7 +4,8 @@
 //! rewriting the whole header map: reading the map and writing it back costs more than the
 //! handful of edits a request needs.
 
-use crate::decision::{oauth_error_body, Audit, Denial, Grant};
+use crate::decision::{Audit, Denial, Grant, Reason};
+use crate::oauth::OAuthErrorCode;
 
 /// The identity headers the filter sets on every forwarded request. Setting a header replaces
 /// every value the client sent under that name, so a client cannot forge these.
@@ -84,23 +85,12 @@ pub fn reply<'a>(denial: &'a Denial, retry_after: Option<&'a str>) -> Reply<'a> 
 
 /// The refusal when the gateway itself fails (a host call, a lost state): 503, fail closed.
 pub fn internal_error(server: &str) -> (Denial, Audit) {
-    (
-        Denial {
-            status: 503,
-            www_authenticate: None,
-            retry_after: None,
-            body: oauth_error_body(
-                "temporarily_unavailable",
-                "the gateway could not check this request",
-            ),
-        },
-        Audit {
-            server: server.to_string(),
-            decision: "deny",
-            reason: "internal_error",
-            ..Audit::default()
-        },
-    )
+    let denial = Denial::oauth(
+        503,
+        OAuthErrorCode::TemporarilyUnavailable,
+        "the gateway could not check this request",
+    );
+    (denial, Audit::new(server, Reason::InternalError))
 }
 
 /// Filter-state keys written per decided request: the whole record in one, plus the three
@@ -138,7 +128,7 @@ pub fn record_json(audit: &Audit) -> String {
     let record = Record {
         server: &audit.server,
         decision: audit.decision,
-        reason: audit.reason,
+        reason: audit.reason.as_str(),
         subject: audit.subject.as_deref().unwrap_or(""),
         client_id: audit.client_id.as_deref().unwrap_or(""),
         scopes: &audit.scopes,
@@ -222,7 +212,7 @@ mod tests {
         assert_eq!(d.status, 503);
         assert!(d.body.contains("temporarily_unavailable"));
         assert_eq!(
-            (a.decision, a.reason, a.server.as_str()),
+            (a.decision, a.reason.as_str(), a.server.as_str()),
             ("deny", "internal_error", "ops")
         );
     }
@@ -230,12 +220,9 @@ mod tests {
     #[test]
     fn the_record_omits_empty_fields() {
         let a = Audit {
-            server: "ops".into(),
-            decision: "allow",
-            reason: "ok",
             subject: Some("alice".into()),
             scopes: "a b".into(),
-            ..Audit::default()
+            ..Audit::new("ops", Reason::Ok)
         };
         let v: serde_json::Value = serde_json::from_str(&record_json(&a)).unwrap();
         assert_eq!(

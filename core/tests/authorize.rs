@@ -108,7 +108,10 @@ fn audience_binds_the_token_to_one_server() {
     let c = claims("/support-assistant/mcp", "tickets.read");
     assert!(admit(target(&p, "support-assistant"), &c, NOW, 5).is_ok());
     let d = admit(target(&p, "ops-console"), &c, NOW, 5).unwrap_err();
-    assert_eq!((d.status(), d.audit.reason), (401, "wrong_audience"));
+    assert_eq!(
+        (d.status(), d.audit.reason.as_str()),
+        (401, "wrong_audience")
+    );
 }
 
 #[test]
@@ -290,7 +293,11 @@ fn reject_foreign_scopes_is_strict() {
     )
     .unwrap_err();
     assert_eq!(
-        (d.status(), d.audit.reason, d.audit.foreign_scopes.as_str()),
+        (
+            d.status(),
+            d.audit.reason.as_str(),
+            d.audit.foreign_scopes.as_str()
+        ),
         (401, "foreign_scope", "openid")
     );
 }

@@ -642,7 +642,7 @@ fn reasons_are_distinct_snake_case_codes() {
     ];
     let mut seen = std::collections::HashSet::new();
     for e in &all {
-        let r = e.reason();
+        let r = e.reason().as_str();
         assert!(
             r.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
             "{r}"

@@ -106,7 +106,7 @@ pub fn record(h: &mut impl Host, stats: &mut Stats, audit: &Audit, json: Option<
     let writes = [
         (RECORD_KEY, record),
         (DECISION_KEY, audit.decision),
-        (REASON_KEY, audit.reason),
+        (REASON_KEY, audit.reason.as_str()),
         (SERVER_KEY, audit.server.as_str()),
     ];
     for (name, value) in writes {
@@ -117,7 +117,7 @@ pub fn record(h: &mut impl Host, stats: &mut Stats, audit: &Audit, json: Option<
             log::warn!("cannot set filter state {name}: {e:?}");
         }
     }
-    stats.count(h, &audit.server, audit.decision, audit.reason);
+    stats.count(h, &audit.server, audit.decision, audit.reason.as_str());
     if audit.decision == "deny" {
         log::info!(
             "deny server={} reason={} subject={} client_id={} tool={}",

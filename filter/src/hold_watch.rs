@@ -9,6 +9,7 @@ use crate::host::Host;
 use crate::worker::Worker;
 use proxy_wasm::hostcalls;
 use scopegate_core::decision::oauth_error_body;
+use scopegate_core::oauth::OAuthErrorCode;
 
 /// How long a request may hold its headers without any body reaching the filter.
 pub const NO_BODY_LIMIT_MS: u64 = 10_000;
@@ -57,7 +58,7 @@ pub fn on_tick(h: &mut impl Host, worker: &Worker, now_ms: u64) {
                 ("cache-control", "no-store"),
             ],
             &oauth_error_body(
-                "temporarily_unavailable",
+                OAuthErrorCode::TemporarilyUnavailable,
                 "the gateway could not read this request's body",
             ),
         );

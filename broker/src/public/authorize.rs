@@ -184,7 +184,7 @@ pub(super) async fn consent_post(
             .consents
             .with_label_values(&[gw.name.as_str(), "deny"])
             .inc();
-        let e = OAuthError::new("access_denied", "the user denied the request");
+        let e = OAuthError::new(OAuthErrorCode::AccessDenied, "the user denied the request");
         return redirect(
             StatusCode::SEE_OTHER,
             &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
@@ -196,7 +196,7 @@ pub(super) async fn consent_post(
         Err(e) => {
             tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
             let e = OAuthError::new(
-                "temporarily_unavailable",
+                OAuthErrorCode::TemporarilyUnavailable,
                 "the downstream authorization server is unavailable",
             );
             return redirect(
@@ -262,10 +262,10 @@ pub(super) async fn callback(
     };
     if let Some(err) = &q.error {
         tracing::warn!(gateway = %gw.name, downstream_error = %err, "downstream authorization refused");
-        let code = if err == "access_denied" {
-            "access_denied"
+        let code = if OAuthErrorCode::AccessDenied == err.as_str() {
+            OAuthErrorCode::AccessDenied
         } else {
-            "server_error"
+            OAuthErrorCode::ServerError
         };
         return back(OAuthError::new(
             code,
@@ -275,13 +275,13 @@ pub(super) async fn callback(
     if let Err(e) = gw.downstream.check_iss(q.iss.as_deref()).await {
         tracing::warn!(gateway = %gw.name, error = %e, "downstream callback refused");
         return back(OAuthError::new(
-            "server_error",
+            OAuthErrorCode::ServerError,
             "the downstream response failed the issuer check",
         ));
     }
     let Some(code) = &q.code else {
         return back(OAuthError::new(
-            "server_error",
+            OAuthErrorCode::ServerError,
             "the downstream response had no code",
         ));
     };
@@ -302,7 +302,7 @@ pub(super) async fn callback(
         Err(e) => {
             tracing::warn!(gateway = %gw.name, error = %e, "downstream code exchange failed");
             return back(OAuthError::new(
-                "server_error",
+                OAuthErrorCode::ServerError,
                 "the downstream code exchange failed",
             ));
         }
@@ -312,7 +312,7 @@ pub(super) async fn callback(
         Err(e) => {
             tracing::warn!(gateway = %gw.name, error = %e, "identity mapping failed");
             return back(OAuthError::new(
-                "server_error",
+                OAuthErrorCode::ServerError,
                 "the user's identity could not be resolved",
             ));
         }

@@ -22,7 +22,7 @@ use scopegate_core::oauth::authorize::{self as authz, AuthorizeError, AuthorizeP
 use scopegate_core::oauth::client::validate_registration;
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::oauth::refresh::TokenStatus;
-use scopegate_core::oauth::{code as codes, pkce, OAuthError};
+use scopegate_core::oauth::{code as codes, pkce, OAuthError, OAuthErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -133,7 +133,7 @@ impl ClientCredentials {
 
 fn error_redirect(redirect_uri: &str, e: &OAuthError, state: Option<&str>, iss: &str) -> String {
     let mut pairs = vec![
-        ("error", e.error),
+        ("error", e.error.as_str()),
         ("error_description", e.description.as_str()),
     ];
     if let Some(s) = state {

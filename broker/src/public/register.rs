@@ -90,7 +90,7 @@ async fn registration_admitted(app: &Arc<App>, gw: &crate::app::GatewayRt) -> Re
     verdict.map_err(|retry_after| {
         tracing::warn!(gateway = %gw.name, live, "registration refused: limit reached");
         let e = OAuthError::new(
-            "temporarily_unavailable",
+            OAuthErrorCode::TemporarilyUnavailable,
             "too many client registrations for this gateway; retry later",
         );
         (

@@ -28,7 +28,7 @@ pub(super) async fn token(
         Some("authorization_code") => authorization_code(&app, &gw, &headers, &form).await,
         Some("refresh_token") => refresh_token(&app, &gw, &headers, &form).await,
         Some(_) => Err(OAuthError::new(
-            "unsupported_grant_type",
+            OAuthErrorCode::UnsupportedGrantType,
             "grant_type must be authorization_code or refresh_token",
         )),
         None => Err(OAuthError::invalid_request("grant_type is required")),

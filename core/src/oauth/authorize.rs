@@ -1,6 +1,6 @@
 //! `/authorize` request rules: redirect URI, response type, PKCE, RFC 8707 resource and scope selection.
 
-use super::{is_client_scope, pkce, OAuthError};
+use super::{is_client_scope, pkce, OAuthError, OAuthErrorCode};
 use crate::policy::{GatewayId, Policy, Server, ServerId};
 use crate::scopes::{split_scope, ScopeIndex, ScopeSet};
 
@@ -68,7 +68,7 @@ pub fn check(
     };
     if p.response_type != Some("code") {
         return Err(refuse(OAuthError::new(
-            "unsupported_response_type",
+            OAuthErrorCode::UnsupportedResponseType,
             "response_type must be code",
         )));
     }
@@ -252,7 +252,7 @@ pub(crate) mod tests {
             ..params()
         });
         assert_eq!(
-            (e.error, e.description.as_str()),
+            (e.error.as_str(), e.description.as_str()),
             (
                 "invalid_target",
                 "resource `https://other.example.com/x/mcp` belongs to another gateway"

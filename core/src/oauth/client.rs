@@ -385,7 +385,7 @@ mod tests {
         for (body, error, description) in cases {
             let e = validate_registration(&body).unwrap_err();
             assert_eq!(
-                (e.error, e.description.as_str()),
+                (e.error.as_str(), e.description.as_str()),
                 (error, description),
                 "{body}"
             );

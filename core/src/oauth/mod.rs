@@ -16,7 +16,7 @@ pub mod refresh;
 pub mod registration;
 pub mod token_exchange;
 
-pub use error::OAuthError;
+pub use error::{OAuthError, OAuthErrorCode};
 
 /// Scopes that clients add on their own (identity, refresh) and that are never API scopes.
 pub fn is_client_scope(scope: &str) -> bool {

@@ -1,7 +1,7 @@
 //! The broker's side of RFC 8693 token exchange: which requests it answers, and which subject
 //! tokens may be exchanged for a server's downstream credential.
 
-use super::OAuthError;
+use super::{OAuthError, OAuthErrorCode};
 use crate::exchange::{ACCESS_TOKEN_TYPE, GRANT_TYPE};
 
 /// The form parameters of an exchange request the broker looks at.
@@ -26,7 +26,7 @@ pub struct Request<'a> {
 pub fn check<'a>(p: &Params<'a>) -> Result<Request<'a>, OAuthError> {
     if p.grant_type != Some(GRANT_TYPE) {
         return Err(OAuthError::new(
-            "unsupported_grant_type",
+            OAuthErrorCode::UnsupportedGrantType,
             "grant_type must be token-exchange",
         ));
     }
