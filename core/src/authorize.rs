@@ -290,7 +290,7 @@ pub fn required_scopes(server: &Server, calls: &[Call]) -> ScopeSet {
                 needs = needs.union(*s);
             }
         }
-        needs = needs.union(crate::catalog::call_scopes(server, call));
+        needs = needs.union(crate::reach::call_scopes(server, call));
     }
     needs
 }
@@ -310,7 +310,7 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
     audit.tool = tool;
     let scopes = index.render(principal.effective);
 
-    if let Some(call) = crate::catalog::denied_call(target.server, calls) {
+    if let Some(call) = crate::reach::denied_call(target.server, calls) {
         return denied(target, audit, call, scopes);
     }
     if !needs.is_subset_of(principal.effective) {

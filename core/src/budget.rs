@@ -5,36 +5,10 @@
 //! per Envoy, updated with compare-and-swap) and asks [`spend`] what to do.
 
 use crate::authorize::Target;
+pub use crate::config::{Budget, BudgetKey};
 use crate::decision::{Audit, Decision, Denial, Grant, Reason};
 use crate::mcp::Call;
 use crate::oauth::OAuthErrorCode;
-use serde::Deserialize;
-
-/// Whose requests one window counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BudgetKey {
-    /// Each user (the gateway subject) has their own window.
-    #[default]
-    Subject,
-    /// Each MCP client (`client_id`) has its own window.
-    ClientId,
-    /// One window for everyone using the server.
-    Server,
-}
-
-/// One budget as written in the document.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Budget {
-    /// Only `tools/call` of this tool counts; absent: every request to the server counts.
-    #[serde(default)]
-    pub tool: Option<String>,
-    pub requests: u32,
-    pub per_seconds: u64,
-    #[serde(default)]
-    pub per: BudgetKey,
-}
 
 /// A window's state: when it started and how much of it is spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod policy;
 pub mod prm;
+pub mod reach;
 pub mod reason;
 pub mod revocation;
 pub mod scopes;

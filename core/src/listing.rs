@@ -4,33 +4,13 @@
 //! the request ids it waits for; everything else it streams untouched. Only the matching
 //! response (by JSON-RPC `id`) is parsed and re-serialised; other SSE events keep their bytes.
 
-use crate::catalog::{access, Access, EntryKind};
+use crate::catalog::EntryKind;
+pub use crate::config::{Hide, ListingsDoc};
 use crate::jsonrpc;
 use crate::policy::Server;
+use crate::reach::{access, Access};
 use crate::scopes::ScopeSet;
-use serde::Deserialize;
 use serde_json::Value;
-
-/// Per-server listing settings, as written in the document.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListingsDoc {
-    #[serde(default)]
-    pub hide: Hide,
-}
-
-/// What a listing hides from a token.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Hide {
-    /// Only entries no token can ever reach here (denied, or outside the server's subset).
-    /// Entries a step-up could reach stay visible, so incremental consent keeps working: the
-    /// client calls, gets the 403 naming the scope, and re-authorizes.
-    #[default]
-    NeverGrantable,
-    /// Also entries the token's current scopes do not grant.
-    NotGranted,
-}
 
 /// The four listings, by the method that asks for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,11 +63,11 @@ pub struct Server {
     pub base_scopes: ScopeSet,
     pub tools: BTreeMap<String, ScopeSet>,
     pub methods: BTreeMap<String, ScopeSet>,
-    pub budgets: Vec<crate::budget::Budget>,
+    pub budgets: Vec<crate::config::Budget>,
     /// Per-resource and per-prompt scopes and the deny lists.
     pub catalog: crate::catalog::Catalog,
     /// What listings hide from a token.
-    pub hide: crate::listing::Hide,
+    pub hide: crate::config::Hide,
     pub forward_client_token: bool,
     /// The `scope` parameter of a plain 401 challenge: the server's subset, space-separated.
     pub challenge_scope: String,
@@ -91,7 +91,7 @@ impl Server {
     /// Whether listing responses may need filtering here, so listing requests must be read
     /// (their method and id) and their responses buffered; otherwise they stream untouched.
     pub fn reads_listings(&self) -> bool {
-        self.hide == crate::listing::Hide::NotGranted || self.catalog.denies_anything()
+        self.hide == crate::config::Hide::NotGranted || self.catalog.denies_anything()
     }
 }
 

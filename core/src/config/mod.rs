@@ -3,6 +3,9 @@
 //! This is the raw shape (YAML or JSON, same schema, unknown fields refused). `validate` turns it
 //! into a [`crate::Policy`]; nothing else should read these structs for decisions.
 
+mod broker;
+
+pub use broker::{BrokerDoc, CimdDoc, ClientsDoc, PreregisteredClientDoc, RegistrationLimitsDoc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,97 +95,6 @@ fn default_subject_claim() -> String {
     "sub".to_string()
 }
 
-/// Which ways MCP clients may identify themselves to the broker.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientsDoc {
-    #[serde(default = "yes")]
-    pub dcr: bool,
-    #[serde(default)]
-    pub cimd: Option<CimdDoc>,
-    #[serde(default)]
-    pub preregistered: Vec<PreregisteredClientDoc>,
-    /// Limits on dynamic registration.
-    #[serde(default)]
-    pub registration: RegistrationLimitsDoc,
-}
-
-impl Default for ClientsDoc {
-    fn default() -> Self {
-        ClientsDoc {
-            dcr: true,
-            cimd: None,
-            preregistered: Vec::new(),
-            registration: RegistrationLimitsDoc::default(),
-        }
-    }
-}
-
-/// How many clients may register, and how long one that is never used is kept.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistrationLimitsDoc {
-    /// Registrations per minute for the gateway (beyond: 429 with `Retry-After`).
-    #[serde(default = "default_registrations_per_minute")]
-    pub per_minute: u32,
-    /// Registered clients kept at once (beyond: 429 until unused ones are swept).
-    #[serde(default = "default_max_clients")]
-    pub max_clients: u64,
-    /// A registered client with no grant after this long is deleted.
-    #[serde(default = "default_unused_client_ttl")]
-    pub unused_client_ttl_s: u64,
-}
-
-impl Default for RegistrationLimitsDoc {
-    fn default() -> Self {
-        RegistrationLimitsDoc {
-            per_minute: default_registrations_per_minute(),
-            max_clients: default_max_clients(),
-            unused_client_ttl_s: default_unused_client_ttl(),
-        }
-    }
-}
-
-fn default_registrations_per_minute() -> u32 {
-    60
-}
-fn default_max_clients() -> u64 {
-    10_000
-}
-fn default_unused_client_ttl() -> u64 {
-    24 * 3600
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// Client ID Metadata Document policy.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CimdDoc {
-    /// Hosts whose `https` client_id documents are accepted; `"*"` allows any public host.
-    pub allowed_hosts: Vec<String>,
-    /// Hosts allowed even though they resolve to private or loopback addresses (tests, labs).
-    #[serde(default)]
-    pub allow_private_hosts: Vec<String>,
-}
-
-/// A client the operator registered ahead of time.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreregisteredClientDoc {
-    pub client_id: String,
-    #[serde(default)]
-    pub client_name: Option<String>,
-    pub redirect_uris: Vec<String>,
-    /// Confidential clients name their secret by env var or file; public clients name neither.
-    #[serde(default)]
-    pub client_secret_env: Option<String>,
-    #[serde(default)]
-    pub client_secret_file: Option<String>,
-}
-
 /// One MCP server behind a gateway: an Envoy upstream cluster and the subset of scopes it needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,7 +117,7 @@ pub struct ServerDoc {
     pub methods: BTreeMap<String, Vec<String>>,
     /// Request budgets (429 with `Retry-After` once spent).
     #[serde(default)]
-    pub budgets: Vec<crate::budget::Budget>,
+    pub budgets: Vec<Budget>,
     /// Scopes per resource URI pattern for `resources/read`: an exact URI, a prefix ending in
     /// `*`, or a `{template}` (`{x}` matches within one path segment, `{+x}` across them).
     #[serde(default)]
@@ -215,14 +127,77 @@ pub struct ServerDoc {
     pub prompts: BTreeMap<String, Vec<String>>,
     /// What no token may ever reach through this server: refused, and hidden from listings.
     #[serde(default)]
-    pub deny: crate::catalog::DenyDoc,
+    pub deny: DenyDoc,
     /// What `tools/list` and the other listings hide from a token.
     #[serde(default)]
-    pub listings: crate::listing::ListingsDoc,
+    pub listings: ListingsDoc,
     /// Forward the client's own token upstream (for servers that re-validate it). Off by default:
     /// the MCP spec forbids token passthrough to upstream APIs.
     #[serde(default)]
     pub forward_client_token: bool,
+}
+
+/// Whose requests one window counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetKey {
+    /// Each user (the gateway subject) has their own window.
+    #[default]
+    Subject,
+    /// Each MCP client (`client_id`) has its own window.
+    ClientId,
+    /// One window for everyone using the server.
+    Server,
+}
+
+/// One budget as written in the document.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Only `tools/call` of this tool counts; absent: every request to the server counts.
+    #[serde(default)]
+    pub tool: Option<String>,
+    pub requests: u32,
+    pub per_seconds: u64,
+    #[serde(default)]
+    pub per: BudgetKey,
+}
+
+/// Entries no token may reach through a server, as written in the document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyDoc {
+    /// JSON-RPC methods refused outright (e.g. `resources/subscribe`).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Resource URI patterns, in the same forms as `resources`.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub prompts: Vec<String>,
+}
+
+/// Per-server listing settings, as written in the document.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingsDoc {
+    #[serde(default)]
+    pub hide: Hide,
+}
+
+/// What a listing hides from a token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hide {
+    /// Only entries no token can ever reach here (denied, or outside the server's subset).
+    /// Entries a step-up could reach stay visible, so incremental consent keeps working: the
+    /// client calls, gets the 403 naming the scope, and re-authorizes.
+    #[default]
+    NeverGrantable,
+    /// Also entries the token's current scopes do not grant.
+    NotGranted,
 }
 
 /// Settings of the Envoy filter.
@@ -375,114 +350,6 @@ fn default_broker_path() -> String {
 }
 fn default_broker_timeout() -> u64 {
     500
-}
-
-/// Settings of the broker service (listeners, storage, keys). Secrets are named, never inlined.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BrokerDoc {
-    /// Public listener (OAuth endpoints, reached through Envoy); `--listen` overrides it.
-    #[serde(default)]
-    pub listen: Option<String>,
-    /// Internal listener (token exchange, JWKS, stats) for the filter; `--internal-listen` overrides it.
-    #[serde(default)]
-    pub internal_listen: Option<String>,
-    /// A non-loopback TCP `internal_listen` is refused unless this says a mesh enforces mutual
-    /// TLS and an authorization policy on it (Istio: PeerAuthentication STRICT + AuthorizationPolicy).
-    #[serde(default)]
-    pub internal_mesh_authorized: bool,
-    /// The database: a SQLite file (`sqlite:PATH` or a plain path; created, migrated on start) or
-    /// `postgres://user@host:port/dbname` (migrated on start; for more than one replica).
-    #[serde(default)]
-    pub database: Option<String>,
-    /// The PostgreSQL password, named by environment variable or file (never in `database`).
-    #[serde(default)]
-    pub database_password_env: Option<String>,
-    #[serde(default)]
-    pub database_password_file: Option<String>,
-    /// PostgreSQL connections per replica (plus as many for the refresh locks).
-    #[serde(default = "default_database_pool_size")]
-    pub database_pool_size: u32,
-    /// Bound on connecting to PostgreSQL and on waiting for a pooled connection.
-    #[serde(default = "default_database_timeout")]
-    pub database_timeout_ms: u64,
-    /// How long an exchange waits for another replica's downstream refresh of the same grant.
-    #[serde(default = "default_refresh_lock_timeout")]
-    pub refresh_lock_timeout_ms: u64,
-    /// The 32-byte key encrypting downstream tokens and signing keys at rest, base64 or hex,
-    /// named by environment variable or file (exactly one of the two).
-    #[serde(default)]
-    pub encryption_key_env: Option<String>,
-    #[serde(default)]
-    pub encryption_key_file: Option<String>,
-    /// Lifetime of the access tokens the broker issues.
-    #[serde(default = "default_access_token_ttl")]
-    pub access_token_ttl_s: u64,
-    /// Lifetime of each refresh token (every use rotates it and starts a new one).
-    #[serde(default = "default_refresh_token_ttl")]
-    pub refresh_token_ttl_s: u64,
-    /// A new signing key is made when the current one is this old; old keys stay in the JWKS
-    /// until every token they signed has expired.
-    #[serde(default = "default_signing_key_rotation")]
-    pub signing_key_rotation_s: u64,
-    /// A downstream access token this close to expiry is refreshed before it is handed out.
-    #[serde(default = "default_downstream_refresh_margin")]
-    pub downstream_refresh_margin_s: u64,
-    /// Extra PEM root certificates trusted for outgoing https (CIMD documents, downstream).
-    #[serde(default)]
-    pub tls_ca_file: Option<String>,
-    /// Bound on each outgoing CIMD fetch.
-    #[serde(default = "default_cimd_timeout")]
-    pub cimd_timeout_ms: u64,
-}
-
-impl Default for BrokerDoc {
-    fn default() -> Self {
-        BrokerDoc {
-            listen: None,
-            internal_listen: None,
-            internal_mesh_authorized: false,
-            database: None,
-            database_password_env: None,
-            database_password_file: None,
-            database_pool_size: default_database_pool_size(),
-            database_timeout_ms: default_database_timeout(),
-            refresh_lock_timeout_ms: default_refresh_lock_timeout(),
-            encryption_key_env: None,
-            encryption_key_file: None,
-            access_token_ttl_s: default_access_token_ttl(),
-            refresh_token_ttl_s: default_refresh_token_ttl(),
-            signing_key_rotation_s: default_signing_key_rotation(),
-            downstream_refresh_margin_s: default_downstream_refresh_margin(),
-            tls_ca_file: None,
-            cimd_timeout_ms: default_cimd_timeout(),
-        }
-    }
-}
-
-fn default_access_token_ttl() -> u64 {
-    300
-}
-fn default_refresh_token_ttl() -> u64 {
-    30 * 24 * 3600
-}
-fn default_signing_key_rotation() -> u64 {
-    7 * 24 * 3600
-}
-fn default_downstream_refresh_margin() -> u64 {
-    30
-}
-fn default_cimd_timeout() -> u64 {
-    3000
-}
-fn default_database_pool_size() -> u32 {
-    8
-}
-fn default_database_timeout() -> u64 {
-    5000
-}
-fn default_refresh_lock_timeout() -> u64 {
-    10_000
 }
 
 /// A document that could not be read at all (syntax, type or unknown field), with its location.
