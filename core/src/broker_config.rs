@@ -1,6 +1,6 @@
 //! Checks of the `broker:` section: listeners, lifetimes, key sources. Called by `validate`.
 
-use crate::config::Document;
+use crate::config::{BrokerDoc, Document};
 use std::net::SocketAddr;
 
 /// Each problem as (field path, message).
@@ -10,6 +10,13 @@ pub fn check(doc: &Document) -> Vec<(String, String)> {
         return out;
     };
     let mut err = |field: &str, msg: String| out.push((format!("broker.{field}"), msg));
+    check_service(b, &mut err);
+    check_database(b, &mut err);
+    out
+}
+
+/// Listeners, keys and token lifetimes.
+fn check_service(b: &BrokerDoc, err: &mut impl FnMut(&str, String)) {
     if let Some(a) = &b.listen {
         if a.parse::<SocketAddr>().is_err() {
             err(
@@ -56,6 +63,10 @@ pub fn check(doc: &Document) -> Vec<(String, String)> {
     if b.cimd_timeout_ms == 0 || b.cimd_timeout_ms > 30_000 {
         err("cimd_timeout_ms", "must be between 1 and 30000".into());
     }
+}
+
+/// The database, its credentials and pool, and what replicas sharing it need.
+fn check_database(b: &BrokerDoc, err: &mut impl FnMut(&str, String)) {
     let db = database(b.database.as_deref());
     if let Database::Invalid(e) = &db {
         err("database", e.clone());
@@ -95,7 +106,6 @@ pub fn check(doc: &Document) -> Vec<(String, String)> {
             format!("must be at least {MIN_REPLICA_ROTATION_S} seconds with a postgres database (replicas reload keys every 30 s)"),
         );
     }
-    out
 }
 
 /// The shortest key rotation replicas on one database can follow (see `check`).

@@ -87,34 +87,8 @@ pub(crate) fn metadata_from(
     redirect_uris: Vec<String>,
     default_auth: &str,
 ) -> Result<ClientMetadata, OAuthError> {
-    if redirect_uris.is_empty() {
-        return Err(OAuthError::invalid_redirect_uri(
-            "redirect_uris must not be empty",
-        ));
-    }
-    if redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(OAuthError::invalid_redirect_uri(format!(
-            "at most {MAX_REDIRECT_URIS} redirect_uris"
-        )));
-    }
-    for uri in &redirect_uris {
-        check_redirect_uri(uri).map_err(OAuthError::invalid_redirect_uri)?;
-    }
-    let grant_types =
-        string_list(obj, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
-    if let Some(g) = grant_types
-        .iter()
-        .find(|g| *g != "authorization_code" && *g != "refresh_token")
-    {
-        return Err(OAuthError::invalid_client_metadata(format!(
-            "grant_type `{g}` is not supported (authorization_code, refresh_token)"
-        )));
-    }
-    if !grant_types.iter().any(|g| g == "authorization_code") {
-        return Err(OAuthError::invalid_client_metadata(
-            "grant_types must include authorization_code",
-        ));
-    }
+    check_redirect_uris(&redirect_uris)?;
+    let grant_types = grant_types(obj)?;
     let response_types = string_list(obj, "response_types")?.unwrap_or_else(|| vec!["code".into()]);
     if response_types.iter().any(|r| r != "code") {
         return Err(OAuthError::invalid_client_metadata(
@@ -138,6 +112,70 @@ pub(crate) fn metadata_from(
             "application_type must be `web` or `native`",
         ));
     }
+    let Described {
+        client_name,
+        scope,
+        client_uri,
+    } = described(obj)?;
+    Ok(ClientMetadata {
+        client_name,
+        redirect_uris,
+        grant_types,
+        response_types,
+        token_endpoint_auth_method: auth,
+        application_type,
+        scope,
+        client_uri,
+    })
+}
+
+/// At least one redirect URI, not too many, each acceptable.
+fn check_redirect_uris(redirect_uris: &[String]) -> Result<(), OAuthError> {
+    if redirect_uris.is_empty() {
+        return Err(OAuthError::invalid_redirect_uri(
+            "redirect_uris must not be empty",
+        ));
+    }
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "at most {MAX_REDIRECT_URIS} redirect_uris"
+        )));
+    }
+    for uri in redirect_uris {
+        check_redirect_uri(uri).map_err(OAuthError::invalid_redirect_uri)?;
+    }
+    Ok(())
+}
+
+/// `grant_types`: the code grant, and refresh if asked for; nothing else.
+fn grant_types(obj: &Map<String, Value>) -> Result<Vec<String>, OAuthError> {
+    let grant_types =
+        string_list(obj, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| *g != "authorization_code" && *g != "refresh_token")
+    {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "grant_type `{g}` is not supported (authorization_code, refresh_token)"
+        )));
+    }
+    if !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(OAuthError::invalid_client_metadata(
+            "grant_types must include authorization_code",
+        ));
+    }
+    Ok(grant_types)
+}
+
+/// The members that describe a client rather than how it authorizes.
+struct Described {
+    client_name: Option<String>,
+    scope: Option<String>,
+    client_uri: Option<String>,
+}
+
+/// `client_name`, `scope` and `client_uri`: optional, and well-formed when present.
+fn described(obj: &Map<String, Value>) -> Result<Described, OAuthError> {
     let client_name = string_member(obj, "client_name")?;
     if let Some(name) = &client_name {
         if name.is_empty()
@@ -167,13 +205,8 @@ pub(crate) fn metadata_from(
             ));
         }
     }
-    Ok(ClientMetadata {
+    Ok(Described {
         client_name,
-        redirect_uris,
-        grant_types,
-        response_types,
-        token_endpoint_auth_method: auth,
-        application_type,
         scope,
         client_uri,
     })
