@@ -42,7 +42,7 @@ impl<'a> Target<'a> {
     }
 
     /// A fresh audit record for this server.
-    pub fn audit(&self, reason: Reason) -> Audit {
+    fn audit(&self, reason: Reason) -> Audit {
         Audit::new(self.server.name.as_str(), reason)
     }
 
@@ -178,15 +178,18 @@ pub fn admit(
     let subject = subject_of(target.gateway, claims);
     let client_id = claims.client_id.clone().unwrap_or_default();
     if target.gateway.reject_foreign_scopes && !foreign.is_empty() {
-        let mut d = target.unauthorized(
+        let audit = Audit {
+            foreign_scopes: foreign,
+            subject,
+            client_id: Some(client_id),
+            ..target.audit(Reason::ForeignScope)
+        };
+        return Err(Box::new(target.unauthorized_as(
+            audit,
             ChallengeKind::InvalidToken,
             Reason::ForeignScope,
             "the access token carries scopes this gateway does not allow",
-        );
-        d.audit.foreign_scopes = foreign;
-        d.audit.subject = subject;
-        d.audit.client_id = Some(client_id);
-        return Err(Box::new(d));
+        )));
     }
     // Both go into request headers upstream: a control character could split a header.
     if subject
