@@ -244,7 +244,10 @@ fn default_server(
     ids: &[ServerId],
 ) -> Option<ServerId> {
     let Some(name) = &g.default_server else {
-        return (ids.len() == 1).then(|| ids.first().copied()).flatten();
+        return match ids {
+            [only] => Some(*only),
+            _ => None,
+        };
     };
     let found = ids
         .iter()
