@@ -23,6 +23,8 @@ pub struct Fake {
     pub body: Vec<u8>,
     pub response_headers: Vec<(String, String)>,
     pub response_body: Vec<u8>,
+    /// Each read of the response body: start and size.
+    pub response_reads: Vec<(usize, usize)>,
     pub resets: usize,
     pub filter_state: HashMap<String, String>,
     pub counters: Vec<String>,
@@ -69,6 +71,14 @@ impl Fake {
         }
     }
 
+    /// A host whose `calls` fail.
+    pub fn failing(calls: &[&'static str]) -> Fake {
+        Fake {
+            fail: calls.to_vec(),
+            ..Fake::default()
+        }
+    }
+
     fn call(&mut self, name: &'static str) -> Result<(), Status> {
         self.calls.push(name);
         if self.fail.contains(&name) {
@@ -100,6 +110,15 @@ impl Fake {
             .position(|c| c == name)
             .and_then(|id| self.counts.get(&(id as u32)).copied())
             .unwrap_or(0)
+    }
+
+    /// How many times the filter made a host call.
+    pub fn times(&self, call: &str) -> usize {
+        self.calls.iter().filter(|c| **c == call).count()
+    }
+
+    pub fn shared_value(&self, key: &str) -> Option<&[u8]> {
+        self.shared.get(key).map(|(v, _)| v.as_slice())
     }
 
     pub fn record(&self) -> serde_json::Value {
@@ -155,6 +174,7 @@ impl Host for Fake {
     }
     fn response_body(&mut self, start: usize, size: usize) -> Result<Option<Vec<u8>>, Status> {
         self.call("response_body")?;
+        self.response_reads.push((start, size));
         let end = start.saturating_add(size).min(self.response_body.len());
         Ok(self.response_body.get(start..end).map(<[u8]>::to_vec))
     }
@@ -198,7 +218,8 @@ impl Host for Fake {
             .collect();
         self.dispatched
             .push((cluster.to_string(), headers, body.map(<[u8]>::to_vec)));
-        Ok(7)
+        // Callout tokens 7, 8, ...
+        Ok(6 + self.dispatched.len() as u32)
     }
     fn call_response_status(&mut self) -> Option<u16> {
         self.calls.push("call_response_status");

@@ -22,6 +22,9 @@ mod root;
 mod token_cache;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {

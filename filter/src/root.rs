@@ -189,6 +189,85 @@ impl RootContext for Root {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+    use super::*;
+    use crate::fake_host::{Fake, NOW};
+
+    const DOC: &str = r#"{"gateways": [{"name": "saas", "public_url": "https://mcp.example.com",
+        "issuer": "https://idp.example.com", "allowed_scopes": ["tickets.read"],
+        "jwks": {"cluster": "idp"},
+        "downstream": {"authorization_server": "https://auth.example.com", "client_id": "gw"},
+        "servers": [{"name": "support", "cluster": "support", "path": "/support/mcp",
+                     "scopes": ["tickets.read"]}]}],
+        "filter": {"broker": {"cluster": "broker"}}}"#;
+
+    fn configured(h: &mut Fake) -> Root {
+        h.configuration = Some(DOC.as_bytes().to_vec());
+        let mut root = Root::default();
+        assert!(root.configure(h, DOC.len()));
+        root
+    }
+
+    #[test]
+    fn configuring_starts_the_fast_timer_and_fetches_the_keys_at_once() {
+        let mut h = Fake::default();
+        let root = configured(&mut h);
+        assert!(root.worker.is_some());
+        assert_eq!(h.tick_period, Some(TICK_LOADING));
+        assert_eq!(h.dispatched[0].0, "idp", "the first tick ran");
+        assert_eq!(root.fetches.get(&7), Some(&0));
+        assert_eq!(h.dispatched[1].0, "broker", "and polled revocations");
+        assert_eq!(root.revocation_poll, Some(8));
+    }
+
+    #[test]
+    fn a_refused_or_unreadable_configuration_is_refused() {
+        let mut h = Fake {
+            configuration: Some(b"{\"gateways\": 3}".to_vec()),
+            ..Fake::default()
+        };
+        let mut root = Root::default();
+        assert!(!root.configure(&mut h, 100));
+        assert!(root.worker.is_none());
+        let mut h = Fake::failing(&["plugin_configuration"]);
+        assert!(!root.configure(&mut h, 100));
+        let mut h = Fake {
+            configuration: Some(DOC.as_bytes().to_vec()),
+            ..Fake::failing(&["set_tick_period"])
+        };
+        assert!(
+            !root.configure(&mut h, DOC.len()),
+            "no timer, no key refresh"
+        );
+    }
+
+    #[test]
+    fn answers_reach_the_keys_and_the_revocations_and_the_timer_slows_once_keys_are_in() {
+        let mut h = Fake::default();
+        let mut root = configured(&mut h);
+        let worker = root.worker.clone().unwrap();
+        h.call_status = Some(200);
+        let key = jwt_simple::prelude::ES256KeyPair::generate().with_key_id("k1");
+        h.call_body = format!(r#"{{"keys": [{}]}}"#, key.public_key().to_jwk()).into_bytes();
+        let n = h.call_body.len();
+        root.call_response(&mut h, 7, n);
+        assert!(worker.keys.borrow().all_loaded());
+        assert!(root.fetches.is_empty());
+
+        h.call_body = format!(
+            r#"{{"cursor": 4, "revoked": [{{"grant_id": "g1", "until": {}}}]}}"#,
+            NOW + 60
+        )
+        .into_bytes();
+        let n = h.call_body.len();
+        root.call_response(&mut h, 8, n);
+        assert!(worker.revocations.borrow().is_revoked("g1"));
+        assert_eq!(root.revocation_poll, None);
+
+        root.tick(&mut h);
+        assert_eq!(h.tick_period, Some(TICK));
+    }
     /// The filter builds scopegate-core without its `broker` feature: the broker's own sections
     /// are skipped unread (they are the broker's and `scopegate-broker check`'s to refuse), while
     /// everything the filter enforces is still checked and a mistake in it named. In a workspace
