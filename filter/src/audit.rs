@@ -2,7 +2,6 @@
 
 use crate::host::Host;
 use crate::token_cache::WordHasher;
-use proxy_wasm::hostcalls;
 use scopegate_core::decision::Audit;
 use scopegate_core::upstream::{record_json, DECISION_KEY, REASON_KEY, RECORD_KEY, SERVER_KEY};
 use std::collections::HashMap;
@@ -70,7 +69,7 @@ impl Stats {
             return;
         }
         if let Some(id) = self.counter(h, server, group, name) {
-            if let Err(e) = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)) {
+            if let Err(e) = h.increment_counter(id, n) {
                 log::warn!("cannot increment metric: {e:?}");
             }
         }
@@ -84,7 +83,7 @@ impl Stats {
         reason: &'static str,
     ) {
         if let Some(id) = self.counter(h, server, decision, reason) {
-            if let Err(e) = h.increment_counter(id) {
+            if let Err(e) = h.increment_counter(id, 1) {
                 log::warn!("cannot increment metric: {e:?}");
             }
         }

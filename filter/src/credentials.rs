@@ -3,7 +3,6 @@
 
 use crate::host::Host;
 use crate::token_cache::WordHasher;
-use proxy_wasm::hostcalls;
 use scopegate_core::exchange::Credential;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -64,11 +63,11 @@ impl Credentials {
     }
 
     /// Drops a credential here and for the other workers (its grant was revoked).
-    pub fn forget(&mut self, key: &str) {
+    pub fn forget(&mut self, h: &mut impl Host, key: &str) {
         self.local.remove(key);
-        if let Ok((Some(v), _)) = hostcalls::get_shared_data(key) {
+        if let Ok((Some(v), _)) = h.shared_data(key) {
             if !v.is_empty() {
-                if let Err(e) = hostcalls::set_shared_data(key, Some(b""), None) {
+                if let Err(e) = h.set_shared_data(key, b"", None) {
                     log::warn!("cannot drop a shared credential: {e:?}");
                 }
             }

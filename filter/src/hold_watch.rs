@@ -7,7 +7,6 @@
 
 use crate::host::Host;
 use crate::worker::Worker;
-use proxy_wasm::hostcalls;
 use scopegate_core::decision::oauth_error_body;
 use scopegate_core::oauth::OAuthErrorCode;
 
@@ -47,7 +46,7 @@ pub fn on_tick(h: &mut impl Host, worker: &Worker, now_ms: u64) {
             .stats
             .borrow_mut()
             .count_global(h, "hold_headers", "no_body");
-        if let Err(e) = hostcalls::set_effective_context(id) {
+        if let Err(e) = h.set_effective_context(id) {
             log::warn!("held request {id} is gone: {e:?}");
             continue;
         }

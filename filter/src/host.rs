@@ -1,8 +1,9 @@
 //! The host calls the filter makes, behind a small trait: Envoy implements it for real, tests fake it.
 //!
-//! Every call returns the host's `Result` so the caller decides how to fail closed. The request
-//! path is generic over `H: Host` and monomorphised once for [`Envoy`] in the `.wasm`, so the seam
-//! costs nothing at run time.
+//! Every call returns the host's `Result` so the caller decides how to fail closed. No other
+//! module calls `proxy_wasm::hostcalls` (nor the SDK's getters, which unwrap). Every caller is
+//! generic over `H: Host` and monomorphised once for [`Envoy`] in the `.wasm`, so the seam costs
+//! nothing at run time.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
@@ -20,6 +21,15 @@ pub trait Host {
     /// A property's raw bytes (strings as UTF-8, a bool as one byte), e.g. `xds.cluster_name`.
     fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, Status>;
     fn request_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status>;
+    /// One response header by (lower-case) name.
+    fn response_header(&mut self, name: &str) -> Result<Option<String>, Status>;
+    fn remove_response_header(&mut self, name: &str) -> Result<(), Status>;
+    /// `size` bytes of the buffered response body from `start`.
+    fn response_body(&mut self, start: usize, size: usize) -> Result<Option<Vec<u8>>, Status>;
+    /// Replaces the first `size` buffered bytes of the response body with `body`.
+    fn replace_response_body(&mut self, size: usize, body: &[u8]) -> Result<(), Status>;
+    /// Ends the response stream (when nothing safe can be sent).
+    fn reset_response(&mut self) -> Result<(), Status>;
     /// Answers the request locally.
     fn send_reply(
         &mut self,
@@ -43,11 +53,15 @@ pub trait Host {
     /// Filter state, read in access logs as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
     fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), Status>;
     fn define_counter(&mut self, name: &str) -> Result<u32, Status>;
-    fn increment_counter(&mut self, id: u32) -> Result<(), Status>;
+    fn increment_counter(&mut self, id: u32, by: u64) -> Result<(), Status>;
     /// The host's clock since the epoch (zero if it fails: every token then reads expired).
     fn now(&mut self) -> Duration;
     fn shared_data(&mut self, key: &str) -> Result<Shared, Status>;
     fn set_shared_data(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status>;
+    /// The root context's timer.
+    fn set_tick_period(&mut self, period: Duration) -> Result<(), Status>;
+    /// The plugin configuration (the policy document) as Envoy hands it to `on_configure`.
+    fn plugin_configuration(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status>;
 }
 
 /// The real host: Envoy's proxy-wasm ABI.
@@ -73,6 +87,26 @@ impl Host for Envoy {
 
     fn request_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status> {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+    }
+
+    fn response_header(&mut self, name: &str) -> Result<Option<String>, Status> {
+        hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+    }
+
+    fn remove_response_header(&mut self, name: &str) -> Result<(), Status> {
+        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None)
+    }
+
+    fn response_body(&mut self, start: usize, size: usize) -> Result<Option<Vec<u8>>, Status> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, start, size)
+    }
+
+    fn replace_response_body(&mut self, size: usize, body: &[u8]) -> Result<(), Status> {
+        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body)
+    }
+
+    fn reset_response(&mut self) -> Result<(), Status> {
+        hostcalls::reset_http_response()
     }
 
     fn send_reply(
@@ -121,8 +155,8 @@ impl Host for Envoy {
         hostcalls::define_metric(MetricType::Counter, name)
     }
 
-    fn increment_counter(&mut self, id: u32) -> Result<(), Status> {
-        hostcalls::increment_metric(id, 1)
+    fn increment_counter(&mut self, id: u32, by: u64) -> Result<(), Status> {
+        hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX))
     }
 
     fn now(&mut self) -> Duration {
@@ -139,36 +173,14 @@ impl Host for Envoy {
     fn set_shared_data(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
         hostcalls::set_shared_data(key, Some(value), cas)
     }
-}
 
-// The root context (key and revocation polls) and the listing filter's response path call the
-// host directly; the request path goes through `Host`.
+    fn set_tick_period(&mut self, period: Duration) -> Result<(), Status> {
+        hostcalls::set_tick_period(period)
+    }
 
-pub fn response_body(size: usize) -> Result<Option<Vec<u8>>, Status> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
-}
-
-pub fn call_response_body(size: usize) -> Result<Option<Vec<u8>>, Status> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
-}
-
-pub fn call_response_status() -> Option<u16> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| s.parse().ok())
-}
-
-/// Seconds since the epoch by the host's clock; 0 (and so every token expired) if it fails.
-pub fn now_s() -> u64 {
-    now().as_secs()
-}
-
-pub fn now() -> Duration {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default()
+    fn plugin_configuration(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status> {
+        hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+    }
 }
 
 /// Milliseconds since the epoch, saturating.

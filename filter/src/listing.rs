@@ -6,9 +6,8 @@
 //! responses are in it, so the rest of the stream flows.
 
 use crate::audit::Stats;
-use crate::host::{self, Envoy, Host};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, MapType};
+use crate::host::Host;
+use proxy_wasm::types::Action;
 use scopegate_core::listing::{self, ListKind, Pending};
 use scopegate_core::mcp::Call;
 use scopegate_core::policy::Server;
@@ -61,9 +60,8 @@ impl Watch {
     }
 
     /// Response headers: watch only a 200 with a JSON or SSE body, whose length may change.
-    pub fn on_headers(&mut self, policy: &Policy, stats: &mut Stats) -> Action {
-        let header = |name: &str| match hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        {
+    pub fn on_headers(&mut self, h: &mut impl Host, policy: &Policy, stats: &mut Stats) -> Action {
+        let mut header = |name: &str| match h.response_header(name) {
             Ok(v) => v,
             Err(e) => {
                 log::warn!("cannot read response header {name}: {e:?}");
@@ -79,14 +77,12 @@ impl Watch {
             self.stage = Stage::Passing;
             return Action::Continue;
         }
-        if let Err(e) =
-            hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None)
-        {
+        if let Err(e) = h.remove_response_header("content-length") {
             log::warn!("cannot drop content-length of a listing: {e:?}");
             self.stage = Stage::Passing;
-            set_hidden("unfilterable");
+            set_hidden(h, "unfilterable");
             stats.count(
-                &mut Envoy,
+                h,
                 &server_name(policy, self.server),
                 "listing",
                 "unfilterable",
@@ -100,6 +96,7 @@ impl Watch {
     /// Response body: buffer until complete (or, for SSE, until the awaited responses are in).
     pub fn on_body(
         &mut self,
+        h: &mut impl Host,
         policy: &Policy,
         stats: &mut Stats,
         size: usize,
@@ -109,9 +106,7 @@ impl Watch {
             Stage::Headers | Stage::Passing => return Action::Continue,
             Stage::Discarding => {
                 if size > 0 {
-                    if let Err(e) =
-                        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, b"")
-                    {
+                    if let Err(e) = h.replace_response_body(size, b"") {
                         log::warn!("cannot drop the rest of a replaced listing: {e:?}");
                     }
                 }
@@ -124,36 +119,36 @@ impl Watch {
             return Action::Continue;
         };
         if size > policy.filter.max_listing_bytes {
-            return self.give_up(policy, stats, server, sse, size, Why::OverBound);
+            return self.give_up(h, policy, stats, sse, size, Why::OverBound);
         }
-        if !end_of_stream && (!sse || !ends_an_event(size)) {
+        if !end_of_stream && (!sse || !ends_an_event(h, size)) {
             return Action::Pause;
         }
-        let body = match host::response_body(size) {
+        let body = match h.response_body(0, size) {
             Ok(b) => b.unwrap_or_default(),
             Err(e) => {
                 log::warn!("cannot read a listing response: {e:?}");
-                return self.give_up(policy, stats, server, sse, size, Why::Unfilterable);
+                return self.give_up(h, policy, stats, sse, size, Why::Unfilterable);
             }
         };
         let keep = |kind: ListKind, key: &str| listing::visible(server, self.effective, kind, key);
         let filtered = match listing::filter(sse, &body, &self.pending, &keep) {
             Ok(f) => f,
             Err(listing::Unfilterable) => {
-                return self.give_up(policy, stats, server, sse, size, Why::Unfilterable)
+                return self.give_up(h, policy, stats, sse, size, Why::Unfilterable)
             }
         };
         if !end_of_stream && filtered.answered < self.pending.len() {
             return Action::Pause;
         }
         if let Some(new) = &filtered.body {
-            if let Err(e) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, new) {
+            if let Err(e) = h.replace_response_body(size, new) {
                 log::warn!("cannot replace a listing response: {e:?}");
-                return self.give_up(policy, stats, server, sse, size, Why::Unfilterable);
+                return self.give_up(h, policy, stats, sse, size, Why::Unfilterable);
             }
         }
         self.stage = Stage::Passing;
-        self.record(policy, stats, filtered.hidden);
+        self.record(h, policy, stats, filtered.hidden);
         Action::Continue
     }
 
@@ -161,41 +156,45 @@ impl Watch {
     /// step-up anyway, else replaced by a JSON-RPC error (see `listing::must_replace_unfiltered`).
     fn give_up(
         &mut self,
+        h: &mut impl Host,
         policy: &Policy,
         stats: &mut Stats,
-        server: &Server,
         sse: bool,
         size: usize,
         why: Why,
     ) -> Action {
-        let name = policy.server(self.server).map_or("", |s| s.name.as_str());
-        stats.count(&mut Envoy, name, "listing", why.name());
+        let Some(server) = policy.server(self.server) else {
+            self.stage = Stage::Passing;
+            return Action::Continue;
+        };
+        let name = server.name.as_str();
+        stats.count(h, name, "listing", why.name());
         if !listing::must_replace_unfiltered(server) {
             self.stage = Stage::Passing;
-            set_hidden(why.name());
+            set_hidden(h, why.name());
             return Action::Continue;
         }
         let error = listing::unfilterable_body(sse, &self.pending);
-        if let Err(e) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &error) {
+        if let Err(e) = h.replace_response_body(size, &error) {
             // Never let the unfiltered listing through: end the stream instead.
             log::error!("cannot replace an unfilterable listing ({e:?}); resetting the stream");
-            if let Err(e) = hostcalls::reset_http_response() {
+            if let Err(e) = h.reset_response() {
                 log::error!("cannot reset the stream: {e:?}");
             }
             self.stage = Stage::Discarding;
             return Action::Continue;
         }
         self.stage = Stage::Discarding;
-        set_hidden(why.replaced());
-        stats.count(&mut Envoy, name, "listing", "replaced");
+        set_hidden(h, why.replaced());
+        stats.count(h, name, "listing", "replaced");
         Action::Continue
     }
 
-    fn record(&self, policy: &Policy, stats: &mut Stats, hidden: usize) {
+    fn record(&self, h: &mut impl Host, policy: &Policy, stats: &mut Stats, hidden: usize) {
         let name = policy.server(self.server).map_or("", |s| s.name.as_str());
-        set_hidden(&hidden.to_string());
-        stats.count(&mut Envoy, name, "listing", "filtered");
-        stats.count_by(&mut Envoy, name, "listing", "hidden", hidden as u64);
+        set_hidden(h, &hidden.to_string());
+        stats.count(h, name, "listing", "filtered");
+        stats.count_by(h, name, "listing", "hidden", hidden as u64);
     }
 }
 
@@ -230,9 +229,9 @@ fn server_name(policy: &Policy, id: usize) -> String {
 
 /// Whether the buffered SSE body ends with a blank line, so its last event is complete: only
 /// then is it worth parsing before the stream ends (a large event arrives in many chunks).
-fn ends_an_event(size: usize) -> bool {
+fn ends_an_event(h: &mut impl Host, size: usize) -> bool {
     let tail = size.min(4);
-    match hostcalls::get_buffer(BufferType::HttpResponseBody, size - tail, tail) {
+    match h.response_body(size - tail, tail) {
         Ok(Some(t)) => t.ends_with(b"\n\n") || t.ends_with(b"\r\n\r\n"),
         Ok(None) => false,
         Err(e) => {
@@ -243,8 +242,8 @@ fn ends_an_event(size: usize) -> bool {
 }
 
 /// Records the listing filter's effect for the access log (`wasm.scopegate_hidden`).
-fn set_hidden(value: &str) {
-    if let Err(e) = Envoy.set_filter_state(HIDDEN_FIELD, value) {
+fn set_hidden(h: &mut impl Host, value: &str) {
+    if let Err(e) = h.set_filter_state(HIDDEN_FIELD, value) {
         log::warn!("cannot set filter state {HIDDEN_FIELD}: {e:?}");
     }
 }

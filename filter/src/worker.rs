@@ -4,6 +4,7 @@ use crate::audit::Stats;
 use crate::credentials::Credentials;
 use crate::host::Host;
 use crate::keys::KeyStore;
+use crate::parking::Parking;
 use crate::revocations::Revocations;
 use crate::token_cache::TokenCache;
 use scopegate_core::Policy;
@@ -19,10 +20,8 @@ pub struct Worker {
     /// `hold_headers` requests waiting for their body: context id -> since (ms).
     pub held: RefCell<std::collections::HashMap<u32, u64>>,
     pub revocations: RefCell<Revocations>,
-    /// Broker exchanges in flight, by credential cache key: the requests parked on each.
-    pub in_flight: RefCell<std::collections::HashMap<String, Vec<u32>>>,
-    /// Requests parked on another request's exchange, by context id.
-    pub parked: RefCell<std::collections::HashMap<u32, crate::http::Parked>>,
+    /// Requests parked on another request's broker exchange.
+    pub parking: RefCell<Parking>,
 }
 
 impl Worker {
@@ -37,8 +36,7 @@ impl Worker {
             credentials: RefCell::new(Credentials::default()),
             held: RefCell::default(),
             revocations: RefCell::new(Revocations::default()),
-            in_flight: RefCell::default(),
-            parked: RefCell::default(),
+            parking: RefCell::default(),
         }
     }
 }

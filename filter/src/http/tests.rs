@@ -1,17 +1,11 @@
 //! The request state machine against a fake host: every phase, the fail-closed paths, the
 //! local replies, and what reaches the upstream's headers.
-#![cfg(test)] // declared in http.rs as `#[cfg(test)] mod tests`: test code only
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use super::*;
-use crate::host::Shared;
-use proxy_wasm::types::Status;
+use crate::fake_host::{Fake, NOW};
 use scopegate_core::jwks::Algorithm;
 use scopegate_core::jwt::Claims;
-use std::collections::HashMap;
-use std::time::Duration;
-
-const NOW: u64 = 1_800_000_000;
 
 fn doc(body_mode: &str) -> String {
     format!(
@@ -32,191 +26,6 @@ fn doc(body_mode: &str) -> String {
   "filter": {{"body_mode": "{body_mode}"}}
 }}"#
     )
-}
-
-/// A local reply as sent: status, headers, body.
-type Sent = (u16, Vec<(String, String)>, String);
-
-/// A host that records what the filter does. `fail` names calls that return an error.
-#[derive(Default)]
-struct Fake {
-    headers: Vec<(String, String)>,
-    cluster: Option<String>,
-    body: Vec<u8>,
-    filter_state: HashMap<String, String>,
-    counters: Vec<String>,
-    counts: HashMap<u32, u64>,
-    replies: Vec<Sent>,
-    resumed: usize,
-    calls: Vec<&'static str>,
-    fail: Vec<&'static str>,
-    /// The context host calls act on, and the other contexts' request headers.
-    effective: u32,
-    others: HashMap<u32, Vec<(String, String)>>,
-    resumed_ids: Vec<u32>,
-    replied_ids: Vec<u32>,
-    call_status: Option<u16>,
-    call_body: Vec<u8>,
-    dispatched: usize,
-}
-
-impl Fake {
-    fn request(method: &str, path: &str, cluster: &str, authorization: Option<&str>) -> Fake {
-        let mut headers = vec![
-            (":method".to_string(), method.to_string()),
-            (":path".to_string(), path.to_string()),
-            (":authority".to_string(), "mcp.example.com".to_string()),
-            ("x-scopegate-subject".to_string(), "mallory".to_string()),
-        ];
-        if let Some(a) = authorization {
-            headers.push(("authorization".to_string(), a.to_string()));
-        }
-        Fake {
-            headers,
-            cluster: Some(cluster.to_string()),
-            effective: 1,
-            ..Fake::default()
-        }
-    }
-
-    fn call(&mut self, name: &'static str) -> Result<(), Status> {
-        self.calls.push(name);
-        if self.fail.contains(&name) {
-            return Err(Status::InternalFailure);
-        }
-        Ok(())
-    }
-
-    fn header(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn count(&self, name: &str) -> u64 {
-        self.counters
-            .iter()
-            .position(|c| c == name)
-            .and_then(|id| self.counts.get(&(id as u32)).copied())
-            .unwrap_or(0)
-    }
-
-    fn record(&self) -> serde_json::Value {
-        serde_json::from_str(&self.filter_state["scopegate_record"]).unwrap()
-    }
-}
-
-impl Host for Fake {
-    fn request_header(&mut self, name: &str) -> Result<Option<String>, Status> {
-        self.call("request_header")?;
-        Ok(self.header(name).first().map(|v| v.to_string()))
-    }
-    fn remove_request_header(&mut self, name: &str) -> Result<(), Status> {
-        self.call("remove_request_header")?;
-        self.headers.retain(|(k, _)| k != name);
-        Ok(())
-    }
-    fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), Status> {
-        self.call("replace_request_header")?;
-        self.headers.retain(|(k, _)| k != name);
-        self.headers.push((name.to_string(), value.to_string()));
-        Ok(())
-    }
-    fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
-        self.call("property")?;
-        Ok(match path {
-            ["xds", "cluster_name"] => self.cluster.clone().map(String::into_bytes),
-            _ => None,
-        })
-    }
-    fn request_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status> {
-        self.call("request_body")?;
-        Ok(Some(self.body.iter().copied().take(size).collect()))
-    }
-    fn send_reply(
-        &mut self,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Result<(), Status> {
-        self.call("send_reply")?;
-        self.replied_ids.push(self.effective);
-        let headers = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.replies.push((status, headers, body.to_string()));
-        Ok(())
-    }
-    fn dispatch(
-        &mut self,
-        _cluster: &str,
-        _headers: &[(&str, &str)],
-        _body: Option<&[u8]>,
-        _timeout: Duration,
-    ) -> Result<u32, Status> {
-        self.call("dispatch")?;
-        self.dispatched += 1;
-        Ok(7)
-    }
-    fn call_response_status(&mut self) -> Option<u16> {
-        self.calls.push("call_response_status");
-        self.call_status
-    }
-    fn call_response_body(&mut self, _size: usize) -> Result<Option<Vec<u8>>, Status> {
-        self.call("call_response_body")?;
-        Ok(Some(self.call_body.clone()))
-    }
-    fn resume(&mut self) -> Result<(), Status> {
-        self.call("resume")?;
-        self.resumed += 1;
-        self.resumed_ids.push(self.effective);
-        Ok(())
-    }
-    fn set_effective_context(&mut self, context_id: u32) -> Result<(), Status> {
-        self.call("set_effective_context")?;
-        if context_id != self.effective {
-            let current = std::mem::take(&mut self.headers);
-            self.others.insert(self.effective, current);
-            self.headers = self.others.remove(&context_id).unwrap_or_default();
-            self.effective = context_id;
-        }
-        Ok(())
-    }
-    fn set_filter_state(&mut self, name: &str, value: &str) -> Result<(), Status> {
-        self.call("set_filter_state")?;
-        self.filter_state
-            .insert(name.to_string(), value.to_string());
-        Ok(())
-    }
-    fn define_counter(&mut self, name: &str) -> Result<u32, Status> {
-        self.call("define_counter")?;
-        self.counters.push(name.to_string());
-        Ok(self.counters.len() as u32 - 1)
-    }
-    fn increment_counter(&mut self, id: u32) -> Result<(), Status> {
-        self.call("increment_counter")?;
-        *self.counts.entry(id).or_default() += 1;
-        Ok(())
-    }
-    fn now(&mut self) -> Duration {
-        self.calls.push("now");
-        Duration::from_secs(NOW)
-    }
-    fn shared_data(&mut self, _key: &str) -> Result<Shared, Status> {
-        self.call("shared_data")?;
-        Ok((None, None))
-    }
-    fn set_shared_data(
-        &mut self,
-        _key: &str,
-        _value: &[u8],
-        _cas: Option<u32>,
-    ) -> Result<(), Status> {
-        self.call("set_shared_data")
-    }
 }
 
 /// A worker whose token cache already holds `tok` (scopes as given) for `server`.
@@ -510,7 +319,7 @@ fn two_requests_for_one_grant(w: &Rc<Worker>) -> (Fake, Request<Fake>, Request<F
     let mut other = Request::<Fake>::new(Some(Rc::clone(w)), 2);
     assert!(matches!(other.request_headers(&mut h, true), Action::Pause));
     assert!(matches!(other.phase, Phase::AwaitingExchange));
-    assert_eq!(h.dispatched, 1, "one exchange for the grant");
+    assert_eq!(h.dispatched.len(), 1, "one exchange for the grant");
     h.set_effective_context(1).unwrap();
     (h, first, other)
 }
@@ -539,10 +348,13 @@ fn requests_for_a_grant_in_exchange_wait_and_go_on_with_its_credential() {
             .1,
         "Bearer down"
     );
-    assert!(w.in_flight.borrow().is_empty());
+    assert!(!w
+        .parking
+        .borrow()
+        .is_exchanging(&scopegate_core::exchange::cache_key("g1", "plain")));
     drop(other);
     assert!(
-        w.parked.borrow().is_empty(),
+        w.parking.borrow().is_empty(),
         "a finished parked request leaves nothing behind"
     );
 }
@@ -567,9 +379,14 @@ fn a_request_dropped_mid_exchange_refuses_its_waiters() {
     let (_h, first, _other) = two_requests_for_one_grant(&w);
     // The drop path uses `Fake::default()`: the refusal reaches the parked copy.
     drop(first);
-    assert!(w.in_flight.borrow().is_empty());
-    let parked = w.parked.borrow();
-    assert!(matches!(parked[&2].resolved, Some((Phase::Replied, _))));
+    let parking = w.parking.borrow();
+    assert!(matches!(parking.woken_phase(2), Some(Phase::Replied)));
+    drop(parking);
+    drop(_other);
+    assert!(
+        w.parking.borrow().is_empty(),
+        "nothing left in flight or parked"
+    );
 }
 
 #[test]

@@ -1,0 +1,121 @@
+//! A held request body: where a body callback finds the request, and the message decided once
+//! complete (the verdict alone when `hold_body` already sent the headers).
+
+use super::request::Request;
+use crate::audit;
+use crate::budgets;
+use crate::hold_watch;
+use crate::host::Host;
+use crate::listing::Watch;
+use crate::phase::Phase;
+use crate::worker::Worker;
+use proxy_wasm::types::Action;
+use scopegate_core::authorize::{self, Principal, Target};
+use scopegate_core::budget;
+use scopegate_core::decision::{Decision, Outcome};
+use scopegate_core::mcp::Call;
+use scopegate_core::policy::ServerId;
+use std::rc::Rc;
+
+/// Whether the request headers already went upstream when the body is decided.
+#[derive(Clone, Copy)]
+pub(super) enum HeadersSent {
+    /// `hold_headers`: still held, so an allow rewrites them.
+    No,
+    /// `hold_body`: sent with identity and credential; only the verdict remains.
+    Yes,
+}
+
+/// Where a body callback finds the request.
+pub(super) enum Held {
+    /// Not governed, or already decided: the body flows.
+    Nothing,
+    /// Refused, or a callout is pending: keep the body.
+    Waiting,
+    /// A held message to decide once complete.
+    Body(ServerId, Rc<Principal>, HeadersSent),
+}
+
+impl<D: Host + Default> Request<D> {
+    pub(super) fn held(&self, worker: &Worker) -> Held {
+        match &self.phase {
+            Phase::Done | Phase::Start => Held::Nothing,
+            Phase::Replied
+            | Phase::AwaitingKeys { .. }
+            | Phase::AwaitingCredential { .. }
+            | Phase::AwaitingExchange => Held::Waiting,
+            Phase::HoldingHeaders { server, principal } => {
+                // A body callback came, so the flag is set: the watch can stop.
+                hold_watch::release(worker, self.id);
+                Held::Body(*server, Rc::clone(principal), HeadersSent::No)
+            }
+            Phase::HoldingBody { server, principal } => {
+                Held::Body(*server, Rc::clone(principal), HeadersSent::Yes)
+            }
+        }
+    }
+
+    /// Reads the complete message and decides it; an allow that holds listing calls starts the
+    /// response watch. `Err` is the action of a request that failed closed.
+    pub(super) fn decide_message<H: Host>(
+        &mut self,
+        h: &mut H,
+        worker: &Worker,
+        server: ServerId,
+        principal: &Principal,
+    ) -> Result<(Decision, Vec<Call>), Action> {
+        let Some(target) = Target::of(&worker.policy, server) else {
+            return Err(self.fail_closed(h, "server vanished from the policy"));
+        };
+        let body = if self.body.size == 0 {
+            Vec::new()
+        } else {
+            match h.request_body(self.body.size) {
+                Ok(b) => b.unwrap_or_default(),
+                Err(e) => {
+                    return Err(self.fail_closed(h, &format!("cannot read the request body: {e:?}")))
+                }
+            }
+        };
+        let (decision, calls) = authorize::decide_body(
+            target,
+            principal,
+            &body,
+            self.head.mcp_method.as_deref(),
+            self.head.mcp_name.as_deref(),
+        );
+        if decision.is_allow() {
+            self.listing = Watch::new(server, target.server, principal.effective, &calls, &body);
+        }
+        Ok((decision, calls))
+    }
+
+    /// `hold_body`: headers, identity and credential are upstream already; the complete message
+    /// is let through or refused.
+    pub(super) fn decide_sent_body<H: Host>(
+        &mut self,
+        h: &mut H,
+        worker: &Worker,
+        server: ServerId,
+        principal: &Principal,
+    ) -> Action {
+        let (decision, calls) = match self.decide_message(h, worker, server, principal) {
+            Ok(d) => d,
+            Err(action) => return action,
+        };
+        let Outcome::Allow(grant) = &decision.outcome else {
+            return self.reply(h, worker, &decision);
+        };
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, server) else {
+            return self.fail_closed(h, "server vanished from the policy");
+        };
+        if let Err(retry_after) = budgets::spend_all(h, target.server, &calls, grant, self.now) {
+            let d = budget::exceeded(target, &decision.audit, retry_after);
+            return self.reply(h, worker, &d);
+        }
+        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit, None);
+        self.phase = Phase::Done;
+        Action::Continue
+    }
+}

@@ -1,0 +1,126 @@
+//! Applying a decision: a refusal is answered; an allow spends its budgets, gets the downstream
+//! credential on brokered gateways, and edits the request for the upstream.
+
+use super::request::Request;
+use crate::audit;
+use crate::budgets;
+use crate::host::Host;
+use crate::phase::{Decided, Phase, Then};
+use crate::worker::Worker;
+use proxy_wasm::types::Action;
+use scopegate_core::authorize::{Principal, Target};
+use scopegate_core::budget;
+use scopegate_core::decision::Outcome;
+use scopegate_core::mcp::Call;
+use scopegate_core::policy::ServerId;
+use scopegate_core::upstream::{self, Authorization};
+use std::rc::Rc;
+
+impl<D: Host + Default> Request<D> {
+    /// Applies an allow, fetching the downstream credential first on brokered gateways, or
+    /// sends the refusal.
+    pub(super) fn enforce<H: Host>(
+        &mut self,
+        h: &mut H,
+        worker: &Worker,
+        decided: Decided,
+        calls: &[Call],
+    ) -> Action {
+        let Outcome::Allow(grant) = &decided.decision.outcome else {
+            return self.reply(h, worker, &decided.decision);
+        };
+        let policy = Rc::clone(&worker.policy);
+        let Some(target) = Target::of(&policy, decided.server) else {
+            return self.fail_closed(h, "server vanished from the policy");
+        };
+        // Budgets count calls: a held body is counted when it is decided.
+        if let Then::Finish(_) = decided.then {
+            if let Err(retry_after) = budgets::spend_all(h, target.server, calls, grant, self.now) {
+                let d = budget::exceeded(target, &decided.decision.audit, retry_after);
+                return self.reply(h, worker, &d);
+            }
+        }
+        if !target.gateway.brokered {
+            return self.forward(h, worker, decided, None);
+        }
+        match self.downstream_credential(h, worker, decided) {
+            Ok((decided, credential)) => {
+                self.forward(h, worker, decided, Some(&credential.authorization))
+            }
+            Err(action) => action,
+        }
+    }
+
+    /// Edits the request for the upstream (`scopegate_core::upstream` says how): no client token
+    /// (unless opted in), the downstream credential when there is one, and the identity headers.
+    /// They depend on the token only, so `hold_body` sets them before the body is seen (the host
+    /// refuses header changes later).
+    pub(super) fn forward<H: Host>(
+        &mut self,
+        h: &mut H,
+        worker: &Worker,
+        decided: Decided,
+        downstream: Option<&str>,
+    ) -> Action {
+        let Outcome::Allow(grant) = &decided.decision.outcome else {
+            return self.fail_closed(h, "forwarding a request that was not allowed");
+        };
+        let edits = upstream::upstream_headers(grant, downstream);
+        let auth = match edits.authorization {
+            Authorization::Keep => Ok(()),
+            Authorization::Remove => h.remove_request_header("authorization"),
+            Authorization::Replace(v) => h.replace_request_header("authorization", v),
+        };
+        if auth.is_err() {
+            return self.fail_closed(h, "cannot edit the authorization header");
+        }
+        // Setting replaces whatever the client sent under these names.
+        for (name, value) in edits.identity {
+            if h.replace_request_header(name, value).is_err() {
+                return self.fail_closed(h, "cannot set the identity headers");
+            }
+        }
+        let server = decided.server;
+        match decided.then {
+            Then::Finish(record) => {
+                audit::record(
+                    h,
+                    &mut worker.stats.borrow_mut(),
+                    &decided.decision.audit,
+                    record.as_deref(),
+                );
+                self.phase = Phase::Done;
+                Action::Continue
+            }
+            Then::HoldBody(principal) => {
+                if self.body.complete || self.head.end_of_stream {
+                    return self.decide_sent_body(h, worker, server, &principal);
+                }
+                self.phase = Phase::HoldingBody { server, principal };
+                // The headers go on; `on_http_request_body` holds the body.
+                Action::Continue
+            }
+        }
+    }
+
+    /// `hold_headers`: the complete message decides; an allow then rewrites the held headers.
+    pub(super) fn decide_held_headers<H: Host>(
+        &mut self,
+        h: &mut H,
+        worker: &Worker,
+        server: ServerId,
+        principal: &Principal,
+    ) -> Action {
+        match self.decide_message(h, worker, server, principal) {
+            Ok((decision, calls)) => {
+                let decided = Decided {
+                    server,
+                    decision: Rc::new(decision),
+                    then: Then::Finish(None),
+                };
+                self.enforce(h, worker, decided, &calls)
+            }
+            Err(action) => action,
+        }
+    }
+}
