@@ -7,9 +7,12 @@ mod check;
 mod cimd;
 mod cli;
 mod clients;
+mod clock;
 mod consent;
 mod crypto;
 mod downstream;
+mod error;
+mod grants;
 mod http;
 mod internal;
 mod keys;
@@ -24,13 +27,6 @@ mod tokens;
 
 use clap::Parser;
 use std::process::ExitCode;
-
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
