@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Serve(a) => serve::serve_cmd(a),
         cli::Command::Check { file } => check_cmd(&file),
-        cli::Command::Render { target } => render::run(target),
+        cli::Command::Render { target } => render::run(target.into()),
     }
 }
 
