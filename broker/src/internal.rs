@@ -1,7 +1,8 @@
 //! The internal listener, for the filter only: RFC 8693 token exchange, JWKS, counters.
 //!
 //! It is bound to an address only the mesh reaches; it trusts no header and re-verifies every
-//! subject token.
+//! subject token. The exchanged token is the grant's current downstream one, from [`crate::grants`]
+//! (where the downstream refresh single-flight lives).
 
 use crate::app::App;
 use crate::error::Error;

@@ -45,6 +45,7 @@ pub struct Settings {
     pub lock_timeout: Duration,
 }
 
+/// The grants in the store, as the token exchange and the callback use them.
 pub struct Grants {
     store: Arc<dyn Store>,
     sealer: Sealer,
