@@ -1,9 +1,13 @@
 //! The broker's shared state, built once from the validated document.
 
 use crate::cimd::Fetcher;
+use crate::clock::Clock;
 use crate::crypto::{self, Sealer};
 use crate::downstream::{self, Downstream};
+use crate::grants::{self, Grants};
 use crate::keys::KeyRing;
+use crate::metrics::Metrics;
+use crate::secret::read_secret;
 use crate::store::Store;
 use scopegate_core::config::{BrokerDoc, RegistrationLimitsDoc};
 use scopegate_core::oauth::client::ClientMetadata;
@@ -43,30 +47,17 @@ pub struct App {
     pub sealer: Sealer,
     pub keys: KeyRing,
     pub gateways: Vec<GatewayRt>,
-    pub metrics: crate::metrics::Metrics,
-    /// One lock per grant being refreshed downstream (single-flight).
-    pub refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Reads a secret named by env var or file; `Ok(None)` when neither is named.
-pub fn read_secret(
-    env: Option<&str>,
-    file: Option<&str>,
-    what: &str,
-) -> Result<Option<String>, String> {
-    match (env, file) {
-        (Some(var), _) => std::env::var(var)
-            .map(|s| Some(s.trim().to_string()))
-            .map_err(|_| format!("{what}: environment variable {var} is not set")),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| Some(s.trim().to_string()))
-            .map_err(|e| format!("{what}: cannot read {path}: {e}")),
-        (None, None) => Ok(None),
-    }
+    pub metrics: Arc<Metrics>,
+    pub grants: Grants,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl App {
-    pub fn build(policy: Policy, store: Arc<dyn Store>, now: u64) -> Result<App, String> {
+    pub fn build(
+        policy: Policy,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, String> {
         let broker = policy.document.broker.clone().unwrap_or_default();
         let key = read_secret(broker.encryption_key_env.as_deref(), broker.encryption_key_file.as_deref(), "broker encryption key")?
             .ok_or("broker.encryption_key_env or broker.encryption_key_file is required: downstream tokens are stored encrypted")?;
@@ -90,8 +81,8 @@ impl App {
                 d.client_secret_file.as_deref(),
                 &what,
             )?;
-            let downstream =
-                Downstream::new(g, secret, http.clone()).ok_or("downstream missing")?;
+            let downstream = Downstream::new(g, secret, http.clone(), Arc::clone(&clock))
+                .ok_or("downstream missing")?;
             let cimd = match &g.clients.cimd {
                 Some(c) => Some(Fetcher::new(c, broker.cimd_timeout_ms, &roots)?),
                 None => None,
@@ -154,8 +145,19 @@ impl App {
             sealer.clone(),
             broker.signing_key_rotation_s,
             broker.access_token_ttl_s,
-            now,
+            clock.now(),
         )?;
+        let metrics = Arc::new(Metrics::new()?);
+        let grants = Grants::new(
+            Arc::clone(&store),
+            sealer.clone(),
+            Arc::clone(&clock),
+            grants::Settings {
+                margin_s: broker.downstream_refresh_margin_s,
+                lock_timeout: std::time::Duration::from_millis(broker.refresh_lock_timeout_ms),
+            },
+            &metrics,
+        );
         Ok(App {
             policy,
             broker,
@@ -163,8 +165,9 @@ impl App {
             sealer,
             keys,
             gateways,
-            metrics: crate::metrics::Metrics::new()?,
-            refresh_locks: Mutex::new(HashMap::new()),
+            metrics,
+            grants,
+            clock,
         })
     }
 
@@ -172,14 +175,16 @@ impl App {
         self.gateways.iter().find(|g| g.id == id)
     }
 
+    /// Unix seconds, from the broker's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
     /// Runs a blocking store call on tokio's blocking pool.
     pub async fn db<T: Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         f: impl FnOnce(&dyn Store) -> crate::store::Result<T> + Send + 'static,
     ) -> crate::store::Result<T> {
-        let app = Arc::clone(self);
-        tokio::task::spawn_blocking(move || f(app.store.as_ref()))
-            .await
-            .map_err(|e| crate::store::StoreError::Task(e.to_string()))?
+        crate::store::blocking(&self.store, f).await
     }
 }

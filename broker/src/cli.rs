@@ -1,5 +1,7 @@
-//! The broker's command line (`serve`, `check`, `render`), its help texts and exit codes.
+//! The broker's command line (`serve`, `check`, `render`), its help texts and exit codes; `render`'s
+//! arguments become the renderers' plain options here.
 
+use crate::render;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Exit codes, the same for every subcommand.
@@ -111,7 +113,7 @@ pub struct EnvoyArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The filter's `.wasm`, a local path as Envoy will open it.
-    #[arg(long, value_name = "PATH", default_value = crate::render::DEFAULT_WASM_PATH)]
+    #[arg(long, value_name = "PATH", default_value = render::DEFAULT_WASM_PATH)]
     pub wasm: String,
     /// Envoy's listener for MCP clients.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:10000")]
@@ -216,4 +218,78 @@ pub struct GatewayArgs {
     /// The Gateway listener (section name) whose Envoy listener gets the body flag.
     #[arg(long, value_name = "NAME", default_value = "http")]
     pub listener: String,
+}
+
+impl From<Format> for render::Format {
+    fn from(f: Format) -> render::Format {
+        match f {
+            Format::Yaml => render::Format::Yaml,
+            Format::Json => render::Format::Json,
+        }
+    }
+}
+
+impl From<IstioContext> for render::IstioContext {
+    fn from(c: IstioContext) -> render::IstioContext {
+        match c {
+            IstioContext::Gateway => render::IstioContext::Gateway,
+            IstioContext::SidecarInbound => render::IstioContext::SidecarInbound,
+        }
+    }
+}
+
+impl From<CommonArgs> for render::CommonOptions {
+    fn from(a: CommonArgs) -> render::CommonOptions {
+        render::CommonOptions {
+            doc: a.doc,
+            format: a.format.into(),
+            upstreams: a.upstreams,
+            body_flag: a.body_flag,
+            output: a.output,
+        }
+    }
+}
+
+impl From<MeshArgs> for render::MeshOptions {
+    fn from(a: MeshArgs) -> render::MeshOptions {
+        render::MeshOptions {
+            namespace: a.namespace,
+            wasm_url: a.wasm_url,
+            wasm_sha256: a.wasm_sha256,
+            broker_image: a.broker_image,
+            secret: a.secret,
+        }
+    }
+}
+
+impl From<RenderTarget> for render::Target {
+    fn from(t: RenderTarget) -> render::Target {
+        match t {
+            RenderTarget::Envoy(a) => render::Target::Envoy(render::EnvoyOptions {
+                common: a.common.into(),
+                wasm: a.wasm,
+                listen: a.listen,
+                admin: a.admin,
+                broker: a.broker,
+                broker_internal: a.broker_internal,
+                access_log: a.access_log,
+                cors_origins: a.cors_origins,
+            }),
+            RenderTarget::Istio(a) => render::Target::Istio(render::IstioOptions {
+                common: a.common.into(),
+                mesh: a.mesh.into(),
+                selectors: a.selectors,
+                proxy_namespace: a.proxy_namespace,
+                context: a.context.into(),
+                gateway: a.gateway,
+                proxy_principal: a.proxy_principal,
+            }),
+            RenderTarget::EnvoyGateway(a) => render::Target::EnvoyGateway(render::GatewayOptions {
+                common: a.common.into(),
+                mesh: a.mesh.into(),
+                target_refs: a.target_refs,
+                listener: a.listener,
+            }),
+        }
+    }
 }

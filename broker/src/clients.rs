@@ -2,12 +2,12 @@
 
 use crate::app::{App, GatewayRt};
 use crate::crypto;
+use crate::error::Error;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use scopegate_core::oauth::client::ClientMetadata;
-use scopegate_core::oauth::{cimd, pkce, OAuthError, OAuthErrorCode};
+use scopegate_core::oauth::{cimd, pkce, OAuthError};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 pub struct Client {
     pub id: String,
@@ -25,11 +25,7 @@ impl Client {
 }
 
 /// Looks a client up in the order clients prefer: preregistered, CIMD URL, DCR.
-pub async fn resolve(
-    app: &Arc<App>,
-    gw: &GatewayRt,
-    client_id: &str,
-) -> Result<Client, OAuthError> {
+pub async fn resolve(app: &App, gw: &GatewayRt, client_id: &str) -> Result<Client, Error> {
     if let Some(p) = gw.prereg.get(client_id) {
         return Ok(Client {
             id: client_id.to_string(),
@@ -41,7 +37,7 @@ pub async fn resolve(
         let fetcher = gw.cimd.as_ref().ok_or_else(|| {
             OAuthError::invalid_client("client metadata documents are not enabled for this gateway")
         })?;
-        let meta = fetcher.get(client_id, crate::now()).await?;
+        let meta = fetcher.get(client_id, app.now()).await?;
         return Ok(Client {
             id: client_id.to_string(),
             meta,
@@ -49,11 +45,7 @@ pub async fn resolve(
         });
     }
     let id = client_id.to_string();
-    let row = app
-        .db(move |s| s.client(&id))
-        .await
-        .map_err(|e| server_error(&e))?;
-    match row {
+    match app.db(move |s| s.client(&id)).await? {
         Some(r) if r.gateway == gw.name => {
             let meta: ClientMetadata = serde_json::from_str(&r.metadata)
                 .map_err(|_| OAuthError::invalid_client("client record is damaged"))?;
@@ -63,23 +55,18 @@ pub async fn resolve(
                 secret_hash: r.secret_hash,
             })
         }
-        _ => Err(OAuthError::invalid_client("unknown client_id")),
+        _ => Err(OAuthError::invalid_client("unknown client_id").into()),
     }
-}
-
-pub fn server_error(detail: impl std::fmt::Display) -> OAuthError {
-    tracing::error!(error = %detail, "internal error");
-    OAuthError::new(OAuthErrorCode::ServerError, "internal error")
 }
 
 /// Client authentication (RFC 6749 §2.3): `client_secret_basic`, `client_secret_post`, or a
 /// public client naming itself. Fails with `invalid_client` (HTTP 401).
 pub async fn authenticate(
-    app: &Arc<App>,
+    app: &App,
     gw: &GatewayRt,
     authorization: Option<&str>,
     form: &HashMap<String, String>,
-) -> Result<Client, OAuthError> {
+) -> Result<Client, Error> {
     let basic = match authorization.and_then(|h| h.strip_prefix("Basic ")) {
         Some(b64) => {
             let raw = STANDARD
@@ -96,9 +83,9 @@ pub async fn authenticate(
     };
     let (id, secret) = match (basic, form.get("client_id")) {
         (Some((id, _)), Some(f)) if &id != f => {
-            return Err(OAuthError::invalid_client(
-                "client_id differs from the Basic credentials",
-            ))
+            return Err(
+                OAuthError::invalid_client("client_id differs from the Basic credentials").into(),
+            )
         }
         (Some((id, secret)), _) => (id, Some(secret)),
         (None, Some(id)) => (
@@ -106,9 +93,9 @@ pub async fn authenticate(
             form.get("client_secret").filter(|s| !s.is_empty()).cloned(),
         ),
         (None, None) => {
-            return Err(OAuthError::invalid_client(
-                "client authentication is required (client_id)",
-            ))
+            return Err(
+                OAuthError::invalid_client("client authentication is required (client_id)").into(),
+            )
         }
     };
     let client = resolve(app, gw, &id).await?;
@@ -118,11 +105,11 @@ pub async fn authenticate(
         {
             Ok(client)
         }
-        (Some(_), _) => Err(OAuthError::invalid_client("client authentication failed")),
+        (Some(_), _) => Err(OAuthError::invalid_client("client authentication failed").into()),
         (None, None) => Ok(client),
-        (None, Some(_)) => Err(OAuthError::invalid_client(
-            "client is public: it has no secret",
-        )),
+        (None, Some(_)) => {
+            Err(OAuthError::invalid_client("client is public: it has no secret").into())
+        }
     }
 }
 

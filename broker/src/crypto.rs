@@ -6,6 +6,30 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
+/// Why sealing, opening or drawing randomness failed (the text names no secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CryptoError(String);
+
+impl From<&str> for CryptoError {
+    fn from(s: &str) -> CryptoError {
+        CryptoError(s.to_string())
+    }
+}
+
+impl From<String> for CryptoError {
+    fn from(s: String) -> CryptoError {
+        CryptoError(s)
+    }
+}
+
+/// Callers that report errors as text (startup, key maintenance).
+impl From<CryptoError> for String {
+    fn from(e: CryptoError) -> String {
+        e.0
+    }
+}
+
 /// Format byte of sealed values, so a future key or algorithm change can be told apart.
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
@@ -18,33 +42,33 @@ pub struct Sealer {
 
 impl Sealer {
     /// From 32 bytes written as base64 (standard or url-safe) or 64 hex digits.
-    pub fn from_text(text: &str) -> Result<Sealer, String> {
+    pub fn from_text(text: &str) -> Result<Sealer, CryptoError> {
         let t = text.trim();
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             (0..32)
                 .map(|i| u8::from_str_radix(t.get(i * 2..i * 2 + 2).unwrap_or(""), 16))
                 .collect::<Result<Vec<u8>, _>>()
-                .map_err(|_| "encryption key is not valid hex".to_string())?
+                .map_err(|_| CryptoError::from("encryption key is not valid hex"))?
         } else {
             STANDARD
                 .decode(t)
                 .or_else(|_| URL_SAFE_NO_PAD.decode(t))
-                .map_err(|_| "encryption key is neither base64 nor hex".to_string())?
+                .map_err(|_| CryptoError::from("encryption key is neither base64 nor hex"))?
         };
         if bytes.len() != 32 {
-            return Err(format!(
+            return Err(CryptoError(format!(
                 "encryption key must be 32 bytes, got {}",
                 bytes.len()
-            ));
+            )));
         }
-        let cipher =
-            XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| "bad key length".to_string())?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&bytes)
+            .map_err(|_| CryptoError::from("bad key length"))?;
         Ok(Sealer { cipher })
     }
 
     /// Encrypts `plain`, bound to `context` (e.g. the grant id) so a sealed value moved to another
     /// row does not open.
-    pub fn seal(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn seal(&self, context: &str, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
         random(&mut nonce)?;
         let ct = self
@@ -56,7 +80,7 @@ impl Sealer {
                     aad: context.as_bytes(),
                 },
             )
-            .map_err(|_| "encryption failed".to_string())?;
+            .map_err(|_| CryptoError::from("encryption failed"))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
@@ -64,7 +88,7 @@ impl Sealer {
         Ok(out)
     }
 
-    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let (version, rest) = sealed.split_first().ok_or("sealed value is empty")?;
         if *version != VERSION || rest.len() < NONCE_LEN {
             return Err("sealed value has an unknown format".into());
@@ -82,19 +106,19 @@ impl Sealer {
     }
 }
 
-pub fn random(buf: &mut [u8]) -> Result<(), String> {
-    getrandom::getrandom(buf).map_err(|e| format!("no randomness: {e}"))
+pub fn random(buf: &mut [u8]) -> Result<(), CryptoError> {
+    getrandom::getrandom(buf).map_err(|e| CryptoError(format!("no randomness: {e}")))
 }
 
 /// A fresh opaque token: 32 random bytes, base64url. Used for codes, refresh tokens, handles.
-pub fn token() -> Result<String, String> {
+pub fn token() -> Result<String, CryptoError> {
     let mut b = [0u8; 32];
     random(&mut b)?;
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
 /// A shorter random identifier (grant ids, jti, kids): 16 bytes.
-pub fn id() -> Result<String, String> {
+pub fn id() -> Result<String, CryptoError> {
     let mut b = [0u8; 16];
     random(&mut b)?;
     Ok(URL_SAFE_NO_PAD.encode(b))

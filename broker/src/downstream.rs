@@ -1,5 +1,6 @@
 //! The broker as a confidential client of a gateway's downstream authorization server (`oauth2` crate).
 
+use crate::clock::Clock;
 use crate::secret::Secret;
 use oauth2::basic::{
     BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
@@ -15,6 +16,7 @@ use scopegate_core::jwks::KeySet;
 use scopegate_core::jwt::{self, VerifyOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -86,6 +88,14 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+/// What a grant keeps of its downstream tokens (sealed at rest): what a refresh or a revocation
+/// spends.
+#[derive(Serialize, Deserialize)]
+pub struct Credential {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+}
+
 /// Why a refresh failed.
 #[derive(Debug)]
 pub enum RefreshError {
@@ -105,10 +115,7 @@ pub struct Downstream {
     subject_claim: String,
     http: reqwest::Client,
     meta: OnceCell<Discovered>,
-}
-
-fn now() -> u64 {
-    crate::now()
+    clock: Arc<dyn Clock>,
 }
 
 impl Downstream {
@@ -117,6 +124,7 @@ impl Downstream {
         g: &GatewayDoc,
         secret: Option<String>,
         http: reqwest::Client,
+        clock: Arc<dyn Clock>,
     ) -> Option<Downstream> {
         let d = g.downstream.as_ref()?;
         Some(Downstream {
@@ -129,6 +137,7 @@ impl Downstream {
             subject_claim: g.identity.subject_claim.clone(),
             http,
             meta: OnceCell::new(),
+            clock,
         })
     }
 
@@ -284,7 +293,7 @@ impl Downstream {
             req = req.add_extra_param("resource", r.clone());
         }
         let resp = req.request_async(&self.http).await.map_err(describe)?;
-        Ok(tokens(&resp, None))
+        Ok(tokens(&resp, None, self.clock.now()))
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, RefreshError> {
@@ -296,7 +305,7 @@ impl Downstream {
             .request_async(&self.http)
             .await
         {
-            Ok(resp) => Ok(tokens(&resp, Some(refresh_token))),
+            Ok(resp) => Ok(tokens(&resp, Some(refresh_token), self.clock.now())),
             Err(RequestTokenError::ServerResponse(e))
                 if *e.error() == BasicErrorResponseType::InvalidGrant =>
             {
@@ -308,7 +317,7 @@ impl Downstream {
 
     /// Revokes the downstream grant behind `t` (RFC 7009): its refresh token, else its access
     /// token. `Ok(false)` when the downstream advertises no revocation endpoint.
-    pub async fn revoke(&self, t: &crate::tokens::Sealed) -> Result<bool, String> {
+    pub async fn revoke(&self, t: &Credential) -> Result<bool, String> {
         let d = self.meta().await?;
         let Some(url) = &d.revocation_endpoint else {
             return Ok(false);
@@ -349,7 +358,7 @@ impl Downstream {
     pub async fn subject(&self, t: &Tokens, nonce: &str) -> Result<String, String> {
         let d = self.meta().await?;
         if let Some(id_token) = &t.id_token {
-            let opts = VerifyOptions::new(&d.issuer, now());
+            let opts = VerifyOptions::new(&d.issuer, self.clock.now());
             let keys = self.keys(d, false).await?;
             let c = match jwt::verify(id_token, &keys, &opts) {
                 Err(jwt::TokenError::UnknownKid(_)) => {
@@ -402,7 +411,7 @@ impl Downstream {
     }
 }
 
-fn tokens(resp: &Response, previous_refresh: Option<&str>) -> Tokens {
+fn tokens(resp: &Response, previous_refresh: Option<&str>, now: u64) -> Tokens {
     let ttl = resp.expires_in().map(|d| d.as_secs()).unwrap_or(300);
     Tokens {
         access_token: resp.access_token().secret().clone(),
@@ -411,7 +420,7 @@ fn tokens(resp: &Response, previous_refresh: Option<&str>) -> Tokens {
             .refresh_token()
             .map(|r| r.secret().clone())
             .or(previous_refresh.map(str::to_string)),
-        expires_at: now() + ttl,
+        expires_at: now + ttl,
         id_token: resp.extra_fields().id_token.clone(),
     }
 }

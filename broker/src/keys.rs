@@ -231,7 +231,10 @@ mod tests {
         assert!(scopegate_core::jwt::verify(
             &t,
             &keys,
-            &scopegate_core::jwt::VerifyOptions::new("https://i.example", crate::now())
+            &scopegate_core::jwt::VerifyOptions::new(
+                "https://i.example",
+                crate::clock::Clock::now(&crate::clock::SystemClock)
+            )
         )
         .is_ok());
     }

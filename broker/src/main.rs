@@ -7,9 +7,12 @@ mod check;
 mod cimd;
 mod cli;
 mod clients;
+mod clock;
 mod consent;
 mod crypto;
 mod downstream;
+mod error;
+mod grants;
 mod http;
 mod internal;
 mod keys;
@@ -25,13 +28,6 @@ mod tokens;
 use clap::Parser;
 use std::process::ExitCode;
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
@@ -44,7 +40,7 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Command::Serve(a) => serve::serve_cmd(a),
         cli::Command::Check { file } => check_cmd(&file),
-        cli::Command::Render { target } => render::run(target),
+        cli::Command::Render { target } => render::run(target.into()),
     }
 }
 

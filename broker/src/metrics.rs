@@ -2,7 +2,6 @@
 //! and the filter asked of it, and how long each route took. Labels are bounded sets (gateway
 //! names, grant types, fixed reasons, route templates), never client input.
 
-use crate::app::App;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -125,7 +124,7 @@ impl Metrics {
 
 /// Middleware: times each request under its route template (never the raw path).
 pub async fn track(
-    State((app, listener)): State<(Arc<App>, &'static str)>,
+    State((metrics, listener)): State<(Arc<Metrics>, &'static str)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -136,27 +135,29 @@ pub async fn track(
         .unwrap_or_else(|| "unmatched".into());
     let start = Instant::now();
     let resp = next.run(req).await;
-    app.metrics
+    metrics
         .latency
         .with_label_values(&[listener, route.as_str(), resp.status().as_str()])
         .observe(start.elapsed().as_secs_f64());
     resp
 }
 
-/// `GET /metrics`.
-pub async fn serve(State(app): State<Arc<App>>) -> Response {
-    match app.metrics.render() {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "metrics encoding failed");
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+impl Metrics {
+    /// The answer to `GET /metrics`.
+    pub fn answer(&self) -> Response {
+        match self.render() {
+            Ok(text) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "metrics encoding failed");
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Secrets in memory: a wrapper whose `Debug` and `Display` never print the value, so a stray
-//! `{:?}` in a log line cannot leak a client secret or a token.
+//! Secrets: read from the env var or file the document names, and kept in memory in a wrapper
+//! whose `Debug` and `Display` never print the value, so a stray `{:?}` in a log line cannot leak
+//! a client secret or a token.
 
 use std::fmt;
 
@@ -26,6 +27,23 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// Reads a secret named by env var or file; `Ok(None)` when neither is named.
+pub fn read_secret(
+    env: Option<&str>,
+    file: Option<&str>,
+    what: &str,
+) -> Result<Option<String>, String> {
+    match (env, file) {
+        (Some(var), _) => std::env::var(var)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|_| format!("{what}: environment variable {var} is not set")),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("{what}: cannot read {path}: {e}")),
+        (None, None) => Ok(None),
     }
 }
 

@@ -2,7 +2,8 @@
 
 use crate::app::App;
 use crate::cli::ServeArgs;
-use crate::{internal, now, public};
+use crate::clock::SystemClock;
+use crate::{internal, public};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -54,7 +55,7 @@ async fn serve(a: ServeArgs) -> Result<(), String> {
     let b = broker.clone();
     let app = tokio::task::spawn_blocking(move || {
         let store = crate::store::open(&b)?;
-        App::build(policy, store, now())
+        App::build(policy, store, Arc::new(SystemClock))
     })
     .await
     .map_err(|e| format!("startup task: {e}"))??;
@@ -141,9 +142,10 @@ async fn maintain(app: Arc<App>) {
         tick.tick().await;
         let a = Arc::clone(&app);
         let r = tokio::task::spawn_blocking(move || {
-            a.keys.maintain(now())?;
-            crate::clients::sweep_unused(&a, now())?;
-            a.store.purge(now()).map_err(String::from)
+            let now = a.now();
+            a.keys.maintain(now)?;
+            crate::clients::sweep_unused(&a, now)?;
+            a.store.purge(now).map_err(String::from)
         })
         .await;
         match r {

@@ -37,14 +37,12 @@ pub(super) async fn authorize(
     gw: Gateway,
     jar: CookieJar,
     OAuthQuery(q): OAuthQuery<AuthorizeQuery>,
-) -> Response {
-    let Some(client_id) = &q.client_id else {
-        return ErrorPage(OAuthError::invalid_request("client_id is required")).into_response();
-    };
-    let client = match clients::resolve(&app, &gw, client_id).await {
-        Ok(c) => c,
-        Err(e) => return ErrorPage(e).into_response(),
-    };
+) -> Result<Response, ErrorPage> {
+    let client_id = q
+        .client_id
+        .as_ref()
+        .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?;
+    let client = clients::resolve(&app, &gw, client_id).await?;
     let p = AuthorizeParams {
         response_type: q.response_type.as_deref(),
         redirect_uri: q.redirect_uri.as_deref(),
@@ -56,25 +54,25 @@ pub(super) async fn authorize(
     let state = q.state.clone();
     let ok = match authz::check(&app.policy, gw.id, &client.meta.redirect_uris, &p) {
         Ok(ok) => ok,
-        Err(AuthorizeError::NoRedirect(e)) => return ErrorPage(e).into_response(),
+        Err(AuthorizeError::NoRedirect(e)) => return Err(e.into()),
         Err(AuthorizeError::Redirect {
             redirect_uri,
             error,
         }) => {
-            return redirect(
+            return Ok(redirect(
                 StatusCode::FOUND,
-                &error_redirect(&redirect_uri, &error, state.as_deref(), &gw.issuer),
-            );
+                &error_redirect(&redirect_uri, &error.into(), state.as_deref(), &gw.issuer),
+            ));
         }
     };
-    let Some(server) = app.policy.server(ok.server) else {
-        return ErrorPage(server_error("server index")).into_response();
-    };
+    let server = app
+        .policy
+        .server(ok.server)
+        .ok_or_else(|| Error::internal("server index"))?;
     let index = &app.policy.gateways[gw.id].scopes;
     let scope = index.render(ok.scopes);
-    let (Ok(handle), Ok(csrf)) = (crypto::token(), crypto::token()) else {
-        return ErrorPage(server_error("no randomness")).into_response();
-    };
+    let handle = crypto::token()?;
+    let csrf = crypto::token()?;
     let data = PendingData {
         client_id: client.id.clone(),
         redirect_uri: ok.redirect_uri.clone(),
@@ -90,11 +88,9 @@ pub(super) async fn authorize(
         csrf_hash: crypto::hash(&csrf),
         state_hash: None,
         secret: None,
-        expires_at: crate::now() + PENDING_TTL_S,
+        expires_at: app.now() + PENDING_TTL_S,
     };
-    if let Err(e) = app.db(move |s| s.put_pending(&row)).await {
-        return ErrorPage(server_error(&e)).into_response();
-    }
+    app.db(move |s| s.put_pending(&row)).await?;
     let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
     let scopes: Vec<&str> = scope.split(' ').collect();
     let action = format!("{}{}", gw.issuer, md::CONSENT);
@@ -118,7 +114,7 @@ pub(super) async fn authorize(
         .authorizations
         .with_label_values(&[gw.name.as_str()])
         .inc();
-    (
+    Ok((
         jar.add(cookie),
         [
             (header::CACHE_CONTROL, "no-store"),
@@ -130,7 +126,7 @@ pub(super) async fn authorize(
         ],
         axum::response::Html(html),
     )
-        .into_response()
+        .into_response())
 }
 
 pub(super) async fn consent_post(
@@ -138,43 +134,39 @@ pub(super) async fn consent_post(
     gw: Gateway,
     jar: CookieJar,
     OAuthForm(form): OAuthForm<ConsentForm>,
-) -> Response {
+) -> Result<Response, ErrorPage> {
     let (Some(handle), Some(csrf)) = (&form.request, &form.csrf) else {
-        return ErrorPage(OAuthError::invalid_request("consent form is incomplete"))
-            .into_response();
+        return Err(OAuthError::invalid_request("consent form is incomplete").into());
     };
+    let unknown = || OAuthError::invalid_request("authorization request is unknown or expired");
     let id_hash = crypto::hash(handle);
     let key = id_hash.clone();
-    let pending = match app.db(move |s| s.pending(&key)).await {
-        Ok(Some(p))
-            if p.expires_at > crate::now() && p.gateway == gw.name && p.state_hash.is_none() =>
-        {
-            p
-        }
-        Ok(_) => {
-            return ErrorPage(OAuthError::invalid_request(
-                "authorization request is unknown or expired",
-            ))
-            .into_response()
-        }
-        Err(e) => return ErrorPage(server_error(&e)).into_response(),
-    };
+    let now = app.now();
+    let pending = app
+        .db(move |s| s.pending(&key))
+        .await?
+        .filter(|p| p.expires_at > now && p.gateway == gw.name && p.state_hash.is_none())
+        .ok_or_else(unknown)?;
     // Double-submit cookie plus the hash kept with the request: the form must come from the
     // page we rendered for this very request, in this browser.
     let cookie_ok = jar
         .get(CSRF_COOKIE)
         .is_some_and(|c| pkce::ct_eq(c.value().as_bytes(), csrf.as_bytes()));
     if !cookie_ok || !pkce::ct_eq(crypto::hash(csrf).as_bytes(), pending.csrf_hash.as_bytes()) {
-        return (
-            StatusCode::FORBIDDEN,
-            ErrorPage(OAuthError::invalid_request(
+        return Err(ErrorPage(
+            Error::from(OAuthError::invalid_request(
                 "consent form failed the CSRF check",
-            )),
-        )
-            .into_response();
+            ))
+            .with_status(StatusCode::FORBIDDEN),
+        ));
     }
-    let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
-        return ErrorPage(server_error("pending row damaged")).into_response();
+    let data = serde_json::from_str::<PendingData>(&pending.data)
+        .map_err(|_| Error::internal("pending row damaged"))?;
+    let back = |e: Error| {
+        redirect(
+            StatusCode::SEE_OTHER,
+            &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
+        )
     };
     if form.decision.as_deref() != Some("approve") {
         let key = id_hash.clone();
@@ -184,108 +176,102 @@ pub(super) async fn consent_post(
             .consents
             .with_label_values(&[gw.name.as_str(), "deny"])
             .inc();
-        let e = OAuthError::new(OAuthErrorCode::AccessDenied, "the user denied the request");
-        return redirect(
-            StatusCode::SEE_OTHER,
-            &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-        );
+        return Ok(back(Error::access_denied("the user denied the request")));
     }
     let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
     let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
         Ok(x) => x,
         Err(e) => {
             tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
-            let e = OAuthError::new(
-                OAuthErrorCode::TemporarilyUnavailable,
+            return Ok(back(Error::unavailable(
                 "the downstream authorization server is unavailable",
-            );
-            return redirect(
-                StatusCode::SEE_OTHER,
-                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-            );
+            )));
         }
     };
     let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
-    let sealed = match app.sealer.seal(&format!("pending:{id_hash}"), &secret) {
-        Ok(s) => s,
-        Err(e) => return ErrorPage(server_error(&e)).into_response(),
-    };
+    let sealed = app.sealer.seal(&format!("pending:{id_hash}"), &secret)?;
     let state_hash = crypto::hash(&state);
-    match app
+    if !app
         .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
-        .await
+        .await?
     {
-        Ok(true) => {}
-        Ok(false) => {
-            return ErrorPage(OAuthError::invalid_request(
-                "authorization request is unknown or expired",
-            ))
-            .into_response()
-        }
-        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+        return Err(unknown().into());
     }
     tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent given; to the downstream server");
     app.metrics
         .consents
         .with_label_values(&[gw.name.as_str(), "approve"])
         .inc();
-    redirect(StatusCode::SEE_OTHER, &url)
+    Ok(redirect(StatusCode::SEE_OTHER, &url))
 }
 
+/// The downstream server's answer: a page while the request is unknown, afterwards every failure
+/// goes back to the client's (verified) redirect URI.
 pub(super) async fn callback(
     State(app): State<Arc<App>>,
     gw: Gateway,
     OAuthQuery(q): OAuthQuery<CallbackQuery>,
-) -> Response {
-    let Some(state) = &q.state else {
-        return ErrorPage(OAuthError::invalid_request("state is required")).into_response();
-    };
+) -> Result<Response, ErrorPage> {
+    let state = q
+        .state
+        .as_ref()
+        .ok_or_else(|| OAuthError::invalid_request("state is required"))?;
     let state_hash = crypto::hash(state);
-    let pending = match app.db(move |s| s.take_pending_by_state(&state_hash)).await {
-        Ok(Some(p)) if p.expires_at > crate::now() && p.gateway == gw.name => p,
-        Ok(_) => {
-            return ErrorPage(OAuthError::invalid_request(
-                "authorization state is unknown or expired",
-            ))
-            .into_response()
-        }
-        Err(e) => return ErrorPage(server_error(&e)).into_response(),
-    };
-    let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
-        return ErrorPage(server_error("pending row damaged")).into_response();
-    };
-    let back = |e: OAuthError| {
-        redirect(
-            StatusCode::FOUND,
-            &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-        )
-    };
+    let now = app.now();
+    let pending = app
+        .db(move |s| s.take_pending_by_state(&state_hash))
+        .await?
+        .filter(|p| p.expires_at > now && p.gateway == gw.name)
+        .ok_or_else(|| OAuthError::invalid_request("authorization state is unknown or expired"))?;
+    let data = serde_json::from_str::<PendingData>(&pending.data)
+        .map_err(|_| Error::internal("pending row damaged"))?;
+    Ok(
+        match grant_from_callback(&app, &gw, &q, &pending, &data).await {
+            Ok(our_code) => {
+                let mut pairs = vec![("code", our_code.as_str())];
+                if let Some(s) = &data.state {
+                    pairs.push(("state", s));
+                }
+                pairs.push(("iss", &gw.issuer));
+                redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs))
+            }
+            Err(e) => redirect(
+                StatusCode::FOUND,
+                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
+            ),
+        },
+    )
+}
+
+/// The downstream leg's end: its code exchanged, the user's identity resolved, the grant stored
+/// with our code for the client, which is returned.
+async fn grant_from_callback(
+    app: &App,
+    gw: &crate::app::GatewayRt,
+    q: &CallbackQuery,
+    pending: &PendingRow,
+    data: &PendingData,
+) -> Result<String, Error> {
     if let Some(err) = &q.error {
         tracing::warn!(gateway = %gw.name, downstream_error = %err, "downstream authorization refused");
-        let code = if OAuthErrorCode::AccessDenied == err.as_str() {
-            OAuthErrorCode::AccessDenied
+        let why = "the downstream authorization server refused the request";
+        return Err(if err == "access_denied" {
+            Error::access_denied(why)
         } else {
-            OAuthErrorCode::ServerError
-        };
-        return back(OAuthError::new(
-            code,
-            "the downstream authorization server refused the request",
-        ));
+            Error::server_error(why)
+        });
     }
     if let Err(e) = gw.downstream.check_iss(q.iss.as_deref()).await {
         tracing::warn!(gateway = %gw.name, error = %e, "downstream callback refused");
-        return back(OAuthError::new(
-            OAuthErrorCode::ServerError,
+        return Err(Error::server_error(
             "the downstream response failed the issuer check",
         ));
     }
-    let Some(code) = &q.code else {
-        return back(OAuthError::new(
-            OAuthErrorCode::ServerError,
-            "the downstream response had no code",
-        ));
-    };
-    let secret: Option<PendingSecret> = pending
+    let code = q
+        .code
+        .as_ref()
+        .ok_or_else(|| Error::server_error("the downstream response had no code"))?;
+    let secret: PendingSecret = pending
         .secret
         .as_deref()
         .and_then(|s| {
@@ -293,45 +279,32 @@ pub(super) async fn callback(
                 .open(&format!("pending:{}", pending.id_hash), s)
                 .ok()
         })
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(secret) = secret else {
-        return back(server_error("pending secret does not open"));
-    };
-    let tokens = match gw.downstream.exchange_code(code, &secret.verifier).await {
-        Ok(t) => t,
-        Err(e) => {
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| Error::internal("pending secret does not open"))?;
+    let tokens = gw
+        .downstream
+        .exchange_code(code, &secret.verifier)
+        .await
+        .map_err(|e| {
             tracing::warn!(gateway = %gw.name, error = %e, "downstream code exchange failed");
-            return back(OAuthError::new(
-                OAuthErrorCode::ServerError,
-                "the downstream code exchange failed",
-            ));
-        }
-    };
-    let subject = match gw.downstream.subject(&tokens, &secret.nonce).await {
-        Ok(s) => s,
-        Err(e) => {
+            Error::server_error("the downstream code exchange failed")
+        })?;
+    let subject = gw
+        .downstream
+        .subject(&tokens, &secret.nonce)
+        .await
+        .map_err(|e| {
             tracing::warn!(gateway = %gw.name, error = %e, "identity mapping failed");
-            return back(OAuthError::new(
-                OAuthErrorCode::ServerError,
-                "the user's identity could not be resolved",
-            ));
-        }
-    };
-    let (Ok(grant_id), Ok(our_code)) = (crypto::id(), crypto::token()) else {
-        return back(server_error("no randomness"));
-    };
-    let now = crate::now();
-    let Some(server) = app
+            Error::server_error("the user's identity could not be resolved")
+        })?;
+    let grant_id = crypto::id()?;
+    let our_code = crypto::token()?;
+    let now = app.now();
+    let server = app
         .policy
         .server_by_name(&data.server)
         .and_then(|i| app.policy.server(i))
-    else {
-        return back(server_error("server vanished"));
-    };
-    let sealed = match tokens::seal_downstream(&app, &grant_id, &tokens) {
-        Ok(s) => s,
-        Err(e) => return back(server_error(&e)),
-    };
+        .ok_or_else(|| Error::internal("server vanished"))?;
     let grant = GrantRow {
         id: grant_id.clone(),
         gateway: gw.name.clone(),
@@ -340,7 +313,7 @@ pub(super) async fn callback(
         subject: subject.clone(),
         scope: data.scope.clone(),
         status: GrantStatus::Active,
-        downstream: sealed,
+        downstream: app.grants.seal(&grant_id, &tokens)?,
         downstream_expires_at: tokens.expires_at,
         version: 0,
         created_at: now,
@@ -355,14 +328,7 @@ pub(super) async fn callback(
         expires_at: now + CODE_TTL_S,
         used: false,
     };
-    if let Err(e) = app.db(move |s| s.create_grant(&grant, &code_row)).await {
-        return back(server_error(&e));
-    }
+    app.db(move |s| s.create_grant(&grant, &code_row)).await?;
     tracing::info!(gateway = %gw.name, grant_id = %grant_id, client_id = %data.client_id, server = %data.server, subject = %subject, "grant created");
-    let mut pairs = vec![("code", our_code.as_str())];
-    if let Some(s) = &data.state {
-        pairs.push(("state", s));
-    }
-    pairs.push(("iss", &gw.issuer));
-    redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs))
+    Ok(our_code)
 }

@@ -2,7 +2,8 @@
 //! into structs with every repeated parameter refused.
 
 use crate::app::{App, GatewayRt};
-use crate::http::{header_str, params, OAuthReply};
+use crate::error::Error;
+use crate::http::{header_str, params};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -68,15 +69,11 @@ fn pick(app: &App, ids: &[usize], headers: &axum::http::HeaderMap) -> Option<usi
 
 /// `application/x-www-form-urlencoded` text as `T`; a repeated parameter is `invalid_request`
 /// (RFC 6749 §3.1). axum's `Form`/`Query` keep one of the repeats silently, hence this.
-fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, OAuthReply> {
+fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, Error> {
     let map = params(raw)?;
     serde_json::to_value(map)
         .and_then(serde_json::from_value)
-        .map_err(|e| {
-            OAuthReply(scopegate_core::oauth::OAuthError::invalid_request(
-                e.to_string(),
-            ))
-        })
+        .map_err(|e| scopegate_core::oauth::OAuthError::invalid_request(e.to_string()).into())
 }
 
 /// The query string as `T` (every field a parameter, all optional: the handler names what is
@@ -84,9 +81,9 @@ fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, OAuthReply> {
 pub struct OAuthQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for OAuthQuery<T> {
-    type Rejection = OAuthReply;
+    type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, OAuthReply> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         decode(parts.uri.query().unwrap_or("")).map(OAuthQuery)
     }
 }
@@ -121,19 +118,19 @@ mod tests {
 
     #[test]
     fn parameters_decode_into_the_struct() {
-        let q: Q = decode("a=1&c=3").map_err(|e| e.0).unwrap();
+        let q: Q = decode("a=1&c=3").unwrap();
         assert_eq!(q.a.as_deref(), Some("1"));
         assert_eq!(q.b, None);
-        let q: Q = decode("b=x%20y+z").map_err(|e| e.0).unwrap();
+        let q: Q = decode("b=x%20y+z").unwrap();
         assert_eq!(q.b.as_deref(), Some("x y z"));
     }
 
     #[test]
     fn a_repeated_parameter_is_refused_even_one_the_struct_ignores() {
         for raw in ["a=1&a=1", "a=1&b=2&a=3", "c=1&c=2"] {
-            let e = decode::<Q>(raw).unwrap_err().0;
-            assert_eq!(e.error, "invalid_request", "{raw}");
-            assert!(e.description.contains("is repeated"), "{raw}: {e}");
+            let e = decode::<Q>(raw).unwrap_err();
+            assert_eq!(e.code(), "invalid_request", "{raw}");
+            assert!(e.description().contains("is repeated"), "{raw}: {e}");
         }
     }
 }

@@ -5,10 +5,11 @@
 //! `/consent`, `/callback` (from the downstream server), `/token`, `/revoke` (RFC 7009), `/jwks`.
 
 use crate::app::App;
-use crate::clients::{self, server_error};
+use crate::clients;
 use crate::consent::{self, Consent};
 use crate::crypto;
-use crate::http::{self, header_str, json, redirect, with_params, ErrorPage, OAuthReply};
+use crate::error::{Error, ErrorPage};
+use crate::http::{self, header_str, json};
 use crate::store::{ClientRow, CodeRow, GrantRow, GrantStatus, PendingRow, RefreshRow};
 use crate::tokens;
 use axum::body::Bytes;
@@ -22,7 +23,7 @@ use scopegate_core::oauth::authorize::{self as authz, AuthorizeError, AuthorizeP
 use scopegate_core::oauth::client::validate_registration;
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::oauth::refresh::TokenStatus;
-use scopegate_core::oauth::{code as codes, pkce, OAuthError, OAuthErrorCode};
+use scopegate_core::oauth::{code as codes, pkce, OAuthError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -90,7 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
     r.layer(axum::extract::DefaultBodyLimit::max(crate::body::MAX_BODY))
         .layer(axum::middleware::from_fn(crate::body::bounded))
         .layer(axum::middleware::from_fn_with_state(
-            (Arc::clone(&app), "public"),
+            (Arc::clone(&app.metrics), "public"),
             crate::metrics::track,
         ))
         .with_state(app)
@@ -119,7 +120,7 @@ impl ClientCredentials {
         app: &Arc<App>,
         gw: &crate::app::GatewayRt,
         headers: &HeaderMap,
-    ) -> Result<clients::Client, OAuthError> {
+    ) -> Result<clients::Client, Error> {
         let form: HashMap<String, String> = [
             ("client_id", &self.client_id),
             ("client_secret", &self.client_secret),
@@ -131,16 +132,46 @@ impl ClientCredentials {
     }
 }
 
-fn error_redirect(redirect_uri: &str, e: &OAuthError, state: Option<&str>, iss: &str) -> String {
-    let mut pairs = vec![
-        ("error", e.error.as_str()),
-        ("error_description", e.description.as_str()),
-    ];
+/// The client's redirect URI with the error (RFC 6749 §4.1.2.1) and our issuer (RFC 9207).
+fn error_redirect(redirect_uri: &str, e: &Error, state: Option<&str>, iss: &str) -> String {
+    let mut pairs = vec![("error", e.code()), ("error_description", e.description())];
     if let Some(s) = state {
         pairs.push(("state", s));
     }
     pairs.push(("iss", iss));
     with_params(redirect_uri, &pairs)
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            let mut r = status.into_response();
+            r.headers_mut().insert(header::LOCATION, v);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(_) => ErrorPage::from(OAuthError::invalid_request(
+            "redirect target is not a valid header value",
+        ))
+        .into_response(),
+    }
+}
+
+/// `uri` with parameters appended to its query.
+fn with_params(uri: &str, pairs: &[(&str, &str)]) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut u) => {
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in pairs {
+                    q.append_pair(k, v);
+                }
+            }
+            u.to_string()
+        }
+        Err(_) => uri.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use super::*;
 
 pub async fn revoke_grant(app: &Arc<App>, grant_id: &str, why: &str) {
     let id = grant_id.to_string();
-    let now = crate::now();
+    let now = app.now();
     // Listed for the filter until every access token of the grant has expired (plus the
     // filter's largest clock leeway).
     let until = now + app.broker.access_token_ttl_s + 60;
@@ -37,14 +37,14 @@ async fn revoke_downstream(app: &Arc<App>, grant_id: &str) {
     let Some(gw) = app.gateways.iter().find(|g| g.name == grant.gateway) else {
         return;
     };
-    let sealed = match tokens::open_downstream(app, &grant) {
-        Ok(s) => s,
+    let credential = match app.grants.open(&grant) {
+        Ok(c) => c,
         Err(e) => {
             tracing::error!(grant_id = %grant_id, error = %e, "downstream revocation: credential unreadable");
             return;
         }
     };
-    match gw.downstream.revoke(&sealed).await {
+    match gw.downstream.revoke(&credential).await {
         Ok(true) => tracing::info!(grant_id = %grant_id, "downstream grant revoked"),
         Ok(false) => {
             tracing::info!(grant_id = %grant_id, "downstream has no revocation endpoint")
@@ -68,14 +68,12 @@ pub(super) async fn revoke_endpoint(
     gw: Gateway,
     headers: HeaderMap,
     OAuthForm(form): OAuthForm<RevokeForm>,
-) -> Response {
-    let client = match form.credentials.authenticate(&app, &gw, &headers).await {
-        Ok(c) => c,
-        Err(e) => return OAuthReply(e).into_response(),
-    };
-    let Some(token) = &form.token else {
-        return OAuthReply(OAuthError::invalid_request("token is required")).into_response();
-    };
+) -> Result<Response, Error> {
+    let client = form.credentials.authenticate(&app, &gw, &headers).await?;
+    let token = form
+        .token
+        .as_ref()
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     // RFC 7009 §2.2: unknown or foreign tokens get the same 200 as revoked ones.
     let hash = crypto::hash(token);
     let grant_id = match app.db(move |s| s.refresh(&hash)).await {
@@ -88,5 +86,5 @@ pub(super) async fn revoke_endpoint(
     if let Some(id) = grant_id {
         revoke_grant(&app, &id, "revoked by the client").await;
     }
-    json(StatusCode::OK, json!({}))
+    Ok(json(StatusCode::OK, json!({})))
 }

@@ -32,7 +32,7 @@ fn app() -> Router {
     }
     let policy = scopegate_core::validate::load(&doc.to_string()).unwrap();
     let store: Arc<dyn crate::store::Store> = Arc::new(Sqlite::open(":memory:").unwrap());
-    let app = App::build(policy, store, crate::now());
+    let app = App::build(policy, store, Arc::new(crate::clock::SystemClock));
     std::fs::remove_file(&key).unwrap();
     router(Arc::new(app.unwrap()))
 }

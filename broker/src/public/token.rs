@@ -22,27 +22,23 @@ pub(super) async fn token(
     gw: Gateway,
     headers: HeaderMap,
     OAuthForm(form): OAuthForm<TokenForm>,
-) -> Response {
-    let grant_type = form.grant_type.clone().unwrap_or_default();
-    let result = match form.grant_type.as_deref() {
-        Some("authorization_code") => authorization_code(&app, &gw, &headers, &form).await,
-        Some("refresh_token") => refresh_token(&app, &gw, &headers, &form).await,
-        Some(_) => Err(OAuthError::new(
-            OAuthErrorCode::UnsupportedGrantType,
-            "grant_type must be authorization_code or refresh_token",
-        )),
-        None => Err(OAuthError::invalid_request("grant_type is required")),
-    };
-    match result {
-        Ok(body) => {
-            app.metrics
-                .token_grants
-                .with_label_values(&[gw.name.as_str(), grant_type.as_str()])
-                .inc();
-            json(StatusCode::OK, body)
+) -> Result<Response, Error> {
+    let body = match form.grant_type.as_deref() {
+        Some("authorization_code") => authorization_code(&app, &gw, &headers, &form).await?,
+        Some("refresh_token") => refresh_token(&app, &gw, &headers, &form).await?,
+        Some(_) => {
+            return Err(Error::unsupported_grant_type(
+                "grant_type must be authorization_code or refresh_token",
+            ))
         }
-        Err(e) => OAuthReply(e).into_response(),
-    }
+        None => return Err(OAuthError::invalid_request("grant_type is required").into()),
+    };
+    let grant_type = form.grant_type.as_deref().unwrap_or_default();
+    app.metrics
+        .token_grants
+        .with_label_values(&[gw.name.as_str(), grant_type])
+        .inc();
+    Ok(json(StatusCode::OK, body))
 }
 
 async fn authorization_code(
@@ -50,7 +46,7 @@ async fn authorization_code(
     gw: &crate::app::GatewayRt,
     headers: &HeaderMap,
     form: &TokenForm,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<serde_json::Value, Error> {
     let client = form.credentials.authenticate(app, gw, headers).await?;
     let code = form
         .code
@@ -60,10 +56,9 @@ async fn authorization_code(
     let key = code_hash.clone();
     let row = app
         .db(move |s| s.code(&key))
-        .await
-        .map_err(|e| server_error(&e))?
+        .await?
         .ok_or_else(|| OAuthError::invalid_grant("authorization code is not valid"))?;
-    let now = crate::now();
+    let now = app.now();
     let issued = codes::IssuedCode {
         client_id: &row.client_id,
         redirect_uri: &row.redirect_uri,
@@ -83,11 +78,11 @@ async fn authorization_code(
         if e == codes::replayed() {
             revoke_grant(app, &row.grant_id, "authorization code replayed").await;
         }
-        return Err(e);
+        return Err(e.into());
     }
     let grant = load_active_grant(app, &row.grant_id).await?;
     let refresh = if client.gets_refresh_tokens() {
-        Some(crypto::token().map_err(|e| server_error(&e))?)
+        Some(crypto::token()?)
     } else {
         None
     };
@@ -101,11 +96,10 @@ async fn authorization_code(
     });
     let ok = app
         .db(move |s| s.redeem_code(&code_hash, refresh_row.as_ref()))
-        .await
-        .map_err(|e| server_error(&e))?;
+        .await?;
     if !ok {
         revoke_grant(app, &row.grant_id, "authorization code replayed").await;
-        return Err(codes::replayed());
+        return Err(codes::replayed().into());
     }
     tracing::info!(gateway = %gw.name, grant_id = %grant.id, client_id = %client.id, "authorization code redeemed");
     tokens::token_response(app, gw, &grant, &grant.scope, refresh.as_deref())
@@ -116,7 +110,7 @@ async fn refresh_token(
     gw: &crate::app::GatewayRt,
     headers: &HeaderMap,
     form: &TokenForm,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<serde_json::Value, Error> {
     use scopegate_core::oauth::refresh::{narrow_scopes, on_present, Presented, Transition};
     let client = form.credentials.authenticate(app, gw, headers).await?;
     let presented = form
@@ -127,19 +121,17 @@ async fn refresh_token(
     let key = hash.clone();
     let row = app
         .db(move |s| s.refresh(&key))
-        .await
-        .map_err(|e| server_error(&e))?
+        .await?
         .ok_or_else(|| OAuthError::invalid_grant("refresh token is not valid"))?;
     let gid = row.grant_id.clone();
     let grant = app
         .db(move |s| s.grant(&gid))
-        .await
-        .map_err(|e| server_error(&e))?
+        .await?
         .ok_or_else(|| OAuthError::invalid_grant("refresh token is not valid"))?;
     if grant.gateway != gw.name {
-        return Err(OAuthError::invalid_grant("refresh token is not valid"));
+        return Err(OAuthError::invalid_grant("refresh token is not valid").into());
     }
-    let now = crate::now();
+    let now = app.now();
     let p = Presented {
         status: row.status,
         client_id: &row.client_id,
@@ -150,30 +142,28 @@ async fn refresh_token(
         Transition::Rotate => {}
         Transition::RevokeFamily(e) => {
             revoke_grant(app, &grant.id, "refresh token reused").await;
-            return Err(e);
+            return Err(e.into());
         }
-        Transition::Refuse(e) => return Err(e),
+        Transition::Refuse(e) => return Err(e.into()),
     }
     let server = app
         .policy
         .server_by_name(&grant.server)
         .and_then(|i| app.policy.server(i))
-        .ok_or_else(|| server_error("server vanished"))?;
+        .ok_or_else(|| Error::internal("server vanished"))?;
     if form
         .resource
         .as_ref()
         .is_some_and(|r| r != &server.resource)
     {
-        return Err(OAuthError::invalid_target(
-            "resource does not match the grant",
-        ));
+        return Err(OAuthError::invalid_target("resource does not match the grant").into());
     }
     let index = &app.policy.gateways[gw.id].scopes;
     let granted = index
         .classify(&grant.scope.split(' ').collect::<Vec<_>>())
         .granted;
     let scope = index.render(narrow_scopes(index, granted, form.scope.as_deref())?);
-    let next = crypto::token().map_err(|e| server_error(&e))?;
+    let next = crypto::token()?;
     let next_row = RefreshRow {
         token_hash: crypto::hash(&next),
         grant_id: grant.id.clone(),
@@ -182,28 +172,19 @@ async fn refresh_token(
         expires_at: now + app.broker.refresh_token_ttl_s,
         created_at: now,
     };
-    let rotated = app
-        .db(move |s| s.rotate_refresh(&hash, &next_row))
-        .await
-        .map_err(|e| server_error(&e))?;
+    let rotated = app.db(move |s| s.rotate_refresh(&hash, &next_row)).await?;
     if !rotated {
         // Lost a race with another use of the same token: that is reuse too.
         revoke_grant(app, &grant.id, "refresh token reused concurrently").await;
-        return Err(OAuthError::invalid_grant(
-            scopegate_core::oauth::refresh::REUSE,
-        ));
+        return Err(OAuthError::invalid_grant(scopegate_core::oauth::refresh::REUSE).into());
     }
     tokens::token_response(app, gw, &grant, &scope, Some(&next))
 }
 
-async fn load_active_grant(app: &Arc<App>, id: &str) -> Result<GrantRow, OAuthError> {
+async fn load_active_grant(app: &App, id: &str) -> Result<GrantRow, Error> {
     let key = id.to_string();
-    match app
-        .db(move |s| s.grant(&key))
-        .await
-        .map_err(|e| server_error(&e))?
-    {
+    match app.db(move |s| s.grant(&key)).await? {
         Some(g) if g.status == GrantStatus::Active => Ok(g),
-        _ => Err(OAuthError::invalid_grant("the grant is revoked")),
+        _ => Err(OAuthError::invalid_grant("the grant is revoked").into()),
     }
 }

@@ -1,8 +1,8 @@
 //! `render envoy`: a complete static Envoy bootstrap for a gateway document.
 
 use super::clusters::{self, ClusterRef};
+use super::options::EnvoyOptions;
 use super::{access_log, embedded, plugin, Endpoint, Input, RenderError, Rendered};
-use crate::cli::EnvoyArgs;
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::policy::PRM_WELL_KNOWN;
 use serde_json::{json, Value};
@@ -12,7 +12,7 @@ pub const BROKER_PUBLIC_CLUSTER: &str = "scopegate_broker";
 const DEFAULT_BROKER: &str = "127.0.0.1:8080";
 const DEFAULT_BROKER_INTERNAL: &str = "127.0.0.1:8081";
 
-pub fn render(input: &Input, a: &EnvoyArgs) -> Result<Rendered, RenderError> {
+pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> {
     let usage = |e: String| RenderError::Usage(e);
     let broker_doc = &input.doc["broker"];
     let addr =

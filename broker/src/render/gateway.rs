@@ -5,9 +5,9 @@
 use super::clusters::{self, ClusterRef, Role};
 use super::envoy::broker_paths;
 use super::istio::{bare_sha256, dns_label};
+use super::options::GatewayOptions;
 use super::workload::{self, broker_host, BROKER_NAME, INTERNAL_PORT, PUBLIC_PORT};
 use super::{embedded, plugin, Endpoint, Input, RenderError, Rendered};
-use crate::cli::GatewayArgs;
 use serde_json::{json, Value};
 
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
@@ -18,7 +18,7 @@ pub fn route_cluster(namespace: &str, route: &str, rule: usize) -> String {
     format!("httproute/{namespace}/{route}/rule/{rule}")
 }
 
-pub fn render(input: &Input, a: &GatewayArgs) -> Result<Rendered, RenderError> {
+pub fn render(input: &Input, a: &GatewayOptions) -> Result<Rendered, RenderError> {
     let ns = &a.mesh.namespace;
     let broker_internal = Endpoint {
         host: broker_host(ns),

@@ -4,9 +4,9 @@
 
 use super::clusters::{self, ClusterRef, Role};
 use super::envoy::broker_paths;
+use super::options::{IstioContext, IstioOptions};
 use super::workload::{self, broker_host, BROKER_NAME, INTERNAL_PORT, PUBLIC_PORT};
 use super::{access_log, embedded, plugin, Endpoint, Input, RenderError, Rendered};
-use crate::cli::{IstioArgs, IstioContext};
 use serde_json::{json, Map, Value};
 
 /// The access-log provider the `Telemetry` names (defined in the mesh config, see the snippet).
@@ -23,7 +23,7 @@ pub fn bare_sha256(s: &Option<String>) -> Option<String> {
         .map(|s| s.strip_prefix("sha256:").unwrap_or(s).to_string())
 }
 
-fn selector(a: &IstioArgs) -> Result<Map<String, Value>, RenderError> {
+fn selector(a: &IstioOptions) -> Result<Map<String, Value>, RenderError> {
     let mut labels = Map::new();
     for s in &a.selectors {
         let (k, v) = s
@@ -34,7 +34,7 @@ fn selector(a: &IstioArgs) -> Result<Map<String, Value>, RenderError> {
     Ok(labels)
 }
 
-pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
+pub fn render(input: &Input, a: &IstioOptions) -> Result<Rendered, RenderError> {
     let ns = &a.mesh.namespace;
     let broker_internal = Endpoint {
         host: broker_host(ns),
@@ -140,7 +140,7 @@ pub fn render(input: &Input, a: &IstioArgs) -> Result<Rendered, RenderError> {
 /// The filter by ECDS: an `EXTENSION_CONFIG` holding the wasm filter with the body flag, and an
 /// `HTTP_FILTER` entry before the router that points at it through `config_discovery`.
 fn envoy_filter(
-    a: &IstioArgs,
+    a: &IstioOptions,
     labels: &Map<String, Value>,
     configuration: &str,
     sha256: Option<&str>,
@@ -208,7 +208,7 @@ fn envoy_filter(
     )]
 }
 
-fn context(a: &IstioArgs) -> &'static str {
+fn context(a: &IstioOptions) -> &'static str {
     match a.context {
         IstioContext::Gateway => "GATEWAY",
         IstioContext::SidecarInbound => "SIDECAR_INBOUND",
@@ -232,7 +232,7 @@ fn http_filter_match(context: &str, sub_filter: &str) -> Value {
 /// fails (a renamed plugin), the native filter is missing and scopegate refuses every governed
 /// POST (400): that misconfiguration fails closed.
 fn native_mcp_envoy_filter(
-    a: &IstioArgs,
+    a: &IstioOptions,
     labels: &Map<String, Value>,
     max_body: usize,
 ) -> (Option<String>, Value) {
@@ -313,7 +313,7 @@ fn virtual_service(
 }
 
 /// mTLS only, and the internal port (token exchange, JWKS, stats) for the filter's proxies only.
-fn private_broker(a: &IstioArgs, ns: &str) -> Vec<(Option<String>, Value)> {
+fn private_broker(a: &IstioOptions, ns: &str) -> Vec<(Option<String>, Value)> {
     let sel = json!({"matchLabels": {"app.kubernetes.io/name": BROKER_NAME}});
     vec![
         (

@@ -9,11 +9,15 @@ mod clusters;
 mod envoy;
 mod gateway;
 mod istio;
+mod options;
 mod output;
 mod plugin;
 mod workload;
 
-use crate::cli::{CommonArgs, RenderTarget};
+pub use options::{
+    CommonOptions, EnvoyOptions, Format, GatewayOptions, IstioContext, IstioOptions, MeshOptions,
+    Target,
+};
 use scopegate_core::policy::{Policy, ProxyNeeds};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -78,7 +82,7 @@ pub struct Input {
 }
 
 impl Input {
-    pub fn load(common: &CommonArgs, command: String) -> Result<Input, RenderError> {
+    pub fn load(common: &CommonOptions, command: String) -> Result<Input, RenderError> {
         let text = std::fs::read_to_string(&common.doc)
             .map_err(|e| RenderError::Usage(format!("cannot read {}: {e}", common.doc)))?;
         let policy = validated(&text)?;
@@ -149,7 +153,7 @@ pub fn embedded(doc: &Value) -> Result<String, RenderError> {
     Ok(text)
 }
 
-pub fn run(target: RenderTarget) -> ExitCode {
+pub fn run(target: Target) -> ExitCode {
     let mut args: Vec<String> = Vec::new();
     let mut skip_next = false;
     for a in std::env::args().skip(1) {
@@ -175,15 +179,15 @@ pub fn run(target: RenderTarget) -> ExitCode {
         .collect::<Vec<_>>()
         .join(" ");
     let (common, result) = match &target {
-        RenderTarget::Envoy(a) => (
+        Target::Envoy(a) => (
             &a.common,
             Input::load(&a.common, command).and_then(|i| envoy::render(&i, a)),
         ),
-        RenderTarget::Istio(a) => (
+        Target::Istio(a) => (
             &a.common,
             Input::load(&a.common, command).and_then(|i| istio::render(&i, a)),
         ),
-        RenderTarget::EnvoyGateway(a) => (
+        Target::EnvoyGateway(a) => (
             &a.common,
             Input::load(&a.common, command).and_then(|i| gateway::render(&i, a)),
         ),

@@ -1,7 +1,7 @@
 //! Rendered objects as text: YAML documents (with comments) or a JSON value.
 
+use super::options::Format;
 use super::Rendered;
-use crate::cli::Format;
 use serde_json::Value;
 
 pub fn format(r: &Rendered, format: Format) -> Result<String, String> {

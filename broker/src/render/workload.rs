@@ -1,7 +1,7 @@
 //! The broker as a Kubernetes workload (ConfigMap, Deployment, Service) and the external hosts it
 //! and the filter reach, shared by the Istio and Envoy Gateway targets.
 
-use crate::cli::MeshArgs;
+use super::options::MeshOptions;
 use serde_json::{json, Value};
 
 pub const BROKER_NAME: &str = "scopegate-broker";
@@ -47,7 +47,7 @@ pub fn secret_env_names(doc: &Value) -> Vec<String> {
 
 /// ConfigMap (the document the filter also gets), Deployment and Service of the broker.
 pub fn broker_objects(
-    mesh: &MeshArgs,
+    mesh: &MeshOptions,
     configuration: &str,
     doc: &Value,
 ) -> Vec<(Option<String>, Value)> {

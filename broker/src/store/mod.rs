@@ -140,7 +140,7 @@ pub fn open(
     match database(b.database.as_deref()) {
         Database::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::Sqlite::open(&path)?)),
         Database::Postgres(url) => {
-            let password = crate::app::read_secret(
+            let password = crate::secret::read_secret(
                 b.database_password_env.as_deref(),
                 b.database_password_file.as_deref(),
                 "broker database password",
@@ -165,6 +165,17 @@ impl From<StoreError> for String {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Runs a blocking store call on tokio's blocking pool, off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    store: &std::sync::Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = std::sync::Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
 
 /// What the broker needs from a database.
 pub trait Store: Send + Sync + 'static {

@@ -2,6 +2,7 @@
 //! migrations, and advisory locks so one replica at a time refreshes a grant downstream.
 
 use super::*;
+use crate::clock::{Clock, SystemClock};
 use ::postgres::types::ToSql;
 use ::postgres::{NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
@@ -131,7 +132,7 @@ fn migrate(conn: &mut Conn) -> Result<()> {
         let version = i32::try_from(n + 1).unwrap_or(i32::MAX);
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[&version, &i(crate::now())],
+            &[&version, &i(SystemClock.now())],
         )
         .map_err(pg)?;
     }

@@ -4,15 +4,13 @@
 use crate::audit::{record, Stats};
 use crate::fake_host::Fake;
 use scopegate_core::decision::Audit;
+use scopegate_core::Reason;
 
-fn audit(decision: &'static str, reason: &'static str) -> Audit {
+fn audit(reason: Reason) -> Audit {
     Audit {
-        decision,
-        reason,
-        server: "support".into(),
         subject: Some("alice".into()),
         client_id: Some("agent".into()),
-        ..Audit::default()
+        ..Audit::new("support", reason)
     }
 }
 
@@ -20,12 +18,7 @@ fn audit(decision: &'static str, reason: &'static str) -> Audit {
 fn a_decision_leaves_its_record_and_bumps_its_counter() {
     let mut h = Fake::default();
     let mut stats = Stats::default();
-    record(
-        &mut h,
-        &mut stats,
-        &audit("deny", "insufficient_scope"),
-        None,
-    );
+    record(&mut h, &mut stats, &audit(Reason::InsufficientScope), None);
     assert_eq!(h.filter_state["scopegate_decision"], "deny");
     assert_eq!(h.filter_state["scopegate_reason"], "insufficient_scope");
     assert_eq!(h.filter_state["scopegate_server"], "support");
@@ -35,16 +28,11 @@ fn a_decision_leaves_its_record_and_bumps_its_counter() {
     assert_eq!(h.count("scopegate.support.deny.insufficient_scope"), 1);
 
     // The counter is defined once; a cached record's JSON is written as given.
+    record(&mut h, &mut stats, &audit(Reason::InsufficientScope), None);
     record(
         &mut h,
         &mut stats,
-        &audit("deny", "insufficient_scope"),
-        None,
-    );
-    record(
-        &mut h,
-        &mut stats,
-        &audit("allow", "ok"),
+        &audit(Reason::Ok),
         Some(r#"{"cached":true}"#),
     );
     assert_eq!(h.count("scopegate.support.deny.insufficient_scope"), 2);
@@ -73,8 +61,8 @@ fn filter_wide_and_summed_counters() {
 fn a_counter_the_host_will_not_define_is_not_asked_for_again() {
     let mut h = Fake::failing(&["define_counter", "set_filter_state"]);
     let mut stats = Stats::default();
-    record(&mut h, &mut stats, &audit("allow", "ok"), None);
-    record(&mut h, &mut stats, &audit("allow", "ok"), None);
+    record(&mut h, &mut stats, &audit(Reason::Ok), None);
+    record(&mut h, &mut stats, &audit(Reason::Ok), None);
     assert_eq!(h.times("define_counter"), 1);
     assert_eq!(h.times("increment_counter"), 0);
     assert!(h.filter_state.is_empty());
