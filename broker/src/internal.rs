@@ -135,6 +135,7 @@ async fn do_exchange(app: &Arc<App>, body: &[u8]) -> Result<(String, u64), OAuth
     if grant.server != server.name {
         return Err(OAuthError::invalid_grant("the grant is for another server"));
     }
+    crate::public::note_use(app, &grant.id);
     current_downstream(app, gw, grant).await
 }
 

@@ -49,7 +49,41 @@ pub struct GatewayDoc {
     /// The server the root `/.well-known/oauth-protected-resource` names when there are several.
     #[serde(default)]
     pub default_server: Option<String>,
+    /// What the broker's consent page shows and remembers. Read by the broker only.
+    #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
+    pub consent: ConsentDoc,
     pub servers: Vec<ServerDoc>,
+}
+
+/// The consent page: the operator's words for each scope, and whether approvals are remembered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentDoc {
+    /// A later authorization by the same client for the same or fewer scopes on the same server
+    /// skips the page (remembered in the person's browser, voided by withdrawing the grant).
+    #[serde(default = "yes")]
+    pub remember: bool,
+    /// How long an approval is remembered.
+    #[serde(default = "default_remember_for")]
+    pub remember_for_s: u64,
+    /// What each allowed scope lets an application do, in words a person reads on the page.
+    #[serde(default)]
+    pub scope_descriptions: BTreeMap<String, String>,
+}
+
+impl Default for ConsentDoc {
+    fn default() -> Self {
+        ConsentDoc {
+            remember: true,
+            remember_for_s: default_remember_for(),
+            scope_descriptions: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_remember_for() -> u64 {
+    30 * 86_400
 }
 
 /// The downstream authorization server and the one confidential client the broker is there.
@@ -181,6 +215,9 @@ pub struct PreregisteredClientDoc {
     pub client_secret_env: Option<String>,
     #[serde(default)]
     pub client_secret_file: Option<String>,
+    /// Ask the person every time, even when they approved the same request before.
+    #[serde(default)]
+    pub always_ask: bool,
 }
 
 /// One MCP server behind a gateway: an Envoy upstream cluster and the subset of scopes it needs.
@@ -194,6 +231,14 @@ pub struct ServerDoc {
     pub path: String,
     /// The subset of the gateway's allowed scopes this server may be granted.
     pub scopes: Vec<String>,
+    /// The server's name on the consent and connected-apps pages (default: `name`). Broker only.
+    #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
+    pub display_name: Option<String>,
+    /// One sentence on what the server does, for the consent page. Broker only.
+    #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
+    pub description: Option<String>,
     /// Scopes every request needs (default: none beyond a valid token).
     #[serde(default)]
     pub base_scopes: Vec<String>,

@@ -120,7 +120,10 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
 
     let filter = filter_settings(&doc, &mut errs);
     #[cfg(feature = "broker")]
-    for (field, message) in crate::broker_config::check(&doc) {
+    for (field, message) in crate::broker_config::check(&doc)
+        .into_iter()
+        .chain(crate::consent_config::check(&doc))
+    {
         errs.push(None, None, field, message);
     }
 

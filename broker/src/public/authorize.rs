@@ -26,10 +26,10 @@ pub(super) struct ConsentForm {
 /// The downstream server's answer at `/callback` (RFC 6749 §4.1.2, RFC 9207).
 #[derive(Deserialize)]
 pub(super) struct CallbackQuery {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
-    iss: Option<String>,
+    pub(super) state: Option<String>,
+    pub(super) code: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) iss: Option<String>,
 }
 
 pub(super) async fn authorize(
@@ -72,6 +72,32 @@ pub(super) async fn authorize(
     };
     let index = &app.policy.gateways[gw.id].scopes;
     let scope = index.render(ok.scopes);
+    let now = crate::now();
+    let doc = person::doc(&app, &gw);
+    let requested: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let may_remember = person::may_remember(doc, &client.id);
+    let before = if may_remember {
+        let list = person::remembered(&app, &gw, &jar);
+        match person::still_granted(&app, list, &client.id, &server.name).await {
+            Ok(b) => b,
+            Err(e) => return ErrorPage(server_error(&e)).into_response(),
+        }
+    } else {
+        Vec::new()
+    };
+    let need = consent_need(
+        &before,
+        &client.id,
+        &server.name,
+        &requested,
+        now,
+        may_remember,
+    );
+    let approved_before = before
+        .iter()
+        .map(|r| r.scope.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     let (Ok(handle), Ok(csrf)) = (crypto::token(), crypto::token()) else {
         return ErrorPage(server_error("no randomness")).into_response();
     };
@@ -82,55 +108,120 @@ pub(super) async fn authorize(
         server: server.name.clone(),
         scope: scope.clone(),
         code_challenge: ok.code_challenge.clone(),
+        approved_before,
+        login: false,
     };
+    let id_hash = crypto::hash(&handle);
     let row = PendingRow {
-        id_hash: crypto::hash(&handle),
+        id_hash: id_hash.clone(),
         gateway: gw.name.clone(),
         data: serde_json::to_string(&data).unwrap_or_default(),
         csrf_hash: crypto::hash(&csrf),
         state_hash: None,
         secret: None,
-        expires_at: crate::now() + PENDING_TTL_S,
+        expires_at: now + PENDING_TTL_S,
     };
     if let Err(e) = app.db(move |s| s.put_pending(&row)).await {
         return ErrorPage(server_error(&e)).into_response();
     }
+    app.metrics
+        .authorizations
+        .with_label_values(&[gw.name.as_str()])
+        .inc();
+    let (asked, kept) = match need {
+        ConsentNeed::Remembered => {
+            tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent remembered; to the downstream server");
+            app.metrics
+                .consents
+                .with_label_values(&[gw.name.as_str(), "remembered"])
+                .inc();
+            return to_downstream(&app, &gw, id_hash, &data, StatusCode::FOUND).await;
+        }
+        ConsentNeed::Ask { new, kept } => (new, kept),
+    };
     let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
-    let scopes: Vec<&str> = scope.split(' ').collect();
     let action = format!("{}{}", gw.issuer, md::CONSENT);
-    let html = consent::render(&Consent {
-        client_name: client.display_name(),
+    let apps_url = format!("{}{}", gw.issuer, super::apps::APPS);
+    let (server_title, server_description) = person::server_title(doc, &server.name);
+    let Ok(nonce) = crypto::token() else {
+        return ErrorPage(server_error("no randomness")).into_response();
+    };
+    let page = ConsentPage {
+        nonce: &nonce,
+        requester: person::requester(&gw, &client),
         client_id: &client.id,
         redirect_host: &host,
-        server: &server.name,
-        scopes: &scopes,
+        redirect_local: person::is_local(&ok.redirect_uri),
+        server_name: &server.name,
+        server_title: &server_title,
+        server_description: server_description.as_deref(),
+        asked: person::scope_lines(doc, &asked),
+        kept: person::scope_lines(doc, &kept),
         action: &action,
         request: &handle,
         csrf: &csrf,
-    });
+        apps_url: &apps_url,
+    };
+    let html = match page.render() {
+        Ok(h) => h,
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+    };
     let cookie = Cookie::build((CSRF_COOKIE, csrf))
         .path(format!("{}{}", gw.issuer_path, md::CONSENT))
         .http_only(true)
         .same_site(SameSite::Strict)
         .max_age(cookie::time::Duration::seconds(PENDING_TTL_S as i64))
         .secure(gw.issuer.starts_with("https://"));
-    app.metrics
-        .authorizations
-        .with_label_values(&[gw.name.as_str()])
-        .inc();
-    (
-        jar.add(cookie),
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-        ],
-        axum::response::Html(html),
-    )
-        .into_response()
+    (jar.add(cookie), pages::respond(html, &nonce)).into_response()
+}
+
+/// Sends the browser to the downstream authorization server for an approved request (approved
+/// on the page just now, or remembered): the downstream leg's secrets are sealed in its row.
+pub(super) async fn to_downstream(
+    app: &Arc<App>,
+    gw: &crate::app::GatewayRt,
+    id_hash: String,
+    data: &PendingData,
+    status: StatusCode,
+) -> Response {
+    let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
+            let e = OAuthError::new(
+                "temporarily_unavailable",
+                "the downstream authorization server is unavailable",
+            );
+            if data.login {
+                return ErrorPage(e).into_response();
+            }
+            return redirect(
+                status,
+                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
+            );
+        }
+    };
+    let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
+    let sealed = match app.sealer.seal(&format!("pending:{id_hash}"), &secret) {
+        Ok(s) => s,
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+    };
+    let state_hash = crypto::hash(&state);
+    match app
+        .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return ErrorPage(OAuthError::invalid_request(
+                "authorization request is unknown or expired",
+            ))
+            .into_response()
+        }
+        Err(e) => return ErrorPage(server_error(&e)).into_response(),
+    }
+    redirect(status, &url)
 }
 
 pub(super) async fn consent_post(
@@ -190,51 +281,18 @@ pub(super) async fn consent_post(
             &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
         );
     }
-    let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
-    let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
-            let e = OAuthError::new(
-                "temporarily_unavailable",
-                "the downstream authorization server is unavailable",
-            );
-            return redirect(
-                StatusCode::SEE_OTHER,
-                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-            );
-        }
-    };
-    let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
-    let sealed = match app.sealer.seal(&format!("pending:{id_hash}"), &secret) {
-        Ok(s) => s,
-        Err(e) => return ErrorPage(server_error(&e)).into_response(),
-    };
-    let state_hash = crypto::hash(&state);
-    match app
-        .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return ErrorPage(OAuthError::invalid_request(
-                "authorization request is unknown or expired",
-            ))
-            .into_response()
-        }
-        Err(e) => return ErrorPage(server_error(&e)).into_response(),
-    }
     tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent given; to the downstream server");
     app.metrics
         .consents
         .with_label_values(&[gw.name.as_str(), "approve"])
         .inc();
-    redirect(StatusCode::SEE_OTHER, &url)
+    to_downstream(&app, &gw, id_hash, &data, StatusCode::SEE_OTHER).await
 }
 
 pub(super) async fn callback(
     State(app): State<Arc<App>>,
     gw: Gateway,
+    jar: CookieJar,
     OAuthQuery(q): OAuthQuery<CallbackQuery>,
 ) -> Response {
     let Some(state) = &q.state else {
@@ -254,6 +312,9 @@ pub(super) async fn callback(
     let Ok(data) = serde_json::from_str::<PendingData>(&pending.data) else {
         return ErrorPage(server_error("pending row damaged")).into_response();
     };
+    if data.login {
+        return super::apps::finish_sign_in(&app, &gw, jar, &pending, &q).await;
+    }
     let back = |e: OAuthError| {
         redirect(
             StatusCode::FOUND,
@@ -364,5 +425,27 @@ pub(super) async fn callback(
         pairs.push(("state", s));
     }
     pairs.push(("iss", &gw.issuer));
-    redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs))
+    let to_client = redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs));
+    let doc = person::doc(&app, &gw);
+    if !person::may_remember(doc, &data.client_id) {
+        return to_client;
+    }
+    // The person approved this client for this server (on the page, or earlier and remembered):
+    // the browser remembers it, bound to the new grant, until the grant is withdrawn.
+    let ttl = doc.map_or(0, |d| d.consent.remember_for_s);
+    let approval = Remembered {
+        client_id: data.client_id.clone(),
+        server: data.server.clone(),
+        scope: union_scope(&data.scope, &data.approved_before),
+        grant_id,
+        expires_at: now + ttl,
+    };
+    let list = remember(person::remembered(&app, &gw, &jar), approval, now);
+    match person::remember_cookie(&app, &gw, &list, ttl) {
+        Ok(c) => (jar.add(c), to_client).into_response(),
+        Err(e) => {
+            tracing::warn!(gateway = %gw.name, error = %e, "consent could not be remembered");
+            to_client
+        }
+    }
 }

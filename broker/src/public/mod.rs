@@ -2,15 +2,17 @@
 //! endpoint family (registration, authorization, token, revocation) behind one router.
 //!
 //! Per gateway, under its issuer's path: RFC 8414 metadata, `/register` (RFC 7591), `/authorize`,
-//! `/consent`, `/callback` (from the downstream server), `/token`, `/revoke` (RFC 7009), `/jwks`.
+//! `/consent`, `/callback` (from the downstream server), `/token`, `/revoke` (RFC 7009), `/jwks`,
+//! and the person's own page of connected applications (`/apps`).
 
 use crate::app::App;
 use crate::clients::{self, server_error};
-use crate::consent::{self, Consent};
 use crate::crypto;
 use crate::http::{self, header_str, json, redirect, with_params, ErrorPage, OAuthReply};
+use crate::pages::{self, ConsentPage};
 use crate::store::{ClientRow, CodeRow, GrantRow, GrantStatus, PendingRow, RefreshRow};
 use crate::tokens;
+use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -20,6 +22,9 @@ use axum::{Extension, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use scopegate_core::oauth::authorize::{self as authz, AuthorizeError, AuthorizeParams};
 use scopegate_core::oauth::client::validate_registration;
+use scopegate_core::oauth::consent::{
+    consent_need, remember, union_scope, ConsentNeed, Remembered,
+};
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::oauth::refresh::TokenStatus;
 use scopegate_core::oauth::{code as codes, pkce, OAuthError};
@@ -28,14 +33,17 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+mod apps;
 mod authorize;
 mod extract;
+mod person;
 mod register;
 mod revoke;
 mod token;
 
 use authorize::{authorize, callback, consent_post};
 use extract::{Gateway, GatewayGroup, OAuthForm, OAuthQuery};
+pub use person::note_use;
 use register::register;
 use revoke::revoke_endpoint;
 pub use revoke::revoke_grant;
@@ -56,6 +64,12 @@ struct PendingData {
     server: String,
     scope: String,
     code_challenge: String,
+    /// Scopes the person approved before for this client and server (remembered consent).
+    #[serde(default)]
+    approved_before: String,
+    /// A person signing in to the connected-apps page, not a client's authorization.
+    #[serde(default)]
+    login: bool,
 }
 
 /// The downstream leg's secrets, sealed in the pending row.
@@ -81,6 +95,8 @@ pub fn router(app: Arc<App>) -> Router {
             .route(&format!("{p}{}", md::AUTHORIZE), get(authorize))
             .route(&format!("{p}{}", md::CONSENT), post(consent_post))
             .route(&format!("{p}{}", md::CALLBACK), get(callback))
+            .route(&format!("{p}{}", apps::APPS), get(apps::apps))
+            .route(&format!("{p}{}", apps::WITHDRAW), post(apps::withdraw))
             .route(&format!("{p}{}", md::TOKEN), post(token))
             .route(&format!("{p}{}", md::REVOKE), post(revoke_endpoint))
             .route(&format!("{p}{}", md::REGISTER), post(register))
@@ -143,5 +159,7 @@ fn error_redirect(redirect_uri: &str, e: &OAuthError, state: Option<&str>, iss: 
     with_params(redirect_uri, &pairs)
 }
 
+#[cfg(test)]
+mod person_tests;
 #[cfg(test)]
 mod tests;

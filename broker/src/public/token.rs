@@ -193,6 +193,7 @@ async fn refresh_token(
             scopegate_core::oauth::refresh::REUSE,
         ));
     }
+    person::note_use(app, &grant.id);
     tokens::token_response(app, gw, &grant, &scope, Some(&next))
 }
 
