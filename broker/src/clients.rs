@@ -16,9 +16,6 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn display_name(&self) -> &str {
-        self.meta.client_name.as_deref().unwrap_or(&self.id)
-    }
     pub fn gets_refresh_tokens(&self) -> bool {
         self.meta.grant_types.iter().any(|g| g == "refresh_token")
     }

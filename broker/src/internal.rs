@@ -132,5 +132,6 @@ async fn do_exchange(app: &App, body: &[u8]) -> Result<(String, u64), Error> {
     if grant.server != server.name {
         return Err(OAuthError::invalid_grant("the grant is for another server").into());
     }
+    app.grants.note_use(&grant.id, app.now());
     app.grants.current(grant, &gw.downstream, &gw.name).await
 }

@@ -9,6 +9,8 @@ pub mod budget;
 pub mod catalog;
 pub mod challenge;
 pub mod config;
+#[cfg(feature = "broker")]
+pub mod consent_config;
 pub mod decision;
 pub mod es256;
 pub mod exchange;

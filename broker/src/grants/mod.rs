@@ -108,6 +108,18 @@ impl Grants {
         }
     }
 
+    /// Records, off the request path, that a grant was used (a token exchange or refresh): its
+    /// last use on the person's connected-apps page.
+    pub fn note_use(&self, grant_id: &str, now: u64) {
+        let (store, id) = (Arc::clone(&self.store), grant_id.to_string());
+        tokio::spawn(async move {
+            let key = id.clone();
+            if let Err(e) = store::blocking(&store, move |s| s.touch_grant(&key, now)).await {
+                tracing::warn!(grant_id = %id, error = %e, "grant's last use not recorded");
+            }
+        });
+    }
+
     /// The downstream access token as stored, and how long it still lives.
     fn hand_out(&self, g: &GrantRow) -> Result<(String, u64), Error> {
         let c = self.open(g)?;

@@ -56,6 +56,12 @@ impl Store for Faulty {
     fn create_grant(&self, g: &GrantRow, code: &CodeRow) -> store::Result<()> {
         self.inner.create_grant(g, code)
     }
+    fn grants_of(&self, gateway: &str, subject: &str) -> store::Result<Vec<store::GrantListing>> {
+        self.inner.grants_of(gateway, subject)
+    }
+    fn touch_grant(&self, id: &str, now: u64) -> store::Result<()> {
+        self.inner.touch_grant(id, now)
+    }
     fn grant(&self, id: &str) -> store::Result<Option<GrantRow>> {
         self.inner.grant(id)
     }

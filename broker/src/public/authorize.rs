@@ -13,6 +13,8 @@ pub(super) struct AuthorizeQuery {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     state: Option<String>,
+    /// OpenID Connect's `prompt`: `consent` shows the page even where an approval is remembered.
+    prompt: Option<String>,
 }
 
 /// The consent page's form.
@@ -26,10 +28,10 @@ pub(super) struct ConsentForm {
 /// The downstream server's answer at `/callback` (RFC 6749 §4.1.2, RFC 9207).
 #[derive(Deserialize)]
 pub(super) struct CallbackQuery {
-    state: Option<String>,
-    code: Option<String>,
-    error: Option<String>,
-    iss: Option<String>,
+    pub(super) state: Option<String>,
+    pub(super) code: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) iss: Option<String>,
 }
 
 pub(super) async fn authorize(
@@ -71,6 +73,33 @@ pub(super) async fn authorize(
         .ok_or_else(|| Error::internal("server index"))?;
     let index = &app.policy.gateways[gw.id].scopes;
     let scope = index.render(ok.scopes);
+    let now = app.now();
+    let doc = person::doc(&app, &gw);
+    let requested: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let asks_again = q
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.split(' ').any(|v| v == "consent"));
+    let may_remember = person::may_remember(doc, &client.id) && !asks_again;
+    let before = if may_remember {
+        let list = person::remembered(&app, &gw, &jar);
+        person::still_granted(&app, list, &client.id, &server.name).await?
+    } else {
+        Vec::new()
+    };
+    let need = consent_need(
+        &before,
+        &client.id,
+        &server.name,
+        &requested,
+        now,
+        may_remember,
+    );
+    let approved_before = before
+        .iter()
+        .map(|r| r.scope.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     let handle = crypto::token()?;
     let csrf = crypto::token()?;
     let data = PendingData {
@@ -80,53 +109,104 @@ pub(super) async fn authorize(
         server: server.name.clone(),
         scope: scope.clone(),
         code_challenge: ok.code_challenge.clone(),
+        approved_before,
+        login: false,
     };
+    let id_hash = crypto::hash(&handle);
     let row = PendingRow {
-        id_hash: crypto::hash(&handle),
+        id_hash: id_hash.clone(),
         gateway: gw.name.clone(),
         data: serde_json::to_string(&data).unwrap_or_default(),
         csrf_hash: crypto::hash(&csrf),
         state_hash: None,
         secret: None,
-        expires_at: app.now() + PENDING_TTL_S,
+        expires_at: now + PENDING_TTL_S,
     };
     app.db(move |s| s.put_pending(&row)).await?;
+    app.metrics
+        .authorizations
+        .with_label_values(&[gw.name.as_str()])
+        .inc();
+    let (asked, kept) = match need {
+        ConsentNeed::Remembered => {
+            tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent remembered; to the downstream server");
+            app.metrics
+                .consents
+                .with_label_values(&[gw.name.as_str(), "remembered"])
+                .inc();
+            return to_downstream(&app, &gw, id_hash, &data, StatusCode::FOUND).await;
+        }
+        ConsentNeed::Ask { new, kept } => (new, kept),
+    };
     let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
-    let scopes: Vec<&str> = scope.split(' ').collect();
     let action = format!("{}{}", gw.issuer, md::CONSENT);
-    let html = consent::render(&Consent {
-        client_name: client.display_name(),
+    let apps_url = format!("{}{}", gw.issuer, super::apps::APPS);
+    let (server_title, server_description) = person::server_title(doc, &server.name);
+    let nonce = crypto::token()?;
+    let html = ConsentPage {
+        nonce: &nonce,
+        requester: person::requester(&gw, &client),
         client_id: &client.id,
         redirect_host: &host,
-        server: &server.name,
-        scopes: &scopes,
+        redirect_local: person::is_local(&ok.redirect_uri),
+        server_name: &server.name,
+        server_title: &server_title,
+        server_description: server_description.as_deref(),
+        asked: person::scope_lines(doc, &asked),
+        kept: person::scope_lines(doc, &kept),
         action: &action,
         request: &handle,
         csrf: &csrf,
-    });
+        apps_url: &apps_url,
+    }
+    .render()
+    .map_err(Error::internal)?;
     let cookie = Cookie::build((CSRF_COOKIE, csrf))
         .path(format!("{}{}", gw.issuer_path, md::CONSENT))
         .http_only(true)
         .same_site(SameSite::Strict)
         .max_age(cookie::time::Duration::seconds(PENDING_TTL_S as i64))
         .secure(gw.issuer.starts_with("https://"));
-    app.metrics
-        .authorizations
-        .with_label_values(&[gw.name.as_str()])
-        .inc();
-    Ok((
-        jar.add(cookie),
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_FRAME_OPTIONS, "DENY"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-        ],
-        axum::response::Html(html),
-    )
-        .into_response())
+    Ok((jar.add(cookie), pages::respond(html, &nonce)).into_response())
+}
+
+/// Sends the browser to the downstream authorization server for an approved request (approved
+/// on the page just now, or remembered, or a person signing in to the connected-apps page): the
+/// downstream leg's secrets are sealed in its row.
+pub(super) async fn to_downstream(
+    app: &App,
+    gw: &crate::app::GatewayRt,
+    id_hash: String,
+    data: &PendingData,
+    status: StatusCode,
+) -> Result<Response, ErrorPage> {
+    let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
+            let e = Error::unavailable("the downstream authorization server is unavailable");
+            if data.login {
+                return Err(e.into());
+            }
+            return Ok(redirect(
+                status,
+                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
+            ));
+        }
+    };
+    let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
+    let sealed = app.sealer.seal(&format!("pending:{id_hash}"), &secret)?;
+    let state_hash = crypto::hash(&state);
+    if !app
+        .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
+        .await?
+    {
+        return Err(
+            OAuthError::invalid_request("authorization request is unknown or expired").into(),
+        );
+    }
+    Ok(redirect(status, &url))
 }
 
 pub(super) async fn consent_post(
@@ -178,31 +258,12 @@ pub(super) async fn consent_post(
             .inc();
         return Ok(back(Error::access_denied("the user denied the request")));
     }
-    let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
-    let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
-            return Ok(back(Error::unavailable(
-                "the downstream authorization server is unavailable",
-            )));
-        }
-    };
-    let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
-    let sealed = app.sealer.seal(&format!("pending:{id_hash}"), &secret)?;
-    let state_hash = crypto::hash(&state);
-    if !app
-        .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
-        .await?
-    {
-        return Err(unknown().into());
-    }
     tracing::info!(gateway = %gw.name, client_id = %data.client_id, server = %data.server, "consent given; to the downstream server");
     app.metrics
         .consents
         .with_label_values(&[gw.name.as_str(), "approve"])
         .inc();
-    Ok(redirect(StatusCode::SEE_OTHER, &url))
+    to_downstream(&app, &gw, id_hash, &data, StatusCode::SEE_OTHER).await
 }
 
 /// The downstream server's answer: a page while the request is unknown, afterwards every failure
@@ -210,6 +271,7 @@ pub(super) async fn consent_post(
 pub(super) async fn callback(
     State(app): State<Arc<App>>,
     gw: Gateway,
+    jar: CookieJar,
     OAuthQuery(q): OAuthQuery<CallbackQuery>,
 ) -> Result<Response, ErrorPage> {
     let state = q
@@ -225,33 +287,57 @@ pub(super) async fn callback(
         .ok_or_else(|| OAuthError::invalid_request("authorization state is unknown or expired"))?;
     let data = serde_json::from_str::<PendingData>(&pending.data)
         .map_err(|_| Error::internal("pending row damaged"))?;
-    Ok(
-        match grant_from_callback(&app, &gw, &q, &pending, &data).await {
-            Ok(our_code) => {
-                let mut pairs = vec![("code", our_code.as_str())];
-                if let Some(s) = &data.state {
-                    pairs.push(("state", s));
-                }
-                pairs.push(("iss", &gw.issuer));
-                redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs))
-            }
-            Err(e) => redirect(
+    if data.login {
+        return super::apps::finish_sign_in(&app, &gw, jar, &pending, &q).await;
+    }
+    let (our_code, grant_id) = match grant_from_callback(&app, &gw, &q, &pending, &data).await {
+        Ok(x) => x,
+        Err(e) => {
+            return Ok(redirect(
                 StatusCode::FOUND,
                 &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-            ),
-        },
-    )
+            ))
+        }
+    };
+    let mut pairs = vec![("code", our_code.as_str())];
+    if let Some(s) = &data.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &gw.issuer));
+    let to_client = redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs));
+    let doc = person::doc(&app, &gw);
+    if !person::may_remember(doc, &data.client_id) {
+        return Ok(to_client);
+    }
+    // The person approved this client for this server (on the page, or earlier and remembered):
+    // the browser remembers it, bound to the new grant, until the grant is withdrawn.
+    let ttl = doc.map_or(0, |d| d.consent.remember_for_s);
+    let approval = Remembered {
+        client_id: data.client_id.clone(),
+        server: data.server.clone(),
+        scope: union_scope(&data.scope, &data.approved_before),
+        grant_id,
+        expires_at: now + ttl,
+    };
+    let list = remember(person::remembered(&app, &gw, &jar), approval, now);
+    Ok(match person::remember_cookie(&app, &gw, &list, ttl) {
+        Ok(c) => (jar.add(c), to_client).into_response(),
+        Err(e) => {
+            tracing::warn!(gateway = %gw.name, error = %e, "consent could not be remembered");
+            to_client
+        }
+    })
 }
 
 /// The downstream leg's end: its code exchanged, the user's identity resolved, the grant stored
-/// with our code for the client, which is returned.
+/// with our code for the client; returns that code and the grant's id.
 async fn grant_from_callback(
     app: &App,
     gw: &crate::app::GatewayRt,
     q: &CallbackQuery,
     pending: &PendingRow,
     data: &PendingData,
-) -> Result<String, Error> {
+) -> Result<(String, String), Error> {
     if let Some(err) = &q.error {
         tracing::warn!(gateway = %gw.name, downstream_error = %err, "downstream authorization refused");
         let why = "the downstream authorization server refused the request";
@@ -330,5 +416,5 @@ async fn grant_from_callback(
     };
     app.db(move |s| s.create_grant(&grant, &code_row)).await?;
     tracing::info!(gateway = %gw.name, grant_id = %grant_id, client_id = %data.client_id, server = %data.server, subject = %subject, "grant created");
-    Ok(our_code)
+    Ok((our_code, grant_id))
 }

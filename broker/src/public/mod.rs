@@ -2,16 +2,18 @@
 //! endpoint family (registration, authorization, token, revocation) behind one router.
 //!
 //! Per gateway, under its issuer's path: RFC 8414 metadata, `/register` (RFC 7591), `/authorize`,
-//! `/consent`, `/callback` (from the downstream server), `/token`, `/revoke` (RFC 7009), `/jwks`.
+//! `/consent`, `/callback` (from the downstream server), `/token`, `/revoke` (RFC 7009), `/jwks`,
+//! and the person's own page of connected applications (`/apps`).
 
 use crate::app::App;
 use crate::clients;
-use crate::consent::{self, Consent};
 use crate::crypto;
 use crate::error::{Error, ErrorPage};
 use crate::http::{self, header_str, json};
+use crate::pages::{self, ConsentPage};
 use crate::store::{ClientRow, CodeRow, GrantRow, GrantStatus, PendingRow, RefreshRow};
 use crate::tokens;
+use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -21,6 +23,9 @@ use axum::{Extension, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use scopegate_core::oauth::authorize::{self as authz, AuthorizeError, AuthorizeParams};
 use scopegate_core::oauth::client::validate_registration;
+use scopegate_core::oauth::consent::{
+    consent_need, remember, union_scope, ConsentNeed, Remembered,
+};
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::oauth::refresh::TokenStatus;
 use scopegate_core::oauth::{code as codes, pkce, OAuthError};
@@ -29,8 +34,10 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+mod apps;
 mod authorize;
 mod extract;
+mod person;
 mod register;
 mod revoke;
 mod token;
@@ -57,6 +64,12 @@ struct PendingData {
     server: String,
     scope: String,
     code_challenge: String,
+    /// Scopes the person approved before for this client and server (remembered consent).
+    #[serde(default)]
+    approved_before: String,
+    /// A person signing in to the connected-apps page, not a client's authorization.
+    #[serde(default)]
+    login: bool,
 }
 
 /// The downstream leg's secrets, sealed in the pending row.
@@ -82,6 +95,8 @@ pub fn router(app: Arc<App>) -> Router {
             .route(&format!("{p}{}", md::AUTHORIZE), get(authorize))
             .route(&format!("{p}{}", md::CONSENT), post(consent_post))
             .route(&format!("{p}{}", md::CALLBACK), get(callback))
+            .route(&format!("{p}{}", apps::APPS), get(apps::apps))
+            .route(&format!("{p}{}", apps::WITHDRAW), post(apps::withdraw))
             .route(&format!("{p}{}", md::TOKEN), post(token))
             .route(&format!("{p}{}", md::REVOKE), post(revoke_endpoint))
             .route(&format!("{p}{}", md::REGISTER), post(register))
@@ -174,5 +189,7 @@ fn with_params(uri: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
+#[cfg(test)]
+mod person_tests;
 #[cfg(test)]
 mod tests;

@@ -9,9 +9,19 @@ use http_body_util::BodyExt;
 use scopegate_tests::broker::{PREREG, PREREG_REDIRECT};
 use tower::ServiceExt;
 
-const ISSUER: &str = "http://127.0.0.1:9";
+pub(super) const ISSUER: &str = "http://127.0.0.1:9";
 
 fn app() -> Router {
+    router(app_state())
+}
+
+/// The broker's state itself, for tests that seed grants or cookies before asking the router.
+pub(super) fn app_state() -> Arc<App> {
+    app_state_with(|_| {})
+}
+
+/// [`app_state`] over the test document after `edit`.
+pub(super) fn app_state_with(edit: impl FnOnce(&mut serde_json::Value)) -> Arc<App> {
     // One file per router, gone once the key is read: the tests run in parallel.
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let key = std::env::temp_dir().join(format!(
@@ -30,14 +40,15 @@ fn app() -> Router {
             .unwrap()
             .remove("client_secret_env");
     }
+    edit(&mut doc);
     let policy = scopegate_core::validate::load(&doc.to_string()).unwrap();
     let store: Arc<dyn crate::store::Store> = Arc::new(Sqlite::open(":memory:").unwrap());
     let app = App::build(policy, store, Arc::new(crate::clock::SystemClock));
     std::fs::remove_file(&key).unwrap();
-    router(Arc::new(app.unwrap()))
+    Arc::new(app.unwrap())
 }
 
-async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
+pub(super) async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
     let r = router.oneshot(req).await.unwrap();
     let (parts, body) = r.into_parts();
     (
@@ -47,18 +58,18 @@ async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Byt
     )
 }
 
-fn get(uri: &str) -> Request<Body> {
+pub(super) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
-fn post(uri: &str, content_type: &str, body: &str) -> Request<Body> {
+pub(super) fn post(uri: &str, content_type: &str, body: &str) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from(body.to_string()))
         .unwrap()
 }
 
-fn body_json(b: &Bytes) -> serde_json::Value {
+pub(super) fn body_json(b: &Bytes) -> serde_json::Value {
     serde_json::from_slice(b).unwrap()
 }
 

@@ -178,6 +178,7 @@ async fn refresh_token(
         revoke_grant(app, &grant.id, "refresh token reused concurrently").await;
         return Err(OAuthError::invalid_grant(scopegate_core::oauth::refresh::REUSE).into());
     }
+    app.grants.note_use(&grant.id, app.now());
     tokens::token_response(app, gw, &grant, &scope, Some(&next))
 }
 

@@ -233,8 +233,52 @@ fn single_use_under_contention(db: Arc<dyn Store>) {
     assert_eq!(rotated, 1);
 }
 
+fn a_persons_grants_are_listed_with_their_last_use(db: &dyn Store) {
+    let mut mine = grant("m1");
+    mine.subject = "alice".into();
+    mine.created_at = 5;
+    let mut newer = grant("m2");
+    newer.subject = "alice".into();
+    newer.server = "ops".into();
+    newer.created_at = 9;
+    let mut theirs = grant("t1");
+    theirs.subject = "bob".into();
+    let mut elsewhere = grant("e1");
+    elsewhere.subject = "alice".into();
+    elsewhere.gateway = "other".into();
+    for (g, c) in [
+        (&mine, "cm1"),
+        (&newer, "cm2"),
+        (&theirs, "ct1"),
+        (&elsewhere, "ce1"),
+    ] {
+        db.create_grant(g, &code(c, &g.id)).unwrap();
+    }
+    let ids = |v: Vec<GrantListing>| v.into_iter().map(|l| l.id).collect::<Vec<_>>();
+    assert_eq!(ids(db.grants_of("g", "alice").unwrap()), vec!["m2", "m1"]);
+    assert_eq!(ids(db.grants_of("g", "bob").unwrap()), vec!["t1"]);
+    assert!(db.grants_of("g", "carol").unwrap().is_empty());
+    assert_eq!(db.grants_of("g", "alice").unwrap()[1].last_used_at, 0);
+    db.touch_grant("m1", 50).unwrap();
+    db.touch_grant("m1", 40).unwrap();
+    let listed = db.grants_of("g", "alice").unwrap();
+    assert_eq!(
+        listed[1].last_used_at, 50,
+        "a later touch wins, an earlier one is ignored"
+    );
+    assert_eq!(listed[1].scope, "a");
+    assert_eq!(listed[1].client_id, "c");
+    db.revoke_family("m2", 60, 100).unwrap();
+    assert_eq!(
+        ids(db.grants_of("g", "alice").unwrap()),
+        vec!["m1"],
+        "withdrawn grants leave the list"
+    );
+}
+
 fn run_all(make: &dyn Fn(&str) -> Arc<dyn Store>) {
     family_lifecycle(make("family").as_ref());
+    a_persons_grants_are_listed_with_their_last_use(make("persons").as_ref());
     revocations_are_listed_once_until_they_expire(make("revocations").as_ref());
     clients_and_sweep(make("clients").as_ref());
     pending_is_single_use(make("pending").as_ref());
@@ -296,7 +340,7 @@ fn postgres_store_contract() {
     match Postgres::open(&options(url, 2)) {
         Err(StoreError::NewerSchema {
             found: 99,
-            known: 1,
+            known: 2,
         }) => {}
         Err(e) => panic!("expected NewerSchema, got {e}"),
         Ok(_) => panic!("a newer schema must be refused"),

@@ -74,6 +74,19 @@ pub struct GrantRow {
     pub created_at: u64,
 }
 
+/// A grant as its person sees it on the connected-apps page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantListing {
+    pub id: String,
+    pub server: String,
+    pub client_id: String,
+    pub scope: String,
+    pub status: GrantStatus,
+    pub created_at: u64,
+    /// The last token exchange or refresh; 0 for never.
+    pub last_used_at: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct CodeRow {
     pub code_hash: String,
@@ -207,6 +220,10 @@ pub trait Store: Send + Sync + 'static {
         expires_at: u64,
         now: u64,
     ) -> Result<bool>;
+    /// A person's active grants on a gateway, newest first.
+    fn grants_of(&self, gateway: &str, subject: &str) -> Result<Vec<GrantListing>>;
+    /// Records that a grant was used (a token exchange or refresh) at `now`.
+    fn touch_grant(&self, id: &str, now: u64) -> Result<()>;
     fn set_grant_status(&self, id: &str, status: GrantStatus, now: u64) -> Result<()>;
     /// Revokes a grant and every refresh token of its family, and lists it for the filter's
     /// revocations poll until `listed_until`.

@@ -10,7 +10,10 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// Migrations in order; `schema_migrations` records the versions applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_grants_by_person.sql"),
+];
 
 /// Advisory-lock keys of our own (grant keys are hashes, far from these by chance only; the
 /// two-key form would be cleaner but `pg_try_advisory_lock(bigint)` is what the grants use).
@@ -89,6 +92,10 @@ impl Postgres {
 
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         self.conn()?.execute(sql, params).map_err(pg)
+    }
+
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.conn()?.query(sql, params).map_err(pg)
     }
 
     fn query_opt<T>(
@@ -372,6 +379,34 @@ impl Store for Postgres {
             &[&id, &version, &sealed, &i(expires_at), &i(now)],
         )
         .map(|n| n == 1)
+    }
+
+    fn grants_of(&self, gateway: &str, subject: &str) -> Result<Vec<GrantListing>> {
+        let rows = self.query(
+            "SELECT id, server, client_id, scope, status, created_at, last_used_at FROM grants \
+             WHERE gateway = $1 AND subject = $2 AND status = 'active' ORDER BY created_at DESC, id",
+            &[&gateway, &subject],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| GrantListing {
+                id: r.get(0),
+                server: r.get(1),
+                client_id: r.get(2),
+                scope: r.get(3),
+                status: GrantStatus::parse(r.get::<_, &str>(4)),
+                created_at: u(r.get(5)),
+                last_used_at: u(r.get(6)),
+            })
+            .collect())
+    }
+
+    fn touch_grant(&self, id: &str, now: u64) -> Result<()> {
+        self.execute(
+            "UPDATE grants SET last_used_at = $2 WHERE id = $1 AND last_used_at < $2",
+            &[&id, &i(now)],
+        )
+        .map(|_| ())
     }
 
     fn set_grant_status(&self, id: &str, status: GrantStatus, now: u64) -> Result<()> {

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_revocations.sql"),
+    include_str!("../../migrations/0003_grants_by_person.sql"),
 ];
 
 pub struct Sqlite {
@@ -266,6 +267,37 @@ impl Store for Sqlite {
                 params![id, version, sealed, i(expires_at), i(now)],
             )
             .map(|n| n == 1)
+        })
+    }
+
+    fn grants_of(&self, gateway: &str, subject: &str) -> Result<Vec<GrantListing>> {
+        self.with(|db| {
+            let mut st = db.prepare(
+                "SELECT id, server, client_id, scope, status, created_at, last_used_at FROM grants \
+                 WHERE gateway = ?1 AND subject = ?2 AND status = 'active' ORDER BY created_at DESC, id",
+            )?;
+            let rows = st.query_map(params![gateway, subject], |r| {
+                Ok(GrantListing {
+                    id: r.get(0)?,
+                    server: r.get(1)?,
+                    client_id: r.get(2)?,
+                    scope: r.get(3)?,
+                    status: GrantStatus::parse(&r.get::<_, String>(4)?),
+                    created_at: u(r.get(5)?),
+                    last_used_at: u(r.get(6)?),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn touch_grant(&self, id: &str, now: u64) -> Result<()> {
+        self.with(|db| {
+            db.execute(
+                "UPDATE grants SET last_used_at = ?2 WHERE id = ?1 AND last_used_at < ?2",
+                params![id, i(now)],
+            )
+            .map(|_| ())
         })
     }
 

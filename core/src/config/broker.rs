@@ -91,6 +91,39 @@ pub struct PreregisteredClientDoc {
     pub client_secret_env: Option<String>,
     #[serde(default)]
     pub client_secret_file: Option<String>,
+    /// Ask the person every time, even when they approved the same request before.
+    #[serde(default)]
+    pub always_ask: bool,
+}
+
+/// The consent page: the operator's words for each scope, and whether approvals are remembered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentDoc {
+    /// A later authorization by the same client for the same or fewer scopes on the same server
+    /// skips the page (remembered in the person's browser, voided by withdrawing the grant).
+    #[serde(default = "yes")]
+    pub remember: bool,
+    /// How long an approval is remembered.
+    #[serde(default = "default_remember_for")]
+    pub remember_for_s: u64,
+    /// What each allowed scope lets an application do, in words a person reads on the page.
+    #[serde(default)]
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ConsentDoc {
+    fn default() -> Self {
+        ConsentDoc {
+            remember: true,
+            remember_for_s: default_remember_for(),
+            scope_descriptions: Default::default(),
+        }
+    }
+}
+
+fn default_remember_for() -> u64 {
+    30 * 86_400
 }
 
 /// Settings of the broker service (listeners, storage, keys). Secrets are named, never inlined.

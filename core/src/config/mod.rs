@@ -5,7 +5,9 @@
 
 mod broker;
 
-pub use broker::{BrokerDoc, CimdDoc, ClientsDoc, PreregisteredClientDoc, RegistrationLimitsDoc};
+pub use broker::{
+    BrokerDoc, CimdDoc, ClientsDoc, ConsentDoc, PreregisteredClientDoc, RegistrationLimitsDoc,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -52,6 +54,10 @@ pub struct GatewayDoc {
     /// The server the root `/.well-known/oauth-protected-resource` names when there are several.
     #[serde(default)]
     pub default_server: Option<String>,
+    /// What the broker's consent page shows and remembers. Read by the broker only.
+    #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
+    pub consent: ConsentDoc,
     pub servers: Vec<ServerDoc>,
 }
 
@@ -106,6 +112,14 @@ pub struct ServerDoc {
     pub path: String,
     /// The subset of the gateway's allowed scopes this server may be granted.
     pub scopes: Vec<String>,
+    /// The server's name on the consent and connected-apps pages (default: `name`). Broker only.
+    #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
+    pub display_name: Option<String>,
+    /// One sentence on what the server does, for the consent page. Broker only.
+    #[serde(default)]
+    #[cfg_attr(not(feature = "broker"), serde(deserialize_with = "skip_section"))]
+    pub description: Option<String>,
     /// Scopes every request needs (default: none beyond a valid token).
     #[serde(default)]
     pub base_scopes: Vec<String>,

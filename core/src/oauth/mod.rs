@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod cimd;
 pub mod client;
 pub mod code;
+pub mod consent;
 pub mod error;
 pub mod id_token;
 pub mod metadata;

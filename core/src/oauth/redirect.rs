@@ -22,22 +22,23 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     parse(uri).map(|_| ())
 }
 
-/// Whether `requested` is one of `registered`: exact string equality (OAuth 2.1 §4.1.1), except
-/// that a loopback IP literal redirect URI matches with any port (RFC 8252 §7.3).
+/// Whether `requested` is one of `registered`: exact string equality (RFC 9700 §2.1, OAuth 2.1
+/// §4.1.1), except that a loopback IP literal redirect URI matches with any port (RFC 8252 §7.3).
+///
+/// The comparison is on the strings as sent, never on parsed URLs: a parser resolves
+/// `/x/../callback` to `/callback` and lower-cases the scheme, so a URI the client never
+/// registered would match. Only the port is taken out before comparing, and only when both sides
+/// are `http` on a loopback IP literal.
 pub fn redirect_registered(registered: &[String], requested: &str) -> bool {
     if registered.iter().any(|r| r == requested) {
         return true;
     }
-    let Ok(req) = parse(requested) else {
+    let Some(req) = loopback_without_port(requested) else {
         return false;
     };
-    if !is_loopback_ip(&req) {
-        return false;
-    }
     registered
         .iter()
-        .filter_map(|r| parse(r).ok())
-        .any(|r| is_loopback_ip(&r) && same_but_port(&r, &req))
+        .any(|r| loopback_without_port(r).as_deref() == Some(req.as_str()))
 }
 
 /// The host and port to show the user on the consent page (`127.0.0.1:8123`, `app.example.com`).
@@ -119,11 +120,22 @@ fn is_loopback_ip(u: &Url) -> bool {
         }
 }
 
-fn same_but_port(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host() == b.host()
-        && a.path() == b.path()
-        && a.query() == b.query()
+/// The URI as written with its port taken out, when it is a valid `http` redirect URI on a
+/// loopback IP literal (`http://127.0.0.1:49152/cb` -> `http://127.0.0.1/cb`); `None` otherwise.
+fn loopback_without_port(uri: &str) -> Option<String> {
+    let u = parse(uri).ok()?;
+    if !is_loopback_ip(&u) {
+        return None;
+    }
+    let rest = uri.strip_prefix("http://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // `[::1]:3000` keeps its brackets; an IPv4 literal has at most one colon, before the port.
+    let host = match authority.rfind(']') {
+        Some(close) => &authority[..=close],
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    Some(format!("http://{host}{tail}"))
 }
 
 #[cfg(test)]
@@ -212,6 +224,63 @@ mod tests {
             "https://app.example.com:8443/cb"
         ));
         assert!(!redirect_registered(&reg, "https://app.example.com/cb/"));
+    }
+
+    /// RFC 9700 §2.1: the loopback port is the only leniency; everything else is compared as
+    /// sent, so a variant that a URL parser would normalise to the registered URI is refused.
+    #[test]
+    fn variants_of_a_registered_uri_are_refused() {
+        let reg = vec![
+            "http://127.0.0.1:3000/callback".to_string(),
+            "https://app.example.com/oauth/callback".to_string(),
+        ];
+        for variant in [
+            // dot segments
+            "http://127.0.0.1:3000/x/../callback",
+            "http://127.0.0.1:49152/x/../callback",
+            "http://127.0.0.1:3000/./callback",
+            "https://app.example.com/oauth/x/../callback",
+            "https://app.example.com/./oauth/callback",
+            // encoded dot segments
+            "http://127.0.0.1:3000/x/%2e%2e/callback",
+            "http://127.0.0.1:3000/x/%2E%2E/callback",
+            "https://app.example.com/oauth/x/%2e%2e/callback",
+            // case
+            "HTTP://127.0.0.1:3000/callback",
+            "http://127.0.0.1:3000/Callback",
+            "https://APP.example.com/oauth/callback",
+            "HTTPS://app.example.com/oauth/callback",
+            // trailing slash
+            "http://127.0.0.1:3000/callback/",
+            "https://app.example.com/oauth/callback/",
+            // query
+            "http://127.0.0.1:3000/callback?x=1",
+            "http://127.0.0.1:49152/callback?",
+            "https://app.example.com/oauth/callback?x=1",
+            "https://app.example.com/oauth/callback?",
+            // default port spelled out, empty path spelled differently
+            "https://app.example.com:443/oauth/callback",
+            "http://127.0.0.1:3000//callback",
+            // another spelling of the loopback address
+            "http://127.1:3000/callback",
+            "http://0x7f.0.0.1:3000/callback",
+        ] {
+            assert!(!redirect_registered(&reg, variant), "{variant} matched");
+        }
+        assert!(redirect_registered(&reg, "http://127.0.0.1:3000/callback"));
+        assert!(redirect_registered(&reg, "http://127.0.0.1:61000/callback"));
+        assert!(redirect_registered(&reg, "http://127.0.0.1/callback"));
+        assert!(redirect_registered(
+            &reg,
+            "https://app.example.com/oauth/callback"
+        ));
+        let v6 = vec!["http://[::1]/callback".to_string()];
+        assert!(redirect_registered(&v6, "http://[::1]:5000/callback"));
+        assert!(!redirect_registered(&v6, "http://[::1]:5000/x/../callback"));
+        assert!(!redirect_registered(
+            &v6,
+            "http://[0:0:0:0:0:0:0:1]:5000/callback"
+        ));
     }
 
     #[test]

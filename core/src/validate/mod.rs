@@ -165,7 +165,10 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
     }
     let filter = filter::settings(&doc, &mut b.errs);
     #[cfg(feature = "broker")]
-    for (field, message) in crate::broker_config::check(&doc) {
+    for (field, message) in crate::broker_config::check(&doc)
+        .into_iter()
+        .chain(crate::consent_config::check(&doc))
+    {
         b.errs.push(None, None, field, message);
     }
     let gateways = doc
