@@ -13,6 +13,8 @@ pub(super) struct AuthorizeQuery {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     state: Option<String>,
+    /// OpenID Connect's `prompt`: `consent` shows the page even where an approval is remembered.
+    prompt: Option<String>,
 }
 
 /// The consent page's form.
@@ -75,7 +77,11 @@ pub(super) async fn authorize(
     let now = crate::now();
     let doc = person::doc(&app, &gw);
     let requested: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-    let may_remember = person::may_remember(doc, &client.id);
+    let asks_again = q
+        .prompt
+        .as_deref()
+        .is_some_and(|p| p.split(' ').any(|v| v == "consent"));
+    let may_remember = person::may_remember(doc, &client.id) && !asks_again;
     let before = if may_remember {
         let list = person::remembered(&app, &gw, &jar);
         match person::still_granted(&app, list, &client.id, &server.name).await {
