@@ -167,8 +167,12 @@ impl Agent {
             ])
             .send()
             .unwrap();
-        let mut got = Got::read(r);
-        let mut here = Url::parse(&action).unwrap();
+        self.follow(req, Got::read(r), Url::parse(&action).unwrap())
+    }
+
+    /// Follows redirects from `got` (an answer to `here`) until one targets the client's
+    /// redirect URI; returns that URI's query.
+    fn follow(&self, req: &AuthRequest, mut got: Got, mut here: Url) -> HashMap<String, String> {
         for _ in 0..12 {
             let loc = got
                 .location
@@ -185,9 +189,20 @@ impl Agent {
     }
 
     /// The whole front channel: authorize, allow, downstream login, callback; returns the code.
+    /// A consent the broker remembers (same client, server, and the same or fewer scopes, in
+    /// this agent's cookies) skips the page.
     pub fn authorize(&self, req: &AuthRequest) -> String {
-        let page = self.consent_page(req);
-        let q = self.decide(req, &page, "approve");
+        let g = self.get(&req.url());
+        let q = if g.status == 200 {
+            self.decide(req, &g.body, "approve")
+        } else {
+            assert_eq!(
+                g.status, 302,
+                "authorize: {} {:?} {}",
+                g.status, g.location, g.body
+            );
+            self.follow(req, g, Url::parse(&req.url()).unwrap())
+        };
         assert_eq!(q.get("state"), Some(&req.state), "{q:?}");
         assert_eq!(q.get("iss"), Some(&req.issuer), "{q:?}");
         q.get("code")

@@ -210,6 +210,13 @@ async fn a_remembered_approval_skips_the_page_until_its_grant_is_withdrawn() {
         location.contains("error=temporarily_unavailable"),
         "{location}"
     );
+    // `prompt=consent` asks anyway.
+    let (s, _, _) = send(
+        router(Arc::clone(&app)),
+        with_cookie(get(&format!("{uri}&prompt=consent")), &cookie),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
     // Another client, or the same one on another server, is asked.
     let other = register(&app, "y").await;
     let (s, _, _) = send(

@@ -80,36 +80,25 @@ impl Browser {
             .await
             .map_err(|e| format!("GET {auth_url}: {e}"))?;
         let status = r.status().as_u16();
-        let html = r.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(format!(
-                "authorization endpoint answered {status}: {}",
-                show::clip(&html, 300)
-            ));
-        }
-        show::response(200, &format!("consent page: {}", page_text(&html)));
-        let action_rel = form_action(&html)?;
-        let action = Url::parse(auth_url)
-            .and_then(|base| base.join(&action_rel))
-            .map_err(|e| format!("consent form action {action_rel}: {e}"))?;
-        let form = [
-            ("request", form_value(&html, "request")?),
-            ("csrf", form_value(&html, "csrf")?),
-            ("decision", "approve".to_string()),
-        ];
-        show::request(
-            "POST",
-            action.as_str(),
-            "decision=approve (the user clicks Allow)",
-        );
-        let mut r = self
-            .http
-            .post(action.as_str())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| format!("POST {action}: {e}"))?;
-        let mut here = action;
+        let (mut r, mut here) = if (300..400).contains(&status) {
+            // The person approved this client for this server and these scopes before: the
+            // broker remembers it and goes straight on to the identity provider.
+            show::response(
+                status,
+                "no consent page: the broker remembers this approval",
+            );
+            let here = Url::parse(auth_url).map_err(|e| format!("{auth_url}: {e}"))?;
+            (r, here)
+        } else {
+            let html = r.text().await.unwrap_or_default();
+            if status != 200 {
+                return Err(format!(
+                    "authorization endpoint answered {status}: {}",
+                    show::clip(&html, 300)
+                ));
+            }
+            self.approve(auth_url, &html).await?
+        };
         for _ in 0..15 {
             let status = r.status().as_u16();
             let location = r
@@ -144,5 +133,36 @@ impl Browser {
             here = next;
         }
         Err("too many redirects".into())
+    }
+
+    /// Shows the consent page and presses Allow; returns the answer and where it came from.
+    async fn approve(
+        &self,
+        auth_url: &str,
+        html: &str,
+    ) -> Result<(reqwest::Response, Url), String> {
+        show::response(200, &format!("consent page: {}", page_text(html)));
+        let action_rel = form_action(html)?;
+        let action = Url::parse(auth_url)
+            .and_then(|base| base.join(&action_rel))
+            .map_err(|e| format!("consent form action {action_rel}: {e}"))?;
+        let form = [
+            ("request", form_value(html, "request")?),
+            ("csrf", form_value(html, "csrf")?),
+            ("decision", "approve".to_string()),
+        ];
+        show::request(
+            "POST",
+            action.as_str(),
+            "decision=approve (the user clicks Allow)",
+        );
+        let r = self
+            .http
+            .post(action.as_str())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("POST {action}: {e}"))?;
+        Ok((r, action))
     }
 }
