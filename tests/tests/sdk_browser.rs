@@ -131,7 +131,7 @@ fn consent_in_headless_chromium() {
     assert_eq!(
         out["shows"],
         json!({
-            "title": "Authorize Test MCP Client",
+            "title": "Allow access to support-assistant?",
             "client_name": "Test MCP Client",
             "client_id": client_id,
             "server": "support-assistant",

@@ -22,11 +22,12 @@ fn the_walkthrough_client_completes_the_story() {
         out.output
     );
     assert_eq!(sum["skipped"], json!(0), "{}", out.output);
-    // One registration per MCP server connection; three grants: support-assistant's, and
-    // ops-console's before and after the step-up.
+    // One registration per MCP server connection; four grants: support-assistant's (and its
+    // second, without a consent page: remembered), and ops-console's before and after the
+    // step-up.
     assert_eq!(sum["registrations"], json!(2), "{}", out.output);
-    assert_eq!(sum["authorizations"], json!(3), "{}", out.output);
-    assert_eq!(sum["grants_used"], json!(3), "{}", out.output);
+    assert_eq!(sum["authorizations"], json!(4), "{}", out.output);
+    assert_eq!(sum["grants_used"], json!(4), "{}", out.output);
     assert!(sum["refreshes"].as_u64().unwrap_or(0) >= 1, "{sum}");
     assert_eq!(sum["downstream_renewals"], json!(1), "{sum}");
     // The broker refreshed the one expired downstream grant once, and the filter exchanged

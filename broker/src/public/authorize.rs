@@ -38,6 +38,7 @@ pub(super) async fn authorize(
     State(app): State<Arc<App>>,
     gw: Gateway,
     jar: CookieJar,
+    headers: HeaderMap,
     OAuthQuery(q): OAuthQuery<AuthorizeQuery>,
 ) -> Result<Response, ErrorPage> {
     let client_id = q
@@ -80,7 +81,11 @@ pub(super) async fn authorize(
         .prompt
         .as_deref()
         .is_some_and(|p| p.split(' ').any(|v| v == "consent"));
-    let may_remember = person::may_remember(doc, &client.id) && !asks_again;
+    // A remembered approval answers top-level navigations only: framed (where the browser says
+    // so, Fetch Metadata), the page is shown instead, and the page refuses to be framed.
+    let framed = header_str(&headers, HeaderName::from_static("sec-fetch-dest"))
+        .is_some_and(|d| d != "document");
+    let may_remember = person::may_remember(doc, &client.id) && !asks_again && !framed;
     let before = if may_remember {
         let list = person::remembered(&app, &gw, &jar);
         person::still_granted(&app, list, &client.id, &server.name).await?

@@ -210,6 +210,19 @@ async fn a_remembered_approval_skips_the_page_until_its_grant_is_withdrawn() {
         location.contains("error=temporarily_unavailable"),
         "{location}"
     );
+    // Framed (Fetch Metadata says so), the page is shown, and it refuses to be framed.
+    let mut framed = with_cookie(get(&uri), &cookie);
+    framed
+        .headers_mut()
+        .insert("sec-fetch-dest", HeaderValue::from_static("iframe"));
+    let (s, h, _) = send(router(Arc::clone(&app)), framed).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+    let mut top = with_cookie(get(&uri), &cookie);
+    top.headers_mut()
+        .insert("sec-fetch-dest", HeaderValue::from_static("document"));
+    let (s, _, _) = send(router(Arc::clone(&app)), top).await;
+    assert_eq!(s, StatusCode::FOUND);
     // `prompt=consent` asks anyway.
     let (s, _, _) = send(
         router(Arc::clone(&app)),

@@ -99,8 +99,8 @@ fn main() {
         &sum.to_string(),
     );
     c.check(
-        "each client registered once (2 registrations) and authorized 3 times (one step-up)",
-        sum["registrations"] == json!(2) && sum["authorizations"] == json!(3),
+        "each client registered once (2 registrations) and authorized 4 times (one step-up, one remembered)",
+        sum["registrations"] == json!(2) && sum["authorizations"] == json!(4),
         &sum.to_string(),
     );
     let refreshes = sum["refreshes"].as_u64().unwrap_or(0);
@@ -124,7 +124,7 @@ fn main() {
             "the filter exchanged once per grant and credential lifetime: {exchanges} exchanges \
              for {grants} grants + {renewals} renewal over {calls} tool calls"
         ),
-        grants == 3 && exchanges == grants + renewals,
+        grants == 4 && exchanges == grants + renewals,
         &format!("token_exchanges={exchanges}"),
     );
     for (name, what) in [

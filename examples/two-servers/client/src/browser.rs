@@ -11,6 +11,8 @@ use url::Url;
 
 pub struct Browser {
     http: reqwest::Client,
+    /// Consent pages shown so far (a remembered approval shows none).
+    pages: std::sync::atomic::AtomicUsize,
 }
 
 /// `name="NAME" value="..."` in the consent form (values are HTML-escaped by the broker).
@@ -66,7 +68,10 @@ impl Browser {
             .redirect(Policy::none())
             .build()
             .map_err(|e| format!("browser: {e}"))?;
-        Ok(Browser { http })
+        Ok(Browser {
+            http,
+            pages: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
     /// Runs the front channel for `auth_url` and returns the URL the browser was finally sent
@@ -135,12 +140,83 @@ impl Browser {
         Err("too many redirects".into())
     }
 
+    /// How many consent pages the person has been shown.
+    pub fn consent_pages(&self) -> usize {
+        self.pages.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Opens the broker's connected-apps page, signing in through the identity provider (which
+    /// logs the demo user in by itself) when there is no session yet; returns the page.
+    pub async fn connected_apps(&self, issuer: &str) -> Result<String, String> {
+        let mut here = Url::parse(&format!("{issuer}/apps")).map_err(|e| e.to_string())?;
+        show::request(
+            "GET",
+            here.as_str(),
+            "(the person opens their connected apps)",
+        );
+        for _ in 0..15 {
+            let r = self
+                .http
+                .get(here.as_str())
+                .send()
+                .await
+                .map_err(|e| format!("GET {here}: {e}"))?;
+            let status = r.status().as_u16();
+            let location = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            match location {
+                Some(l) => {
+                    here = here
+                        .join(&l)
+                        .map_err(|e| format!("bad Location {l}: {e}"))?;
+                    show::response(
+                        status,
+                        &format!("Location: {}", show::clip(here.as_str(), 160)),
+                    );
+                }
+                None if status == 200 => {
+                    let html = r.text().await.unwrap_or_default();
+                    show::response(200, &format!("connected apps: {}", page_text(&html)));
+                    return Ok(html);
+                }
+                None => return Err(format!("connected apps answered {status}")),
+            }
+        }
+        Err("too many redirects".into())
+    }
+
+    /// Presses a grant's Withdraw button on the connected-apps page; returns the status.
+    pub async fn withdraw(&self, page: &str, grant: &str) -> Result<u16, String> {
+        let action = form_action(page)?;
+        let csrf = form_value(page, "csrf")?;
+        show::request(
+            "POST",
+            &action,
+            &format!("grant={grant} (the person clicks Withdraw)"),
+        );
+        let r = self
+            .http
+            .post(&action)
+            .form(&[("grant", grant), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .map_err(|e| format!("POST {action}: {e}"))?;
+        let status = r.status().as_u16();
+        show::response(status, "");
+        Ok(status)
+    }
+
     /// Shows the consent page and presses Allow; returns the answer and where it came from.
     async fn approve(
         &self,
         auth_url: &str,
         html: &str,
     ) -> Result<(reqwest::Response, Url), String> {
+        self.pages
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         show::response(200, &format!("consent page: {}", page_text(html)));
         let action_rel = form_action(html)?;
         let action = Url::parse(auth_url)

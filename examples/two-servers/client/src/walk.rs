@@ -726,7 +726,95 @@ async fn story(w: &mut Walk, opts: &Options, conns: &mut Vec<Conn>) -> Result<()
             w.s.grants_used += 1;
         }
     }
+    remembered_and_withdrawn(w, &mut support).await?;
     conns.push(support);
     conns.push(ops);
+    Ok(())
+}
+
+/// 9 and 10: the person's side of the broker. Asked again for what they already allowed, the
+/// broker does not show the page; withdrawn on the connected-apps page, the grant stops working.
+async fn remembered_and_withdrawn(w: &mut Walk, support: &mut Conn) -> Result<(), String> {
+    show::title("9. support-assistant's client asks again for what it holds: no consent page");
+    let auth_url = {
+        let m = support.auth.auth_manager.lock().await;
+        m.request_scope_upgrade(SUPPORT_SCOPES).await
+    }
+    .map_err(|e| format!("authorization again: {e}"))?;
+    let issuer = auth_url
+        .split("/authorize")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    w.show_auth_url(&auth_url);
+    let pages = w.browser.consent_pages();
+    let callback = w.browser.authorize(&auth_url, &w.redirect_uri).await?;
+    w.show_callback(&callback);
+    w.check(
+        "the broker remembered the approval: the person saw no consent page",
+        w.browser.consent_pages() == pages,
+        &format!("{} consent pages shown", w.browser.consent_pages() - pages),
+    );
+    let cb = AuthorizationCallback::from_redirect_url(&callback).map_err(|e| e.to_string())?;
+    {
+        let m = support.auth.auth_manager.lock().await;
+        m.exchange_code_for_token_with_issuer(&cb.code, &cb.csrf_token, cb.issuer.as_deref())
+            .await
+            .map_err(|e| format!("code exchange: {e}"))?;
+    }
+    w.s.authorizations += 1;
+    support.grant_used = false;
+    let r = w.call(support, "list_tickets", json!({})).await;
+    w.check(
+        "list_tickets with the new grant",
+        r.is_ok(),
+        &format!("{r:?}"),
+    );
+    if support.grant_used {
+        w.s.grants_used += 1;
+    }
+
+    show::title("10. the person withdraws support-assistant's access on the connected-apps page");
+    let page = w.browser.connected_apps(&issuer).await?;
+    let rows: Vec<&str> = page.split("<tr data-grant=\"").skip(1).collect();
+    let theirs: Vec<String> = rows
+        .iter()
+        .filter(|row| {
+            row.split("</tr>")
+                .next()
+                .unwrap_or("")
+                .contains("support-assistant")
+        })
+        .filter_map(|row| row.split('"').next().map(str::to_string))
+        .collect();
+    w.check(
+        &format!(
+            "the page lists support-assistant's {} grants among all {}",
+            theirs.len(),
+            rows.len()
+        ),
+        theirs.len() == 2 && rows.len() == 4,
+        &format!("{} grants listed", rows.len()),
+    );
+    let mut withdrawn = 0;
+    for id in &theirs {
+        if w.browser.withdraw(&page, id).await? == 303 {
+            withdrawn += 1;
+        }
+    }
+    w.check(
+        "each withdrawal answered 303",
+        withdrawn == theirs.len(),
+        &format!("{withdrawn} of {}", theirs.len()),
+    );
+    // The revocation feed reaches every Envoy within its poll period plus a second.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let r = w.call(support, "list_tickets", json!({})).await;
+    let refused = r.as_ref().err().cloned().unwrap_or_default();
+    w.check(
+        "the withdrawn grant's token is refused at Envoy, and its refresh at the broker",
+        refused.contains("invalid_token") || refused.contains("invalid_grant"),
+        &refused,
+    );
     Ok(())
 }
