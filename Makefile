@@ -127,11 +127,15 @@ unit: postgres
 	@echo "==> unit tests: every workspace crate but the integration tests (core, filter, broker, example servers and client)"
 	$(CARGO) test --workspace --exclude scopegate-tests
 
+# The integration tests are one binary (tests/it/main.rs, a module per area); run one area with
+# e.g. `cargo test -p scopegate-tests --test it sdk_clients::`. At most IT_SLOTS tests run
+# processes at once (tests/src/slots.rs; default: one per core).
+IT_SLOTS ?=
 integration: build venv npm sdk-clients postgres
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
-	$(CARGO) test -p scopegate-tests
+	$(if $(IT_SLOTS),SCOPEGATE_IT_SLOTS=$(IT_SLOTS) )$(CARGO) test -p scopegate-tests
 
-# The OCI image test (tests/tests/oci_image.rs) reads `make oci`'s layout with skopeo.
+# The OCI image test (tests/it/oci_image.rs) reads `make oci`'s layout with skopeo.
 integration: skopeo oci
 
 # The filter as an OCI image that Istio's and Envoy Gateway's fetchers pull, built without a
@@ -152,7 +156,7 @@ skopeo:
 	@command -v skopeo >/dev/null || { echo "skopeo is required: apt-get install -y skopeo"; exit 1; }
 
 # examples/two-servers/envoy.yaml and envoy/envoy.yaml are `render envoy` output
-# (tests/tests/render_envoy.rs checks they are current); regenerate them after changing a document.
+# (tests/it/render_envoy.rs checks they are current); regenerate them after changing a document.
 example-envoy:
 	$(CARGO) build -q -p scopegate-broker
 	target/debug/scopegate-broker render envoy examples/two-servers/scopegate.yaml \
@@ -167,7 +171,7 @@ example-envoy:
 		--upstream idp=127.0.0.1:9000 -o envoy/envoy.yaml
 
 # envoy/istio/scopegate.yaml and envoy/envoy-gateway/scopegate.yaml: render output for the mesh
-# form of the example (envoy/gateway.yaml); tests/tests/render_mesh.rs checks they are current.
+# form of the example (envoy/gateway.yaml); tests/it/render_mesh.rs checks they are current.
 MESH_UPSTREAMS := --upstream support_assistant=support-assistant.mcp.svc.cluster.local:8080 \
 	--upstream ops_console=ops-console.mcp.svc.cluster.local:8080
 mesh-examples:
@@ -189,10 +193,10 @@ postgres:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { echo "PostgreSQL is required: apt-get install -y postgresql"; exit 1; }
 
-# Benchmarks (BENCHMARKS.md): the driver is a release build, without the release profile's LTO
+# Benchmarks (BENCHMARKS.md): the driver (bench/driver, package scopegate-bench) is a release build, without the release profile's LTO
 # (that is for the .wasm; the driver only needs to be optimised, and builds far faster without it).
 BENCH_ENV := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
-BENCH := $(BENCH_ENV) $(CARGO) run --release -p scopegate-tests --bin bench --
+BENCH := $(BENCH_ENV) $(CARGO) run --release -p scopegate-bench --bin bench --
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 wrk:

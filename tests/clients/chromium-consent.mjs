@@ -1,5 +1,5 @@
 // One authorization in a real browser: Debian's Chromium, headless, driven by playwright-core.
-// Run by tests/tests/sdk_browser.rs, which hosts the loopback redirect URI and the framing page.
+// Run by tests/it/sdk_browser.rs, which hosts the loopback redirect URI and the framing page.
 //
 // Usage: node chromium-consent.mjs CONFIG.json
 //   { "authorization_url", "redirect_uri", "framer_url", "chromium" }

@@ -1,4 +1,4 @@
-"""An MCP host on the official Python SDK (`mcp` 2.x), run by tests/tests/sdk_clients.rs.
+"""An MCP host on the official Python SDK (`mcp` 2.x), run by tests/it/sdk_clients.rs.
 
 Usage: .venv/bin/python tests/clients/py_client.py CONFIG.json  (fields: tests/src/sdk_clients.rs)
 

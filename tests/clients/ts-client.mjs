@@ -1,5 +1,5 @@
 // An MCP host on the official TypeScript SDK, 1.x (`@modelcontextprotocol/sdk`) or 2.x
-// (`@modelcontextprotocol/client`), run by tests/tests/sdk_clients.rs through scopegate.
+// (`@modelcontextprotocol/client`), run by tests/it/sdk_clients.rs through scopegate.
 //
 // Usage: node ts-client.mjs CONFIG.json   (see tests/src/sdk_clients.rs for the fields)
 //

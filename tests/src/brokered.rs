@@ -2,13 +2,13 @@
 //! broker in front of the downstream authorization server. Clients see only Envoy's URL.
 
 use crate::broker::BrokerStack;
+use crate::envoy::wait_keys_loaded;
 use crate::envoy::{Envoy, Spec};
+use crate::free_port;
 use crate::mcp::Client;
 use crate::oauth::{pkce, redeem, register, Agent, AuthRequest};
 use crate::stack::{McpServer, OPS, SUPPORT};
-use crate::{free_port, procs::wait_for};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 pub const CLIENT_CB: &str = "http://127.0.0.1:1/walkthrough/cb";
 
@@ -137,17 +137,8 @@ impl Brokered {
             envoy,
             public_url,
         };
-        wait_for(
-            "the filter to load the broker's keys",
-            Duration::from_secs(20),
-            || {
-                (Client::new(&b.envoy.url(SUPPORT), Some("x.y.z"))
-                    .initialize()
-                    .status
-                    != 503)
-                    .then_some(())
-            },
-        );
+        // The broker signs the tokens the filter verifies: its keys come from the broker.
+        wait_keys_loaded(&b.envoy.url(SUPPORT));
         b
     }
 

@@ -14,17 +14,15 @@
 //! It never sets `allow_on_headers_stop_iteration`. Here the config source is a watched file
 //! instead of ADS, which is the only difference Envoy sees.
 
-use crate::envoy::{access_log_format, Envoy, ENVOY, WASM};
+use crate::bootstrap::{self as b, WASM_TYPE};
+use crate::envoy::{access_log_format, launch, wait_keys_loaded, Envoy, Launch, WASM};
 use crate::issuer::Issuer;
-use crate::procs::{log_dir, wait_for, Proc};
+use crate::procs::{log_dir, wait_for};
 use crate::stack::{gateway_doc, start_echo, McpServer, OPS, SUPPORT};
 use crate::{built, free_port};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-pub const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+use std::time::Duration;
 pub const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 /// The ECDS resource name, as istiod spells a `WasmPlugin` `scopegate` in namespace `mcp`.
 pub const PLUGIN: &str = "mcp.scopegate";
@@ -149,21 +147,14 @@ fn bootstrap(
     admin_port: u16,
     access_log: &Path,
 ) -> Value {
-    let clusters: Vec<Value> = upstreams
+    let clusters = upstreams
         .iter()
-        .map(|u| {
-            json!({
-                "name": u.cluster, "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": u.cluster, "endpoints": [{"lb_endpoints": [
-                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": u.port}}}}
-                ]}]}
-            })
-        })
+        .map(|u| b::cluster(&u.cluster, u.port))
         .collect();
-    let routes: Vec<Value> = upstreams
+    let routes = upstreams
         .iter()
         .filter(|u| !u.prefix.is_empty())
-        .map(|u| json!({"match": {"prefix": u.prefix}, "route": {"cluster": u.cluster, "timeout": "0s", "idle_timeout": "60s"}}))
+        .map(|u| b::route(&u.prefix, &u.cluster))
         .collect();
     let mut filters = Vec::new();
     if delivery.native_mcp {
@@ -182,36 +173,18 @@ fn bootstrap(
             "type_urls": [WASM_TYPE, RBAC_TYPE]
         }
     }));
-    filters.push(
-        json!({"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
-    );
+    filters.push(b::router());
     let mut log_format = access_log_format();
     log_format["mcp_metadata"] = json!("%DYNAMIC_METADATA(envoy.filters.http.mcp)%");
-    json!({
-        "node": {"id": "sidecar~127.0.0.1~scopegate-test.mcp~mcp.svc.cluster.local", "cluster": "scopegate-test.mcp"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "mcp", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "mcp",
-                        "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                            "path": access_log.display().to_string(),
-                            "log_format": {"json_format": log_format}
-                        }}],
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                        "http_filters": filters
-                    }
-                }]}]
-            }],
-            "clusters": clusters
-        }
-    })
+    let hcm = b::Hcm {
+        stat_prefix: "mcp",
+        routes,
+        http_filters: filters,
+        access_log: Some((access_log, log_format)),
+    };
+    let mut boot = b::bootstrap(admin_port, b::listener("mcp", port, hcm), clusters);
+    boot["node"] = json!({"id": "sidecar~127.0.0.1~scopegate-test.mcp~mcp.svc.cluster.local", "cluster": "scopegate-test.mcp"});
+    boot
 }
 
 /// Envoy whose scopegate filter comes from an ECDS file that tests can replace.
@@ -233,7 +206,6 @@ impl MeshEnvoy {
         port: u16,
         concurrency: u32,
     ) -> MeshEnvoy {
-        let envoy_bin = built(ENVOY, "make venv");
         let dir = log_dir(name);
         let watched = dir.join("ecds");
         let _ = std::fs::remove_dir_all(&watched);
@@ -252,54 +224,19 @@ impl MeshEnvoy {
             admin_port,
             &access_log,
         );
-        let config = dir.join("envoy.json");
-        std::fs::write(
-            &config,
-            serde_json::to_string_pretty(&boot).expect("bootstrap JSON"),
-        )
-        .expect("write the bootstrap");
-        let mut cmd = Command::new(envoy_bin);
-        cmd.arg("-c")
-            .arg(&config)
-            .arg("--concurrency")
-            .arg(concurrency.to_string())
-            .arg("--disable-hot-restart")
-            .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
-            .args(["--file-flush-interval-msec", "100"]);
-        let mut proc = Proc::start("envoy", cmd, &dir);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = proc.try_exit() {
-                panic!("Envoy `{name}` exited ({status}):\n{}", proc.stderr());
-            }
-            let ready = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
-                .ok()
-                .filter(|r| r.status().is_success())
-                .and_then(|r| r.text().ok())
-                .is_some_and(|t| t.trim() == "LIVE");
-            if ready {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Envoy `{name}` not ready in 60 s:\n{}",
-                proc.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let how = Launch {
+            ready_within: Duration::from_secs(60),
+            ..Launch::workers(concurrency)
+        };
+        let envoy = launch(&dir, &boot, port, &how)
+            .unwrap_or_else(|log| panic!("Envoy `{name}` did not start: {log}"));
         MeshEnvoy {
-            envoy: Envoy {
-                proc,
-                port,
-                admin_port,
-                access_log,
-            },
+            envoy,
             delivery,
             ecds_file,
             version: 1,
         }
     }
-
     /// The counter `extension_config_discovery.http_filter.<plugin>.<name>` (0 when absent).
     pub fn discovery_stat(&self, name: &str) -> u64 {
         self.envoy
@@ -401,7 +338,7 @@ impl MeshStack {
             envoy,
             public_url,
         };
-        stack.wait_keys_loaded();
+        wait_keys_loaded(&stack.envoy.url(SUPPORT));
         stack
     }
 
@@ -412,20 +349,6 @@ impl MeshStack {
     /// The example document for this stack (what `start` delivered before any `tweak`).
     pub fn document(&self) -> Value {
         gateway_doc(&self.public_url, &self.issuer.url)
-    }
-
-    /// Until the filter has its keys, governed requests get 503; wait that out. The probe is
-    /// a GET, which no body mode holds.
-    pub fn wait_keys_loaded(&self) {
-        let token = self.issuer.token(&self.resource(SUPPORT), "tickets.read");
-        wait_for(
-            "the filter to load its signing keys",
-            Duration::from_secs(30),
-            || {
-                let r = crate::mcp::Client::get(&self.envoy.url(SUPPORT), Some(&token));
-                (r.status != 503).then_some(())
-            },
-        );
     }
 
     /// Requests to `path` the MCP server received, and which of them carried a complete body.

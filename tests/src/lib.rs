@@ -2,7 +2,7 @@
 //! started per test binary, torn down when it exits.
 
 pub mod authz;
-pub mod bench;
+pub mod bootstrap;
 pub mod broker;
 pub mod brokered;
 pub mod cimd_host;
@@ -17,6 +17,7 @@ pub mod procs;
 pub mod proxy;
 pub mod render;
 pub mod sdk_clients;
+pub mod slots;
 pub mod stack;
 pub mod walkthrough;
 

@@ -35,6 +35,7 @@ pub struct Proc {
 impl Proc {
     /// Starts `cmd` with stdout and stderr sent to files in `dir`.
     pub fn start(name: &str, mut cmd: Command, dir: &Path) -> Proc {
+        crate::slots::hold();
         HOOKED.call_once(|| unsafe {
             libc::atexit(kill_all);
         });

@@ -1,12 +1,11 @@
 //! `scopegate-broker render`, run as a process, and Envoy started with the bootstrap it prints:
 //! what the example, the demo and the brokered tests run (no hand-written twin).
 
-use crate::envoy::{Envoy, ENVOY, WASM};
-use crate::procs::{log_dir, Proc};
+use crate::envoy::{launch, Envoy, Launch, WASM};
+use crate::procs::log_dir;
 use crate::{built, free_port, repo_root};
 use serde_json::Value;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 pub const BROKER_BIN: &str = "target/debug/scopegate-broker";
 
@@ -97,43 +96,9 @@ pub fn start_envoy_edited(
     let mut boot: Value =
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).expect("rendered JSON");
     edit(&mut boot);
-    std::fs::write(&config, serde_json::to_string_pretty(&boot).unwrap()).unwrap();
 
-    let mut cmd = Command::new(built(ENVOY, "make venv"));
-    cmd.arg("-c")
-        .arg(&config)
-        .arg("--concurrency")
-        .arg(concurrency.to_string())
-        .arg("--disable-hot-restart")
-        .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
-        .args(["--file-flush-interval-msec", "100"]);
-    let mut proc = Proc::start("envoy", cmd, &dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if proc.try_exit().is_some() {
-            panic!("Envoy `{name}` exited:\n{}", proc.stderr());
-        }
-        let ready = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
-            .ok()
-            .filter(|r| r.status().is_success())
-            .and_then(|r| r.text().ok())
-            .is_some_and(|t| t.trim() == "LIVE");
-        if ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Envoy `{name}` not ready in 30 s:\n{}",
-            proc.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Envoy {
-        proc,
-        port,
-        admin_port,
-        access_log,
-    }
+    launch(&dir, &boot, port, &Launch::workers(concurrency))
+        .unwrap_or_else(|log| panic!("Envoy `{name}` did not start: {log}"))
 }
 
 /// Checks that a checked-in file is exactly what the `render` command named in its first line

@@ -346,6 +346,24 @@ fn form<'a>(e: &'a Value, key: &str) -> Option<&'a str> {
     e["req"]["body"]["form"][key].as_str()
 }
 
+/// The refreshes of the grant whose first refresh token is `first`, in order: each presents a
+/// token the grant was issued (by the code exchange or a refresh before it).
+fn refresh_chain<'a>(ex: &[(usize, &'a Value)], first: &str) -> Vec<(usize, &'a Value)> {
+    let mut tokens = vec![first.to_string()];
+    let mut chain = Vec::new();
+    for (i, e) in ex.iter().filter(|(_, e)| is_token(e, "refresh_token")) {
+        let presented = form(e, "refresh_token").unwrap_or("");
+        if presented.is_empty() || !tokens.iter().any(|t| t == presented) {
+            continue;
+        }
+        if let Some(issued) = e["resp"]["json"]["refresh_token"].as_str() {
+            tokens.push(issued.to_string());
+        }
+        chain.push((*i, *e));
+    }
+    chain
+}
+
 fn query_param(url: &str, key: &str) -> Option<String> {
     reqwest::Url::parse(url).ok().and_then(|u| {
         u.query_pairs()
@@ -577,6 +595,20 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
                 tool_call.1["req"]["headers"]["mcp-session-id"].is_string(),
                 "tools/call without the session"
             );
+            // The version the SDK says it negotiated (from the server's initialize answer) and
+            // the one it then sent are the cell's: an SDK falling back to an older version, or
+            // moving to a newer one, fails here.
+            let version = run.cell.protocol.version();
+            ensure!(
+                s["protocol_negotiated"] == version,
+                "negotiated {} (wanted {version})",
+                s["protocol_negotiated"]
+            );
+            ensure!(
+                tool_call.1["req"]["headers"]["mcp-protocol-version"] == version,
+                "tools/call sent MCP-Protocol-Version {}",
+                tool_call.1["req"]["headers"]["mcp-protocol-version"]
+            );
         }
         Protocol::Modern => {
             ensure!(initialize.is_none(), "2026-07-28 sent initialize");
@@ -595,9 +627,16 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
         .iter()
         .position(|e| e["event"] == "expiry_wait")
         .ok_or("no expiry wait")?;
-    let refresh = after(wait_i)
-        .find(|(_, e)| is_token(e, "refresh_token"))
-        .ok_or("no refresh after the access token expired")?;
+    // support-assistant's grant, followed through its rotations (the wire log holds digests of
+    // the tokens): its refresh after the wait, not the first refresh of any grant (ops-console's
+    // comes later and would pass for it).
+    let first = code.1["resp"]["json"]["refresh_token"]
+        .as_str()
+        .unwrap_or("");
+    let refresh = refresh_chain(&ex, first)
+        .into_iter()
+        .find(|(j, _)| *j > wait_i)
+        .ok_or("no refresh of support-assistant's grant after its access token expired")?;
     ensure!(refresh.1["status"] == 200, "refresh: {}", refresh.1);
     let presented = form(refresh.1, "refresh_token").unwrap_or("");
     let issued = refresh.1["resp"]["json"]["refresh_token"].as_str();

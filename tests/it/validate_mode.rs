@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 /// One stack for the tests that only read; tests that need another document start their own.
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
-    // The static bootstrap sets `allow_on_headers_stop_iteration`, so this stack runs the mode
-    // that holds the headers (a refused call reaches the upstream not at all); the default,
-    // `hold_body`, is covered through ECDS in `mesh_body_modes.rs`.
+    // `render envoy` sets `allow_on_headers_stop_iteration` for `hold_headers`, so this stack
+    // runs the mode that holds the headers (a refused call reaches the upstream not at all);
+    // the default, `hold_body`, is covered through ECDS in `mesh_body_modes.rs`.
     STACK.get_or_init(|| {
         Stack::start("validate_mode", |doc| {
             doc["filter"] = json!({"body_mode": "hold_headers"})
@@ -372,18 +372,40 @@ fn ungoverned_traffic_passes_untouched() {
 
 #[test]
 fn decisions_are_counted_in_envoy_stats() {
+    // An Envoy of its own, in front of the shared servers: its counters move only for what this
+    // test sends (the shared Envoy's move for every test that runs at the same time).
     let s = stack();
-    let _ = Client::new(&s.envoy.url(SUPPORT), None).initialize();
+    let (envoy, public_url) = s.own_envoy("validate_mode_counters", |doc| {
+        doc["filter"] = json!({"body_mode": "hold_headers"})
+    });
+    let counter = |name: &str| {
+        envoy
+            .stat(&format!("wasmcustom.scopegate.support-assistant.{name}"))
+            .unwrap_or(0)
+    };
+    assert_eq!(counter("deny.no_token"), 0, "before any tokenless request");
+    let r = Client::new(&envoy.url(SUPPORT), None).initialize();
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(
+        challenge(&r).contains(&format!(
+            "resource_metadata=\"{public_url}/.well-known/oauth-protected-resource{SUPPORT}\""
+        )),
+        "{}",
+        challenge(&r)
+    );
     let n = scopegate_tests::procs::wait_for(
         "the no_token counter",
         std::time::Duration::from_secs(10),
-        || {
-            s.envoy
-                .stat("wasmcustom.scopegate.support-assistant.deny.no_token")
-                .filter(|n| *n > 0)
-        },
+        || Some(counter("deny.no_token")).filter(|n| *n > 0),
     );
-    assert!(n >= 1);
+    assert_eq!(n, 1, "one tokenless request, one no_token denial");
+    // A token the filter admits moves the allow counter, and no_token stays where it was.
+    let token = s
+        .issuer
+        .token(&format!("{public_url}{SUPPORT}"), "tickets.read");
+    let r = Client::new(&envoy.url(SUPPORT), Some(&token)).initialize();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(counter("deny.no_token"), 1);
 }
 
 #[test]

@@ -13,8 +13,8 @@ use super::envoy as benv;
 use super::request;
 use super::run::{self, Options, HOST, PUBLIC_URL};
 use super::upstream::Upstream;
-use crate::issuer::Issuer;
-use crate::procs::log_dir;
+use scopegate_tests::issuer::Issuer;
+use scopegate_tests::procs::log_dir;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -252,7 +252,7 @@ fn measure_into(
             let _ = std::fs::remove_file(old.path());
         }
     }
-    let port = crate::free_port();
+    let port = scopegate_tests::free_port();
     let admin = benv::admin_port();
     let boot = benv::bootstrap(
         &run::auth_for(case, opts, issuer),
@@ -266,7 +266,6 @@ fn measure_into(
         &format!("instructions-{}", case.id),
         &boot,
         port,
-        admin,
         &wrapper(&dir),
         Duration::from_secs(600),
     )?;
@@ -401,8 +400,8 @@ pub fn report(results: &[Measured]) -> (String, Value) {
 /// bench-instructions`), target/ for anything else.
 pub fn results_path(opts: &Options) -> PathBuf {
     if opts.custom_wasm || opts.only.is_some() {
-        crate::repo_root().join("target/bench/instructions.json")
+        scopegate_tests::repo_root().join("target/bench/instructions.json")
     } else {
-        crate::repo_root().join("bench/results/instructions.json")
+        scopegate_tests::repo_root().join("bench/results/instructions.json")
     }
 }

@@ -1,6 +1,7 @@
-//! The benchmark harness behind `make bench` and `make bench-quick` (driver: `src/bin/bench.rs`):
+//! The benchmark harness behind `make bench` and `make bench-quick` (driver: `src/main.rs`):
 //! what scopegate costs on the request path against Envoy alone and Envoy's native `jwt_authn`.
-//! BENCHMARKS.md at the repository root explains the method and the latest numbers.
+//! BENCHMARKS.md at the repository root explains the method and the latest numbers. The
+//! processes (Envoy, the broker, the issuer) start through the test harness (`scopegate-tests`).
 
 pub mod broker;
 pub mod cases;

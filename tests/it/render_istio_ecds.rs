@@ -7,30 +7,19 @@
 //! `FAIL_CLOSED`, no VM id), with the native MCP filter the `mcp_metadata` `EnvoyFilter` inserts
 //! placed before it.
 
-use scopegate_tests::envoy::{Envoy, ENVOY, WASM};
+use scopegate_tests::bootstrap::{self as b, WASM_TYPE};
+use scopegate_tests::envoy::{access_log_format, launch, Envoy, Launch, WASM};
 use scopegate_tests::issuer::Issuer;
 use scopegate_tests::mcp::Client;
-use scopegate_tests::procs::{log_dir, wait_for, Proc};
+use scopegate_tests::procs::{log_dir, wait_for};
 use scopegate_tests::render::render;
 use scopegate_tests::stack::{gateway_doc, McpServer, OPS, SUPPORT};
 use scopegate_tests::{built, free_port};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
-
-const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const SUPPORT_CLUSTER: &str = "outbound|8080||support-assistant.mcp.svc.cluster.local";
 const OPS_CLUSTER: &str = "outbound|8080||ops-console.mcp.svc.cluster.local";
 const IDP_CLUSTER: &str = "outbound|8080||idp.mcp.svc.cluster.local";
-
-fn cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name, "type": "STATIC", "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}
-        ]}]}
-    })
-}
 
 /// The upstreams, a document for them, and `render istio` of it, parsed.
 struct Fixture {
@@ -109,61 +98,28 @@ fn start_envoy(
         },
         "resource_api_version": "V3",
     });
-    let admin_port = free_port();
-    let access_log = dir.join("access.log");
     let mut http_filters = before;
     http_filters.push(http_filter);
-    http_filters.push(
-        json!({"name": "envoy.filters.http.router", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
-    );
-    let bootstrap = json!({
-        "node": {"id": name, "cluster": "scopegate-tests"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "mcp",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": f.port}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "mcp",
-                        "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                            "path": access_log.display().to_string(),
-                            "log_format": {"json_format": scopegate_tests::envoy::access_log_format()}
-                        }}],
-                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                            {"match": {"prefix": SUPPORT}, "route": {"cluster": SUPPORT_CLUSTER, "timeout": "0s"}},
-                            {"match": {"prefix": OPS}, "route": {"cluster": OPS_CLUSTER, "timeout": "0s"}}
-                        ]}]},
-                        "http_filters": http_filters
-                    }
-                }]}]
-            }],
-            "clusters": [
-                cluster(SUPPORT_CLUSTER, f.support.port),
-                cluster(OPS_CLUSTER, f.ops.port),
-                cluster(IDP_CLUSTER, f.issuer.port),
-            ]
-        }
-    });
-    let config = dir.join("envoy.json");
-    std::fs::write(&config, bootstrap.to_string()).unwrap();
-    let mut cmd = Command::new(built(ENVOY, "make venv"));
-    cmd.arg("-c")
-        .arg(&config)
-        .args(["--concurrency", "1", "--disable-hot-restart"])
-        .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
-        .args(["--file-flush-interval-msec", "100"]);
-    let proc = Proc::start("envoy", cmd, &dir);
-    let envoy = Envoy {
-        proc,
-        port: f.port,
-        admin_port,
-        access_log,
+    http_filters.push(b::router());
+    let hcm = b::Hcm {
+        stat_prefix: "mcp",
+        routes: vec![
+            b::route(SUPPORT, SUPPORT_CLUSTER),
+            b::route(OPS, OPS_CLUSTER),
+        ],
+        http_filters,
+        access_log: Some((&dir.join("access.log"), access_log_format())),
     };
+    let clusters = vec![
+        b::cluster(SUPPORT_CLUSTER, f.support.port),
+        b::cluster(OPS_CLUSTER, f.ops.port),
+        b::cluster(IDP_CLUSTER, f.issuer.port),
+    ];
+    let mut boot = b::bootstrap(free_port(), b::listener("mcp", f.port, hcm), clusters);
+    boot["node"] = json!({"id": name, "cluster": "scopegate-tests"});
+    let envoy = launch(&dir, &boot, f.port, &Launch::workers(1))
+        .unwrap_or_else(|log| panic!("Envoy `{name}` did not start: {log}"));
+    // The filter configures itself from the ECDS resource before the listener goes live.
     wait_for(
         "the ECDS resource to configure scopegate",
         Duration::from_secs(30),
@@ -174,13 +130,6 @@ fn start_envoy(
                 .then_some(())
         },
     );
-    // The filter configures itself before the listener's workers start: wait for both.
-    wait_for("Envoy to be ready", Duration::from_secs(30), || {
-        reqwest::blocking::get(format!("http://127.0.0.1:{admin_port}/ready"))
-            .ok()
-            .and_then(|r| r.text().ok())
-            .filter(|t| t.trim() == "LIVE")
-    });
     envoy
 }
 

@@ -15,9 +15,9 @@ use super::request::{self, BODY};
 use super::stats::cpu_ns;
 use super::upstream::Upstream;
 use super::wrk;
-use crate::envoy::Envoy;
-use crate::issuer::Issuer;
-use crate::{now, repo_root};
+use scopegate_tests::envoy::Envoy;
+use scopegate_tests::issuer::Issuer;
+use scopegate_tests::{now, repo_root};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,7 +90,7 @@ impl Options {
             grants: 100,
             expiry_grants: 1_000,
             only: None,
-            wasm: repo_root().join(crate::envoy::WASM),
+            wasm: repo_root().join(scopegate_tests::envoy::WASM),
             custom_wasm: false,
             ladder_wasm: repo_root().join(LADDER_WASM),
             ladder_stripped_wasm: repo_root().join(LADDER_STRIPPED_WASM),
@@ -133,7 +133,7 @@ impl Options {
                            "duration_s": self.duration.as_secs_f64(), "load_generator": "wrk -t1"},
             "latency": {"rate_rps": self.rate, "warmup_s": self.latency_warmup.as_secs_f64(),
                         "reps": self.latency_reps, "duration_s": self.latency_duration.as_secs_f64(),
-                        "load_generator": "paced open-loop client (tests/src/bench/paced.rs)"},
+                        "load_generator": "paced open-loop client (bench/driver/src/paced.rs)"},
             "hit_tokens": self.hit_tokens,
             "miss_tokens": self.miss_tokens,
             "token_cache_entries": self.cache_entries,
@@ -362,7 +362,7 @@ fn bring_up(
         return Ok(envoy);
     }
     let auth = auth_for(case, opts, issuer);
-    let port = crate::free_port();
+    let port = scopegate_tests::free_port();
     let admin = benv::admin_port();
     let boot = benv::bootstrap(
         &auth,
@@ -372,7 +372,7 @@ fn bring_up(
         issuer.port,
         opts.cache_entries,
     );
-    let envoy = benv::start(case.id, &boot, port, admin)?;
+    let envoy = benv::start(case.id, &boot, port)?;
     probe_all(case, &envoy, &tokens.probes, result)?;
     Ok(envoy)
 }

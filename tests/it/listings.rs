@@ -2,7 +2,7 @@
 //! resources and prompts by scope, batches authorized whole, and non-OAuth refusals as JSON-RPC
 //! errors, through a real Envoy with the built filter and the example rmcp servers.
 
-use scopegate_tests::envoy::{Envoy, Spec};
+use scopegate_tests::envoy::{wait_keys_loaded, Envoy, Spec};
 use scopegate_tests::issuer::Issuer;
 use scopegate_tests::mcp::{Client, Reply};
 use scopegate_tests::procs::{log_dir, wait_for, Proc};
@@ -105,11 +105,7 @@ fn start_envoy(
         concurrency: 1,
         port: Some(port),
     });
-    let token = issuer.token(&format!("{public_url}{SUPPORT}"), "tickets.read");
-    wait_for("the filter's signing keys", Duration::from_secs(20), || {
-        let r = Client::new(&envoy.url(SUPPORT), Some(&token)).request("ping", json!({}), &[]);
-        (r.status != 503).then_some(())
-    });
+    wait_keys_loaded(&envoy.url(SUPPORT));
     (envoy, public_url)
 }
 
@@ -494,18 +490,54 @@ fn non_oauth_refusals_are_json_rpc_errors_with_http_status_and_headers() {
 #[test]
 fn listing_effects_are_counted_in_envoy_stats() {
     let s = stack();
-    let mut c = s.client(SUPPORT, "tickets.read");
-    let _ = c.request("prompts/list", json!({}), &[]);
-    let hidden = wait_for("the listing counters", Duration::from_secs(10), || {
-        s.envoy
-            .stat("wasmcustom.scopegate.support-assistant.listing.hidden")
-            .filter(|n| *n >= 1)
+    // An Envoy of its own in front of the shared servers: its counters move only for this
+    // test's requests (the shared Envoy's move for every listing test running alongside).
+    let (envoy, public_url) = start_envoy(
+        "listings_counters",
+        &s.issuer,
+        [&s.support, &s.support_json, &s.ops],
+        None,
+    );
+    let counter = |name: &str| {
+        envoy
+            .stat(&format!(
+                "wasmcustom.scopegate.support-assistant.listing.{name}"
+            ))
+            .unwrap_or(0)
+    };
+    assert_eq!((counter("filtered"), counter("hidden")), (0, 0));
+    let token = s
+        .issuer
+        .token(&format!("{public_url}{SUPPORT}"), "tickets.read");
+    let mut c = Client::new(&envoy.url(SUPPORT), Some(&token));
+    assert_eq!(c.initialize().status, 200);
+    // The SSE listing, filtered: the denied prompt is gone, the one a step-up reaches stays.
+    let r = c.request("prompts/list", json!({}), &[]);
+    assert!(
+        content_type(&r).starts_with("text/event-stream"),
+        "{:?}",
+        r.headers
+    );
+    let (prompts, _) = entries(&r, "prompts", "name");
+    assert_eq!(prompts, ["summarize_account", "triage_ticket"]);
+    assert!(!r.body.contains("internal_escalation"), "{}", r.body);
+    let filtered = wait_for("the listing counters", Duration::from_secs(10), || {
+        Some(counter("filtered")).filter(|n| *n > 0)
     });
-    assert!(hidden >= 1);
-    assert!(s
-        .envoy
-        .stat("wasmcustom.scopegate.support-assistant.listing.filtered")
-        .is_some_and(|n| n >= 1));
+    assert_eq!(
+        (filtered, counter("hidden")),
+        (1, 1),
+        "one listing filtered, one entry hidden"
+    );
+    // A second listing adds its own: tools/list hides export_accounts.
+    let (tools, _) = entries(&c.request("tools/list", json!({}), &[]), "tools", "name");
+    assert_eq!(tools, ["get_account", "list_tickets", "slow_count"]);
+    wait_for(
+        "the second listing's counters",
+        Duration::from_secs(10),
+        || (counter("filtered") == 2).then_some(()),
+    );
+    assert_eq!(counter("hidden"), 2);
 }
 
 #[test]

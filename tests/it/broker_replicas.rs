@@ -1,7 +1,9 @@
 //! Three broker processes on one PostgreSQL database behave as one broker: clients, codes, refresh
 //! tokens and signing keys are shared; a grant is refreshed downstream once per expiry across all
 //! of them (counted at the downstream server, through a counting proxy); a replica killed
-//! mid-refresh leaves the grant usable; a database outage gives 503s at `/readyz`, then recovery.
+//! mid-refresh before the downstream saw it leaves the grant usable, one killed after the
+//! downstream answered (its rotation lost) gets the grant reported gone at once, not after the
+//! lock timeout; a database outage gives 503s at `/readyz`, then recovery.
 
 use scopegate_tests::broker::{doc, exchange, Broker};
 use scopegate_tests::brokered::{envoy_spec, Ports};
@@ -350,13 +352,14 @@ fn downstream_refresh_happens_once_per_grant_across_replicas() {
 
 #[test]
 fn replica_killed_mid_refresh_leaves_the_grant_usable_and_outage_recovers() {
-    let mut f = Fleet::start("broker_replicas_faults", 2, 3);
+    let mut f = Fleet::start("broker_replicas_faults", 3, 3);
     let (_, t) = f.grant(0, 1);
     let token = access(&t);
     std::thread::sleep(Duration::from_secs(4));
 
-    // Replica 0 starts the downstream refresh (holding the grant's lock) and dies before the
-    // downstream answers: its database session ends, the lock with it.
+    // Replica 0 starts the downstream refresh (holding the grant's lock) and dies while the
+    // request is held in front of the downstream, which never sees it: its database session
+    // ends, the lock with it, and the grant's refresh token is unspent.
     let held = f.proxy.hold_next_refresh();
     let internal = f.replica(0).internal.clone();
     let (token0, resource0) = (token.clone(), f.resource.clone());
@@ -404,6 +407,63 @@ fn replica_killed_mid_refresh_leaves_the_grant_usable_and_outage_recovers() {
     );
     let (status, body) = f.replica(1).exchange(&token, &f.resource);
     assert_eq!(status, 200, "the grant survived the outage: {body}");
+
+    // Replica 1's refresh reaches the downstream, which answers it (rotating, and so spending,
+    // the refresh token the database holds); replica 1 dies before the answer reaches it. The
+    // lock goes with its session: replica 2 does not wait out `refresh_lock_timeout_ms` (30 s
+    // here) but refreshes with the stored token at once, and the downstream refuses the spent
+    // token (reuse detection), so the grant is reported gone as `invalid_grant`, not a hang or
+    // a 5xx. The answer lost with the replica cannot be recovered: the user authorizes again.
+    std::thread::sleep(Duration::from_secs(4));
+    let refreshes = f.proxy.refreshes();
+    let (answered, release) = f.proxy.pause_next_refresh_answer();
+    let internal = f.replica(1).internal.clone();
+    let (token1, resource1) = (token.clone(), f.resource.clone());
+    let stuck = std::thread::spawn(move || {
+        let _ = reqwest::blocking::Client::new()
+            .post(format!("{internal}/internal/token-exchange"))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", token1.as_str()),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("resource", resource1.as_str()),
+            ])
+            .send();
+    });
+    answered
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the downstream answered replica 1's refresh");
+    f.replicas[1].kill9();
+    drop(release);
+    let _ = stuck.join();
+    assert_eq!(
+        f.proxy.refreshes(),
+        refreshes + 1,
+        "replica 1's refresh reached the downstream"
+    );
+    let asked = std::time::Instant::now();
+    let (status, body) = f.replica(2).exchange(&token, &f.resource);
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "replica 2 waited {:?}: the dead replica's lock outlived it",
+        asked.elapsed()
+    );
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_grant")),
+        "the grant whose refreshed tokens died with replica 1: {body}"
+    );
+    assert_eq!(
+        f.proxy.refreshes(),
+        refreshes + 2,
+        "replica 2 tried the stored refresh token"
+    );
 }
 
 #[test]

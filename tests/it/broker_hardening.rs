@@ -331,9 +331,23 @@ fn no_token_code_or_secret_reaches_a_log() {
     );
     assert_eq!(r.status, 200);
     assert_revoked(&wait_refused(&mut c));
+    let rotated_refresh = rotated.json()["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // The downstream client's credential as it travels (HTTP Basic), not only the bare secret.
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            scopegate_tests::downstream::CLIENT_ID,
+            scopegate_tests::downstream::CLIENT_SECRET
+        ))
+    };
     let secrets = [
         ("access token", access.as_str()),
         ("refresh token", refresh.as_str()),
+        ("rotated refresh token", rotated_refresh.as_str()),
         ("authorization code", code.as_str()),
         ("PKCE verifier", verifier.as_str()),
         ("downstream access token", downstream.as_str()),
@@ -341,26 +355,89 @@ fn no_token_code_or_secret_reaches_a_log() {
             "downstream client secret",
             scopegate_tests::downstream::CLIENT_SECRET,
         ),
+        ("downstream client credential", basic.as_str()),
         ("broker key", scopegate_tests::broker::KEY),
     ];
-    let dir = log_dir(NAME);
-    let mut logs = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-        let p = entry.path();
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if name.ends_with(".stderr") || name.ends_with(".stdout") || name == "access.log" {
-            logs.push((name, std::fs::read_to_string(&p).unwrap_or_default()));
+    let logs = logs_under(&log_dir(NAME));
+    for want in [
+        "broker.stderr",
+        "envoy.stderr",
+        "authz.stdout",
+        "access.log",
+    ] {
+        assert!(
+            logs.iter().any(|(n, _)| n.ends_with(want)),
+            "the log {want} to search is missing: {:?}",
+            logs.iter().map(|(n, _)| n).collect::<Vec<_>>()
+        );
+    }
+    for (what, secret) in secrets {
+        assert!(!secret.is_empty(), "no {what} to look for");
+        for fragment in fragments(secret) {
+            for (name, text) in &logs {
+                assert!(
+                    !text.contains(&fragment),
+                    "part of the {what} ({} characters of it) appears in {name}",
+                    fragment.len()
+                );
+            }
         }
     }
-    assert!(
-        logs.iter().any(|(n, _)| n == "broker.stderr")
-            && logs.iter().any(|(n, _)| n == "envoy.stderr"),
-        "the logs to search are missing: {:?}",
-        logs.iter().map(|(n, _)| n).collect::<Vec<_>>()
-    );
-    for (name, text) in &logs {
-        for (what, secret) in secrets {
-            assert!(!text.contains(secret), "{what} appears in {name}");
+}
+
+/// What of a secret must not appear in a log: all of it, its first and last 12 characters (a
+/// log line that truncates a token still leaks it), and for a JWT its payload, its signature
+/// and header.payload (the header alone is the same for every token of a signer, so not that).
+fn fragments(secret: &str) -> Vec<String> {
+    let mut out = vec![secret.to_string()];
+    let segments: Vec<&str> = secret.split('.').collect();
+    let ends = |s: &str, out: &mut Vec<String>| {
+        if s.len() >= 24 && s.is_ascii() {
+            out.push(s[..12].to_string());
+            out.push(s[s.len() - 12..].to_string());
+        }
+    };
+    let jwt = match segments[..] {
+        [header, payload, signature] if header.starts_with("eyJ") => {
+            Some((header, payload, signature))
+        }
+        _ => None,
+    };
+    if let Some((header, payload, signature)) = jwt {
+        out.push(format!("{header}.{payload}"));
+        out.push(payload.to_string());
+        out.push(signature.to_string());
+        // A JWT's first characters are its header's: only the signature's ends are its own.
+        ends(signature, &mut out);
+    } else {
+        ends(secret, &mut out);
+    }
+    out
+}
+
+/// Every log file under `dir`, its subdirectories included: processes' stdout and stderr, and
+/// access logs. `(path relative to dir, text)`.
+fn logs_under(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            if name.ends_with(".stderr") || name.ends_with(".stdout") || name.ends_with(".log") {
+                let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                let bytes = std::fs::read(&p).unwrap_or_default();
+                out.push((rel, String::from_utf8_lossy(&bytes).into_owned()));
+            }
         }
     }
+    out
 }
