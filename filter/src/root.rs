@@ -273,7 +273,7 @@ mod tests {
     /// everything the filter enforces is still checked and a mistake in it named. In a workspace
     /// test run cargo unifies features and core reads them (the broker needs it): then the same
     /// document is refused naming the broker's field. The `.wasm` itself is checked end to end by
-    /// `tests/tests/wasm_module.rs`.
+    /// `tests/it/wasm_module.rs`.
     #[test]
     fn the_broker_sections_are_skipped_and_the_rest_checked() {
         let doc = |servers_scopes: &str| {

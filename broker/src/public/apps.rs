@@ -1,14 +1,12 @@
 //! The connected-apps page: a person signs in through the downstream identity provider (the
 //! broker as its OpenID relying party), sees the grants they hold, and withdraws them.
 
-use super::authorize::{to_downstream, CallbackQuery};
+use super::front::to_downstream;
 use super::*;
-use crate::downstream::Credential;
 use crate::pages::{AppsPage, GrantLine};
-use person::Session;
 
-pub(super) const APPS: &str = "/apps";
-pub(super) const WITHDRAW: &str = "/apps/withdraw";
+pub(super) const APPS: &str = md::APPS;
+pub(super) const WITHDRAW: &str = md::APPS_WITHDRAW;
 
 /// `/apps`'s query: which notice to show after a withdrawal (fixed texts, never echoed).
 #[derive(Deserialize)]
@@ -148,67 +146,4 @@ async fn start_sign_in(
     };
     app.db(move |s| s.put_pending(&row)).await?;
     to_downstream(app, gw, id_hash, &data, StatusCode::FOUND).await
-}
-
-/// `/callback` for a sign-in: the identity is resolved like a grant's, the sign-in's own tokens
-/// are revoked downstream (they were for this alone), and the session cookie is set.
-pub(super) async fn finish_sign_in(
-    app: &Arc<App>,
-    gw: &crate::app::GatewayRt,
-    jar: CookieJar,
-    pending: &PendingRow,
-    q: &CallbackQuery,
-) -> Result<Response, ErrorPage> {
-    let refuse = |why: &str| {
-        tracing::warn!(gateway = %gw.name, reason = why, "connected-apps sign-in refused");
-        ErrorPage(Error::access_denied("sign-in failed"))
-    };
-    if q.error.is_some() {
-        return Err(refuse("the identity provider refused"));
-    }
-    if gw.downstream.check_iss(q.iss.as_deref()).await.is_err() {
-        return Err(refuse("issuer check failed"));
-    }
-    let code = q.code.as_ref().ok_or_else(|| refuse("no code"))?;
-    let secret: PendingSecret = pending
-        .secret
-        .as_deref()
-        .and_then(|s| {
-            app.sealer
-                .open(&format!("pending:{}", pending.id_hash), s)
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| refuse("pending secret does not open"))?;
-    let tokens = gw
-        .downstream
-        .exchange_code(code, &secret.verifier)
-        .await
-        .map_err(|_| refuse("code exchange failed"))?;
-    let subject = gw
-        .downstream
-        .subject(&tokens, &secret.nonce)
-        .await
-        .map_err(|_| refuse("identity not resolved"))?;
-    let sign_in = Credential {
-        access_token: tokens.access_token.clone(),
-        refresh_token: tokens.refresh_token.clone(),
-    };
-    let (owner, gateway) = (Arc::clone(app), gw.id);
-    tokio::spawn(async move {
-        if let Some(g) = owner.gateway(gateway) {
-            let _ = g.downstream.revoke(&sign_in).await;
-        }
-    });
-    let session = Session {
-        subject,
-        expires_at: app.now() + person::SESSION_TTL_S,
-        csrf: crypto::token()?,
-    };
-    let cookie = person::session_cookie(app, gw, &session).map_err(Error::internal)?;
-    Ok((
-        jar.add(cookie),
-        redirect(StatusCode::SEE_OTHER, &format!("{}{}", gw.issuer, APPS)),
-    )
-        .into_response())
 }

@@ -1,5 +1,6 @@
-//! `/authorize`, the consent form and `/callback` from the downstream server: the front channel.
+//! `/authorize` and the consent form: the front channel up to the identity provider.
 
+use super::front::to_downstream;
 use super::*;
 
 /// `/authorize`'s query (RFC 6749 §4.1.1, RFC 7636 §4.3, RFC 8707 §2).
@@ -23,15 +24,6 @@ pub(super) struct ConsentForm {
     request: Option<String>,
     csrf: Option<String>,
     decision: Option<String>,
-}
-
-/// The downstream server's answer at `/callback` (RFC 6749 §4.1.2, RFC 9207).
-#[derive(Deserialize)]
-pub(super) struct CallbackQuery {
-    pub(super) state: Option<String>,
-    pub(super) code: Option<String>,
-    pub(super) error: Option<String>,
-    pub(super) iss: Option<String>,
 }
 
 pub(super) async fn authorize(
@@ -145,7 +137,7 @@ pub(super) async fn authorize(
     };
     let host = scopegate_core::oauth::redirect::display_host(&ok.redirect_uri);
     let action = format!("{}{}", gw.issuer, md::CONSENT);
-    let apps_url = format!("{}{}", gw.issuer, super::apps::APPS);
+    let apps_url = format!("{}{}", gw.issuer, md::APPS);
     let (server_title, server_description) = person::server_title(doc, &server.name);
     let nonce = crypto::token()?;
     let html = ConsentPage {
@@ -173,45 +165,6 @@ pub(super) async fn authorize(
         .max_age(cookie::time::Duration::seconds(PENDING_TTL_S as i64))
         .secure(gw.issuer.starts_with("https://"));
     Ok((jar.add(cookie), pages::respond(html, &nonce)).into_response())
-}
-
-/// Sends the browser to the downstream authorization server for an approved request (approved
-/// on the page just now, or remembered, or a person signing in to the connected-apps page): the
-/// downstream leg's secrets are sealed in its row.
-pub(super) async fn to_downstream(
-    app: &App,
-    gw: &crate::app::GatewayRt,
-    id_hash: String,
-    data: &PendingData,
-    status: StatusCode,
-) -> Result<Response, ErrorPage> {
-    let scopes: Vec<&str> = data.scope.split(' ').filter(|s| !s.is_empty()).collect();
-    let (url, state, verifier, nonce) = match gw.downstream.authorize_url(&scopes).await {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!(gateway = %gw.name, error = %e, "downstream authorization server unavailable");
-            let e = Error::unavailable("the downstream authorization server is unavailable");
-            if data.login {
-                return Err(e.into());
-            }
-            return Ok(redirect(
-                status,
-                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-            ));
-        }
-    };
-    let secret = serde_json::to_vec(&PendingSecret { verifier, nonce }).unwrap_or_default();
-    let sealed = app.sealer.seal(&format!("pending:{id_hash}"), &secret)?;
-    let state_hash = crypto::hash(&state);
-    if !app
-        .db(move |s| s.approve_pending(&id_hash, &state_hash, &sealed))
-        .await?
-    {
-        return Err(
-            OAuthError::invalid_request("authorization request is unknown or expired").into(),
-        );
-    }
-    Ok(redirect(status, &url))
 }
 
 pub(super) async fn consent_post(
@@ -269,157 +222,4 @@ pub(super) async fn consent_post(
         .with_label_values(&[gw.name.as_str(), "approve"])
         .inc();
     to_downstream(&app, &gw, id_hash, &data, StatusCode::SEE_OTHER).await
-}
-
-/// The downstream server's answer: a page while the request is unknown, afterwards every failure
-/// goes back to the client's (verified) redirect URI.
-pub(super) async fn callback(
-    State(app): State<Arc<App>>,
-    gw: Gateway,
-    jar: CookieJar,
-    OAuthQuery(q): OAuthQuery<CallbackQuery>,
-) -> Result<Response, ErrorPage> {
-    let state = q
-        .state
-        .as_ref()
-        .ok_or_else(|| OAuthError::invalid_request("state is required"))?;
-    let state_hash = crypto::hash(state);
-    let now = app.now();
-    let pending = app
-        .db(move |s| s.take_pending_by_state(&state_hash))
-        .await?
-        .filter(|p| p.expires_at > now && p.gateway == gw.name)
-        .ok_or_else(|| OAuthError::invalid_request("authorization state is unknown or expired"))?;
-    let data = serde_json::from_str::<PendingData>(&pending.data)
-        .map_err(|_| Error::internal("pending row damaged"))?;
-    if data.login {
-        return super::apps::finish_sign_in(&app, &gw, jar, &pending, &q).await;
-    }
-    let (our_code, grant_id) = match grant_from_callback(&app, &gw, &q, &pending, &data).await {
-        Ok(x) => x,
-        Err(e) => {
-            return Ok(redirect(
-                StatusCode::FOUND,
-                &error_redirect(&data.redirect_uri, &e, data.state.as_deref(), &gw.issuer),
-            ))
-        }
-    };
-    let mut pairs = vec![("code", our_code.as_str())];
-    if let Some(s) = &data.state {
-        pairs.push(("state", s));
-    }
-    pairs.push(("iss", &gw.issuer));
-    let to_client = redirect(StatusCode::FOUND, &with_params(&data.redirect_uri, &pairs));
-    let doc = person::doc(&app, &gw);
-    if !person::may_remember(doc, &data.client_id) {
-        return Ok(to_client);
-    }
-    // The person approved this client for this server (on the page, or earlier and remembered):
-    // the browser remembers it, bound to the new grant, until the grant is withdrawn.
-    let ttl = doc.map_or(0, |d| d.consent.remember_for_s);
-    let approval = Remembered {
-        client_id: data.client_id.clone(),
-        server: data.server.clone(),
-        scope: union_scope(&data.scope, &data.approved_before),
-        grant_id,
-        expires_at: now + ttl,
-    };
-    let list = remember(person::remembered(&app, &gw, &jar), approval, now);
-    Ok(match person::remember_cookie(&app, &gw, &list, ttl) {
-        Ok(c) => (jar.add(c), to_client).into_response(),
-        Err(e) => {
-            tracing::warn!(gateway = %gw.name, error = %e, "consent could not be remembered");
-            to_client
-        }
-    })
-}
-
-/// The downstream leg's end: its code exchanged, the user's identity resolved, the grant stored
-/// with our code for the client; returns that code and the grant's id.
-async fn grant_from_callback(
-    app: &App,
-    gw: &crate::app::GatewayRt,
-    q: &CallbackQuery,
-    pending: &PendingRow,
-    data: &PendingData,
-) -> Result<(String, String), Error> {
-    if let Some(err) = &q.error {
-        tracing::warn!(gateway = %gw.name, downstream_error = %err, "downstream authorization refused");
-        let why = "the downstream authorization server refused the request";
-        return Err(if err == "access_denied" {
-            Error::access_denied(why)
-        } else {
-            Error::server_error(why)
-        });
-    }
-    if let Err(e) = gw.downstream.check_iss(q.iss.as_deref()).await {
-        tracing::warn!(gateway = %gw.name, error = %e, "downstream callback refused");
-        return Err(Error::server_error(
-            "the downstream response failed the issuer check",
-        ));
-    }
-    let code = q
-        .code
-        .as_ref()
-        .ok_or_else(|| Error::server_error("the downstream response had no code"))?;
-    let secret: PendingSecret = pending
-        .secret
-        .as_deref()
-        .and_then(|s| {
-            app.sealer
-                .open(&format!("pending:{}", pending.id_hash), s)
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| Error::internal("pending secret does not open"))?;
-    let tokens = gw
-        .downstream
-        .exchange_code(code, &secret.verifier)
-        .await
-        .map_err(|e| {
-            tracing::warn!(gateway = %gw.name, error = %e, "downstream code exchange failed");
-            Error::server_error("the downstream code exchange failed")
-        })?;
-    let subject = gw
-        .downstream
-        .subject(&tokens, &secret.nonce)
-        .await
-        .map_err(|e| {
-            tracing::warn!(gateway = %gw.name, error = %e, "identity mapping failed");
-            Error::server_error("the user's identity could not be resolved")
-        })?;
-    let grant_id = crypto::id()?;
-    let our_code = crypto::token()?;
-    let now = app.now();
-    let server = app
-        .policy
-        .server_by_name(&data.server)
-        .and_then(|i| app.policy.server(i))
-        .ok_or_else(|| Error::internal("server vanished"))?;
-    let grant = GrantRow {
-        id: grant_id.clone(),
-        gateway: gw.name.clone(),
-        server: data.server.clone(),
-        client_id: data.client_id.clone(),
-        subject: subject.clone(),
-        scope: data.scope.clone(),
-        status: GrantStatus::Active,
-        downstream: app.grants.seal(&grant_id, &tokens)?,
-        downstream_expires_at: tokens.expires_at,
-        version: 0,
-        created_at: now,
-    };
-    let code_row = CodeRow {
-        code_hash: crypto::hash(&our_code),
-        grant_id: grant_id.clone(),
-        client_id: data.client_id.clone(),
-        redirect_uri: data.redirect_uri.clone(),
-        code_challenge: data.code_challenge.clone(),
-        resource: server.resource.clone(),
-        expires_at: now + CODE_TTL_S,
-        used: false,
-    };
-    app.db(move |s| s.create_grant(&grant, &code_row)).await?;
-    tracing::info!(gateway = %gw.name, grant_id = %grant_id, client_id = %data.client_id, server = %data.server, subject = %subject, "grant created");
-    Ok((our_code, grant_id))
 }

@@ -36,13 +36,16 @@ use std::sync::Arc;
 
 mod apps;
 mod authorize;
+mod callback;
 mod extract;
+mod front;
 mod person;
 mod register;
 mod revoke;
 mod token;
 
-use authorize::{authorize, callback, consent_post};
+use authorize::{authorize, consent_post};
+use callback::callback;
 use extract::{Gateway, GatewayGroup, OAuthForm, OAuthQuery};
 use register::register;
 use revoke::revoke_endpoint;

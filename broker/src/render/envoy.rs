@@ -186,6 +186,8 @@ pub fn broker_paths(input: &Input) -> Vec<String> {
             md::AUTHORIZE,
             md::CONSENT,
             md::CALLBACK,
+            md::APPS,
+            md::APPS_WITHDRAW,
             md::TOKEN,
             md::REVOKE,
             md::REGISTER,

@@ -32,6 +32,9 @@ pub fn well_known_paths(issuer: &str) -> Vec<String> {
 pub const AUTHORIZE: &str = "/authorize";
 pub const CONSENT: &str = "/consent";
 pub const CALLBACK: &str = "/callback";
+/// The person's connected-apps page, and its withdrawal form's target.
+pub const APPS: &str = "/apps";
+pub const APPS_WITHDRAW: &str = "/apps/withdraw";
 pub const TOKEN: &str = "/token";
 pub const REGISTER: &str = "/register";
 pub const REVOKE: &str = "/revoke";
