@@ -23,9 +23,22 @@ impl Requester {
         match self {
             Requester::Operator { name } => name.clone(),
             Requester::Cimd { host, .. } => host.clone(),
-            Requester::SelfRegistered { name: Some(n) } => format!("{n} (unverified)"),
-            Requester::SelfRegistered { name: None } => "an unnamed application".to_string(),
+            Requester::SelfRegistered { name: Some(n) } => n.clone(),
+            Requester::SelfRegistered { name: None } => "An unnamed application".to_string(),
         }
+    }
+
+    /// What vouches for the label, in a few words.
+    pub fn badge(&self) -> &'static str {
+        match self {
+            Requester::Operator { .. } => "configured by your administrator",
+            Requester::Cimd { .. } => "verified: described by this host",
+            Requester::SelfRegistered { .. } => "unverified: a name the application gave itself",
+        }
+    }
+
+    pub fn is_verified(&self) -> bool {
+        !matches!(self, Requester::SelfRegistered { .. })
     }
 }
 

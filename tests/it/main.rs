@@ -20,6 +20,7 @@ mod listings;
 mod mesh_body_modes;
 mod mesh_rollout;
 mod oci_image;
+mod person_pages;
 mod real_authorization_server;
 mod render_envoy;
 mod render_istio_ecds;
