@@ -4,6 +4,7 @@
 //   part "consent": opens each of cfg.authorizations in turn; where the broker shows its consent
 //     page, reads what it shows, screenshots it, reaches Allow with the keyboard and presses it;
 //     where it remembers the approval, the browser just lands on the redirect URI.
+//   part "read": loads each of cfg.pages (consent pages) and reads what they show.
 //   part "apps": opens the connected-apps page (signing in through the identity provider),
 //     reads the grants, screenshots it, and withdraws every grant on cfg.withdraw_server.
 // Usage: node chromium-person.mjs CONFIG.json. Prints one JSON line; never prints a code.
@@ -31,7 +32,26 @@ try {
   const text = async (sel) => ((await page.$(sel)) ? (await page.textContent(sel)).trim() : null);
   const attrs = (sel, name) => page.$$eval(sel, (els, n) => els.map((e) => e.getAttribute(n)), name);
 
-  if (cfg.part === 'consent') {
+  const shows = async () => ({
+    title: await page.title(),
+    heading: await text('h1'),
+    client_name: await text('#client-name'),
+    claimed_name: await text('#client-claimed-name'),
+    verified: await text('#client-verified'),
+    redirect_host: await text('#redirect-host'),
+    redirect_local: (await page.$('#redirect-local')) !== null,
+    server: await text('#server'),
+    scopes: await attrs('#scopes li', 'data-scope'),
+  });
+
+  if (cfg.part === 'read') {
+    // Consent pages only read, never answered.
+    for (const p of cfg.pages) {
+      const response = await page.goto(p.url);
+      out.steps.push({ name: p.name, status: response.status(), ...(await shows()) });
+      if (p.screenshot) await page.screenshot({ path: join(cfg.shots, p.screenshot), fullPage: true });
+    }
+  } else if (cfg.part === 'consent') {
     for (const a of cfg.authorizations) {
       const step = { name: a.name };
       await page.goto(a.url);

@@ -306,3 +306,92 @@ fn a_person_consents_is_remembered_steps_up_and_withdraws() {
         }
     }
 }
+
+/// How the consent page presents the clients the broker can vouch for: a CIMD client by the host
+/// its metadata came from (its own name beside it, as its claim), a preregistered client by the
+/// operator's name. Read in Chromium from the broker itself.
+#[test]
+fn cimd_and_preregistered_clients_are_shown_by_what_vouches_for_them() {
+    use scopegate_tests::broker::{BrokerStack, PREREG, PREREG_REDIRECT};
+    use scopegate_tests::cimd_host::CimdHost;
+    const DIR: &str = "person_pages_clients";
+    const CB: &str = "http://127.0.0.1:1/cimd/cb";
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run `make sdk-clients`"
+    );
+    let host = CimdHost::start();
+    let logs = log_dir(DIR);
+    let ca = logs.join("cimd-ca.pem");
+    std::fs::write(&ca, &host.cert_pem).unwrap();
+    let s = BrokerStack::start(DIR, 300, None, |d| {
+        d["gateways"][0]["clients"]["cimd"] =
+            json!({"allowed_hosts": ["localhost"], "allow_private_hosts": ["localhost"]});
+        d["broker"]["tls_ca_file"] = json!(ca.display().to_string());
+    });
+    let cimd = host.url("person.json");
+    host.put(
+        "person.json",
+        &json!({
+            "client_id": cimd,
+            "client_name": "Claude Desktop",
+            "redirect_uris": [CB],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none"
+        }),
+    );
+    let (_, challenge) = pkce();
+    let url = |client: &str, redirect: &str| {
+        AuthRequest::new(
+            &s.issuer,
+            client,
+            redirect,
+            &s.resource(SUPPORT),
+            &challenge,
+        )
+        .url()
+    };
+    let cfg = json!({
+        "chromium": CHROMIUM,
+        "profile": logs.join("chromium-profile"),
+        "shots": logs,
+        "redirect_uri": "http://127.0.0.1:1/",
+        "part": "read",
+        "pages": [
+            {"name": "cimd", "url": url(&cimd, CB), "screenshot": "cimd.png"},
+            {"name": "prereg", "url": url(PREREG, PREREG_REDIRECT)},
+        ],
+    });
+    let out = browse(cfg, &logs, "read");
+    let (c, p) = (&out["steps"][0], &out["steps"][1]);
+    let cimd_host = reqwest::Url::parse(&cimd).unwrap();
+    let shown_host = format!(
+        "{}:{}",
+        cimd_host.host_str().unwrap(),
+        cimd_host.port().unwrap()
+    );
+    assert_eq!(c["status"], 200, "{c}");
+    assert_eq!(c["client_name"], json!(shown_host), "{c}");
+    assert_eq!(c["claimed_name"], "Claude Desktop", "{c}");
+    assert!(
+        c["verified"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("(verified")),
+        "{c}"
+    );
+    assert_eq!(c["redirect_local"], true);
+    assert_eq!(p["status"], 200, "{p}");
+    assert_eq!(p["client_name"], "Prereg App", "{p}");
+    assert_eq!(p["verified"], "(configured by your administrator)", "{p}");
+    assert_eq!(p["claimed_name"], Value::Null);
+    for page in [c, p] {
+        assert!(
+            !page["verified"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Unverified"),
+            "{page}"
+        );
+    }
+}
