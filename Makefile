@@ -135,6 +135,20 @@ integration: build venv npm sdk-clients postgres
 	@echo "==> integration tests: real Envoy $(ENVOY_VERSION), the built .wasm, real MCP servers, real authorization servers"
 	$(if $(IT_SLOTS),SCOPEGATE_IT_SLOTS=$(IT_SLOTS) )$(CARGO) test -p scopegate-tests
 
+# The manifest schema checks (tests/it/manifest_schemas.rs): the published Kubernetes, Istio and
+# Gateway API schemas from npm (tests/schemas/, pinned by its lockfile).
+SCHEMAS := tests/schemas
+
+$(SCHEMAS)/node_modules/.installed: $(SCHEMAS)/package.json $(SCHEMAS)/package-lock.json
+	@echo "==> installing the manifest schemas (npm ci in $(SCHEMAS): kubernetes-models, @kubernetes-models/istio, @kubernetes-models/gateway-api)"
+	@command -v node >/dev/null || { echo "node is required (Node.js 20+)"; exit 1; }
+	cd $(SCHEMAS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.PHONY: schemas
+schemas: $(SCHEMAS)/node_modules/.installed
+integration: schemas
+
 # The OCI image test (tests/it/oci_image.rs) reads `make oci`'s layout with skopeo.
 integration: skopeo oci
 

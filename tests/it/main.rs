@@ -17,6 +17,7 @@ mod config_and_keys;
 mod envoy_examples;
 mod example_stack;
 mod listings;
+mod manifest_schemas;
 mod mesh_body_modes;
 mod mesh_rollout;
 mod oci_image;
