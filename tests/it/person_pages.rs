@@ -243,8 +243,36 @@ fn a_person_consents_is_remembered_steps_up_and_withdraws() {
     assert_eq!(call(SUPPORT, &access("st-first")).status, 200);
     assert_eq!(call(SUPPORT, &access("st-again")).status, 200);
 
+    // Another person's grant, for the same client and server, straight into the broker's
+    // database (the demo identity provider signs in one person only).
+    let db = logs.join("broker.sqlite");
+    let insert = format!(
+        "import sqlite3, time; c = sqlite3.connect({db:?}); now = int(time.time()); \
+         c.execute(\"INSERT INTO grants (id, gateway, server, client_id, subject, scope, status, \
+         downstream, downstream_expires_at, version, created_at, updated_at, last_used_at) VALUES \
+         ('someone-elses-grant', 'saas', 'support-assistant', ?, 'someone-else', 'tickets.read', \
+         'active', x'00', 0, 0, ?, ?, 0)\", ({client_id:?}, now, now)); c.commit(); \
+         print(c.execute(\"SELECT count(*) FROM grants WHERE subject = 'someone-else' \
+         AND status = 'active'\").fetchone()[0])",
+    );
+    let seeded = Command::new("python3")
+        .arg("-c")
+        .arg(&insert)
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&seeded.stdout).trim(),
+        "1",
+        "the other person's grant is stored"
+    );
+
     // The connected-apps page: signed in through the identity provider, the person's four
-    // grants; support-assistant's two withdrawn.
+    // grants and not the other person's; support-assistant's two withdrawn.
     let mut cfg = base.clone();
     cfg["part"] = json!("apps");
     cfg["apps_url"] = json!(format!("{}/apps", b.public_url));
@@ -254,6 +282,10 @@ fn a_person_consents_is_remembered_steps_up_and_withdraws() {
     assert_eq!(apps["subject"], "demo-user");
     let grants = apps["grants"].as_array().unwrap();
     assert_eq!(grants.len(), 4, "{apps}");
+    assert!(
+        grants.iter().all(|g| g["id"] != "someone-elses-grant"),
+        "another person's grant is shown: {apps}"
+    );
     assert!(grants.iter().all(|g| g["client"]
         .as_str()
         .is_some_and(|c| c.contains("Claude Desktop") && c.contains("unverified"))));
