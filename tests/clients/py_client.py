@@ -185,6 +185,12 @@ class Loopback:
         self.server.close()
 
 
+def verified_text(page: str) -> str | None:
+    """The text that says whether the broker vouches for the client, tags removed."""
+    m = re.search(r'id="client-verified">([\s\S]*?)</(?:p|span)>', page)
+    return " ".join(html.unescape(re.sub(r"<[^>]*>", "", m[1])).split()) if m else None
+
+
 def parse_consent(page: str) -> dict[str, Any] | None:
     form = re.search(r'<form method="post" action="([^"]+)">([\s\S]*?)</form>', page)
     if not form:
@@ -199,6 +205,8 @@ def parse_consent(page: str) -> dict[str, Any] | None:
     scopes = [html.unescape(s) for s in re.findall(r"<code>([^<]*)</code>", ul[1] if ul else "")]
     shows = {
         "client_name": text("client-name"),
+        "claimed_name": text("client-claimed-name"),
+        "verified": verified_text(page),
         "client_id": text("client-id"),
         "server": text("server"),
         "redirect_host": text("redirect-host"),

@@ -15,7 +15,7 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { WireLog } from './lib/wire.mjs';
-import { browse } from './lib/browser.mjs';
+import { browse, withdraw } from './lib/browser.mjs';
 import { Loopback } from './lib/loopback.mjs';
 
 const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -93,6 +93,15 @@ class HostProvider {
   saveTokens(tokens) {
     this._tokens = tokens;
     wire.note('tokens_saved', { server: this.name, scope: tokens.scope });
+  }
+
+  /** What a host does when the authorization server refuses what it holds (the SDK asks). */
+  invalidateCredentials(scope) {
+    wire.note('invalidate_credentials', { server: this.name, scope });
+    if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
+    if (scope === 'all' || scope === 'client') this._client = undefined;
+    if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
+    if (scope === 'all' || scope === 'discovery') this._discovery = undefined;
   }
 
   saveCodeVerifier(v) { this._verifier = v; }
@@ -226,6 +235,18 @@ try {
   }
   summary.steps.ops_final_scope = ops.tokens()?.scope;
   summary.ops_client_id = ops.clientInformation()?.client_id;
+
+  // 4. (broker mode) The person withdraws support-assistant's access on the broker's
+  // connected-apps page. Past the revocation feed's bound the host's next call meets 401, its
+  // refresh is refused, and the SDK authorizes again through the browser.
+  if (cfg.apps_url) {
+    summary.steps.withdrawn = await withdraw(cfg.apps_url, summary.client_id, 'support-assistant', wire);
+    wire.note('withdrawn', { grants: summary.steps.withdrawn });
+    await sleep(cfg.revocation_wait_ms);
+    const pages = support.consents.length;
+    summary.steps.after_withdrawal = await call(s, support, 'list_tickets', {});
+    summary.steps.reauthorized = support.consents.length > pages;
+  }
   summary.ok = true;
 } catch (e) {
   summary.ok = false;

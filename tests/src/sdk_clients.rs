@@ -247,6 +247,10 @@ pub fn run(target: &Target, cell: Cell) -> Run {
         "protocol": cell.protocol.version(),
         "wire_log": wire.display().to_string(),
         "expiry_wait_s": target.expiry_wait_s,
+        // TypeScript 2.x in broker mode also meets a withdrawal on the connected-apps page.
+        "apps_url": (target.mode == "broker" && cell.sdk == Sdk::TsV2)
+            .then(|| format!("{}/apps", target.public_url)),
+        "revocation_wait_ms": 3500,
     });
     let config_path = logs.join(format!("{label}.config.json"));
     std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
@@ -551,9 +555,30 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
     if target.mode == "broker" {
         let c = consents.first().ok_or("no consent page was shown")?;
         let host = format!("127.0.0.1:{}", run.redirect_port);
+        // Who asks, as far as the broker can vouch: a CIMD client by its metadata URL's host
+        // (its own name beside it), a DCR client by the name it gave itself (marked unverified).
+        let (shown, claimed, verified) = match &run.client_metadata_url {
+            Some(url) => {
+                let u = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+                let host = format!("{}:{}", u.host_str().unwrap_or(""), u.port().unwrap_or(443));
+                (json!(host), json!(run.client_name), "(verified")
+            }
+            None => (
+                json!(run.client_name),
+                Value::Null,
+                "Unverified application.",
+            ),
+        };
         ensure!(
-            c["client_name"] == json!(run.client_name)
-                && c["server"] == "support-assistant"
+            c["client_name"] == shown
+                && c["claimed_name"] == claimed
+                && c["verified"]
+                    .as_str()
+                    .is_some_and(|v| v.starts_with(verified)),
+            "consent page presented the client as {c}"
+        );
+        ensure!(
+            c["server"] == "support-assistant"
                 && c["redirect_host"] == json!(host)
                 && c["scopes"] == json!(["tickets.read", "accounts.read"]),
             "consent page showed {c}"
@@ -793,6 +818,26 @@ pub fn check(target: &Target, run: &Run) -> Result<Outcome, String> {
         envoy_saw("deny", "insufficient_scope") && envoy_saw("allow", "ok"),
         "Envoy's log lacks the denial and the allowed retry of update_ticket for {ops_client_id}"
     );
+    if target.mode == "broker" && run.cell.sdk == Sdk::TsV2 {
+        // The person withdrew support-assistant's grants; the refresh was refused and the SDK
+        // authorized again, with a consent page (the approval went with the grant).
+        let steps = &s["steps"];
+        ensure!(
+            steps["withdrawn"].as_u64().unwrap_or(0) >= 1,
+            "nothing withdrawn: {steps}"
+        );
+        let refused = run
+            .wire
+            .iter()
+            .any(|e| is_token(e, "refresh_token") && e["status"] == 400);
+        ensure!(refused, "no refused refresh after the withdrawal");
+        ensure!(
+            steps["reauthorized"] == true && steps["after_withdrawal"]["ok"] == true,
+            "after the withdrawal: reauthorized {}, list_tickets {}",
+            steps["reauthorized"],
+            steps["after_withdrawal"]
+        );
+    }
     Ok(Outcome::Pass)
 }
 

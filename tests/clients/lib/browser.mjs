@@ -35,6 +35,12 @@ function unescapeHtml(s) {
     .replace(/&amp;/g, '&');
 }
 
+/** The text that says whether the broker vouches for the client, tags removed. */
+function verifiedText(html) {
+  const m = html.match(/id="client-verified">([\s\S]*?)<\/(?:p|span)>/);
+  return m ? unescapeHtml(m[1].replace(/<[^>]*>/g, '')).replace(/\s+/g, ' ').trim() : undefined;
+}
+
 /** The consent page's form and what it shows, or undefined for any other page. */
 export function parseConsent(html) {
   const form = html.match(/<form method="post" action="([^"]+)">([\s\S]*?)<\/form>/);
@@ -54,6 +60,8 @@ export function parseConsent(html) {
     hidden,
     shows: {
       client_name: text('client-name'),
+      claimed_name: text('client-claimed-name'),
+      verified: verifiedText(html),
       client_id: text('client-id'),
       server: text('server'),
       redirect_host: text('redirect-host'),
@@ -105,6 +113,57 @@ export async function browse(authorizationUrl, redirectUri, wire) {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: form.toString(),
     };
+  }
+  throw new Error(`browser: more than ${MAX_HOPS} hops`);
+}
+
+/**
+ * The person on the broker's connected-apps page: opens `appsUrl` (signing in through the
+ * identity provider, cookies kept), then presses Withdraw on every grant of `clientId` on
+ * `server`. `wire` logs each hop as actor "browser". Returns how many withdrawals answered 303.
+ */
+export async function withdraw(appsUrl, clientId, server, wire) {
+  const jar = new CookieJar();
+  const logged = wire.fetch('browser');
+  const send = async (url, init) => {
+    const headers = new Headers(init.headers ?? {});
+    const cookie = jar.header(url);
+    if (cookie) headers.set('cookie', cookie);
+    const response = await logged(url, { ...init, headers, redirect: 'manual' });
+    jar.store(url, response);
+    return response;
+  };
+  let url = String(appsUrl);
+  for (let hop = 0; hop < MAX_HOPS; hop += 1) {
+    const response = await send(url, { method: 'GET' });
+    const location = response.headers.get('location');
+    if (response.status >= 300 && response.status < 400 && location) {
+      await response.body?.cancel();
+      url = new URL(location, url).toString();
+      continue;
+    }
+    const body = await response.text();
+    if (response.status !== 200 || !body.includes('Connected applications')) {
+      throw new Error(`browser: no connected-apps page at ${response.status} ${url}`);
+    }
+    let withdrawn = 0;
+    for (const [, , row] of body.matchAll(/<tr data-grant="([^"]+)">([\s\S]*?)<\/tr>/g)) {
+      const cells = unescapeHtml(row);
+      if (!cells.includes(`<code>${clientId}</code>`) || !cells.includes(`<td>${server}</td>`)) continue;
+      const action = unescapeHtml(row.match(/<form method="post" action="([^"]+)">/)[1]);
+      const form = new URLSearchParams({
+        grant: unescapeHtml(row.match(/name="grant" value="([^"]*)"/)[1]),
+        csrf: unescapeHtml(row.match(/name="csrf" value="([^"]*)"/)[1]),
+      });
+      const r = await send(new URL(action, url).toString(), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form.toString(),
+      });
+      await r.body?.cancel();
+      if (r.status === 303) withdrawn += 1;
+    }
+    return withdrawn;
   }
   throw new Error(`browser: more than ${MAX_HOPS} hops`);
 }
