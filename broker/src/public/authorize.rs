@@ -145,7 +145,7 @@ pub(super) async fn authorize(
         requester: person::requester(&gw, &client),
         client_id: &client.id,
         redirect_host: &host,
-        redirect_local: person::is_local(&ok.redirect_uri),
+        redirect_local: scopegate_core::oauth::redirect::is_local_application(&ok.redirect_uri),
         server_name: &server.name,
         server_title: &server_title,
         server_description: server_description.as_deref(),

@@ -200,23 +200,6 @@ pub(super) fn server_title(doc: Option<&GatewayDoc>, server: &str) -> (String, O
     )
 }
 
-/// Whether a redirect URI sends the browser to the person's own machine (RFC 8252 loopback).
-pub(super) fn is_local(redirect_uri: &str) -> bool {
-    let host = scopegate_core::oauth::redirect::display_host(redirect_uri);
-    let bare = host
-        .rsplit_once(':')
-        .filter(|(h, p)| {
-            !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':')
-        })
-        .map(|(h, _)| h)
-        .unwrap_or(&host);
-    let bare = bare.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The name a client gave itself, where the broker has one without fetching anything: the
 /// operator's for a preregistered client, the registration's for a DCR client (CIMD: none here).
 pub(super) async fn claimed_name(
@@ -235,18 +218,4 @@ pub(super) async fn claimed_name(
     serde_json::from_str::<scopegate_core::oauth::client::ClientMetadata>(&row.metadata)
         .ok()?
         .client_name
-}
-
-#[cfg(test)]
-mod person_tests {
-    use super::is_local;
-
-    #[test]
-    fn local_redirects() {
-        assert!(is_local("http://127.0.0.1:8123/cb"));
-        assert!(is_local("http://[::1]:9/cb"));
-        assert!(is_local("http://localhost:6274/oauth/callback"));
-        assert!(!is_local("https://app.example.com/cb"));
-        assert!(!is_local("https://127.0.0.1.example.com/cb"));
-    }
 }

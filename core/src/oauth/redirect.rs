@@ -53,6 +53,18 @@ pub fn display_host(uri: &str) -> String {
     }
 }
 
+/// Whether a redirect URI sends the browser to the person's own machine (a loopback host): the
+/// consent page warns that the application is a local one (MCP authorization, security
+/// considerations).
+pub fn is_local_application(uri: &str) -> bool {
+    Url::parse(uri).is_ok_and(|u| match u.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    })
+}
+
 fn parse(uri: &str) -> Result<Url, String> {
     if uri.len() > MAX_URI_LEN {
         return Err(format!(
@@ -281,6 +293,16 @@ mod tests {
             &v6,
             "http://[0:0:0:0:0:0:0:1]:5000/callback"
         ));
+    }
+
+    #[test]
+    fn local_applications() {
+        assert!(is_local_application("http://127.0.0.1:8123/cb"));
+        assert!(is_local_application("http://[::1]:9/cb"));
+        assert!(is_local_application("http://localhost:6274/oauth/callback"));
+        assert!(!is_local_application("https://app.example.com/cb"));
+        assert!(!is_local_application("https://127.0.0.1.example.com/cb"));
+        assert!(!is_local_application("not a url"));
     }
 
     #[test]
