@@ -1,4 +1,5 @@
 //! A [`Host`] for native tests: records what the filter does and answers from plain fields.
+#![cfg(test)] // declared in lib.rs as `#[cfg(test)] mod …`: test code only
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use crate::host::{Host, Shared};

@@ -1,5 +1,6 @@
 //! The request state machine against a fake host: every phase, the fail-closed paths, the
 //! local replies, and what reaches the upstream's headers.
+#![cfg(test)] // declared in http/mod.rs as `#[cfg(test)] mod …`: test code only
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use super::*;

@@ -1,5 +1,6 @@
 //! The audit record: filter state for access logs and one counter per decision, each counter
 //! defined once; a host that refuses a write loses that write only.
+#![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use crate::audit::{record, Stats};
 use crate::fake_host::Fake;

@@ -1,5 +1,6 @@
 //! Request budgets in shared data: counted per subject, refused with the time to retry once
 //! spent, retried on a lost compare-and-swap, and refused when the window cannot be read.
+#![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use super::{document, policy};
 use crate::budgets::spend_all;

@@ -1,5 +1,6 @@
 //! Downstream credentials: reused here and by every worker until `reuse_until`, and forgotten
 //! everywhere when dropped.
+#![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use crate::credentials::Credentials;
 use crate::fake_host::{Fake, NOW};

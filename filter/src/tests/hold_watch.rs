@@ -1,5 +1,6 @@
 //! The hold watch: a request whose headers are held with no body callback is refused from the
 //! root's timer once the limit passes, in its own context; others are left alone.
+#![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use super::{document, worker, SERVERS};
 use crate::fake_host::Fake;

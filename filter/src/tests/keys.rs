@@ -1,5 +1,6 @@
 //! Signing keys: a rotation picked up from shared data or a fetch (and verified tokens
 //! forgotten), the refresh lease, and a token naming an unknown `kid` refetching the keys once.
+#![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use super::{document, worker, SERVERS};
 use crate::fake_host::{Fake, NOW};

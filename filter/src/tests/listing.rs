@@ -1,5 +1,6 @@
 //! The listing filter on response headers and body: JSON, SSE in chunks, over the bound, and a
 //! replacement the host refuses.
+#![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use super::{document, policy, SERVERS};
 use crate::audit::Stats;

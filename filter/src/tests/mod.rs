@@ -1,5 +1,6 @@
 //! Native tests of the worker-level modules (listing, revocations, hold watch, budgets, keys,
 //! credentials, audit) through the fake host, and the documents they use.
+#![cfg(test)] // declared in lib.rs as `#[cfg(test)] mod …`: test code only
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 mod audit;

@@ -1,5 +1,6 @@
 //! Revocations polled from the broker: the lease, the feed merged into shared data (retried when
 //! another worker wins the compare-and-swap), and the cached credentials of revoked grants dropped.
+#![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use super::{document, worker, BROKERED, SERVERS};
 use crate::credentials::Credentials;
