@@ -77,15 +77,15 @@ pub(super) async fn callback(
     })
 }
 
-/// The downstream leg's end: its code exchanged, the user's identity resolved, the grant stored
-/// with our code for the client; returns that code and the grant's id.
-async fn grant_from_callback(
+/// The identity provider's answer, checked and spent: its refusal or `iss` checked, its code
+/// exchanged with the pending request's PKCE verifier, the person's identity resolved. Shared by
+/// a client's authorization and a person's sign-in to the connected-apps page.
+async fn identify(
     app: &App,
     gw: &crate::app::GatewayRt,
     q: &CallbackQuery,
     pending: &PendingRow,
-    data: &PendingData,
-) -> Result<(String, String), Error> {
+) -> Result<(crate::downstream::Tokens, String), Error> {
     if let Some(err) = &q.error {
         tracing::warn!(gateway = %gw.name, downstream_error = %err, "downstream authorization refused");
         let why = "the downstream authorization server refused the request";
@@ -131,6 +131,19 @@ async fn grant_from_callback(
             tracing::warn!(gateway = %gw.name, error = %e, "identity mapping failed");
             Error::server_error("the user's identity could not be resolved")
         })?;
+    Ok((tokens, subject))
+}
+
+/// The downstream leg's end: its code exchanged, the user's identity resolved, the grant stored
+/// with our code for the client; returns that code and the grant's id.
+async fn grant_from_callback(
+    app: &App,
+    gw: &crate::app::GatewayRt,
+    q: &CallbackQuery,
+    pending: &PendingRow,
+    data: &PendingData,
+) -> Result<(String, String), Error> {
+    let (tokens, subject) = identify(app, gw, q, pending).await?;
     let grant_id = crypto::id()?;
     let our_code = crypto::token()?;
     let now = app.now();
@@ -176,37 +189,10 @@ async fn finish_sign_in(
     pending: &PendingRow,
     q: &CallbackQuery,
 ) -> Result<Response, ErrorPage> {
-    let refuse = |why: &str| {
-        tracing::warn!(gateway = %gw.name, reason = why, "connected-apps sign-in refused");
+    let (tokens, subject) = identify(app, gw, q, pending).await.map_err(|e| {
+        tracing::warn!(gateway = %gw.name, error = %e, "connected-apps sign-in refused");
         ErrorPage(Error::access_denied("sign-in failed"))
-    };
-    if q.error.is_some() {
-        return Err(refuse("the identity provider refused"));
-    }
-    if gw.downstream.check_iss(q.iss.as_deref()).await.is_err() {
-        return Err(refuse("issuer check failed"));
-    }
-    let code = q.code.as_ref().ok_or_else(|| refuse("no code"))?;
-    let secret: PendingSecret = pending
-        .secret
-        .as_deref()
-        .and_then(|s| {
-            app.sealer
-                .open(&format!("pending:{}", pending.id_hash), s)
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| refuse("pending secret does not open"))?;
-    let tokens = gw
-        .downstream
-        .exchange_code(code, &secret.verifier)
-        .await
-        .map_err(|_| refuse("code exchange failed"))?;
-    let subject = gw
-        .downstream
-        .subject(&tokens, &secret.nonce)
-        .await
-        .map_err(|_| refuse("identity not resolved"))?;
+    })?;
     let sign_in = Credential {
         access_token: tokens.access_token.clone(),
         refresh_token: tokens.refresh_token.clone(),
