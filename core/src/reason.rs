@@ -45,6 +45,37 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (dashboards and docs check the strings they name).
+    pub const ALL: [Reason; 27] = [
+        Reason::Ok,
+        Reason::NoToken,
+        Reason::Malformed,
+        Reason::UnsupportedAlgorithm,
+        Reason::UnknownKid,
+        Reason::NoMatchingKey,
+        Reason::BadSignature,
+        Reason::MissingExp,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::WrongIssuer,
+        Reason::MissingIssuer,
+        Reason::WrongAudience,
+        Reason::ForeignScope,
+        Reason::NoSubject,
+        Reason::JwksUnavailable,
+        Reason::InsufficientScope,
+        Reason::Denied,
+        Reason::NotJsonRpc,
+        Reason::McpHeaderMismatch,
+        Reason::McpMetadataMissing,
+        Reason::BodyTooLarge,
+        Reason::BudgetExceeded,
+        Reason::GrantRevoked,
+        Reason::NoGrant,
+        Reason::BrokerUnavailable,
+        Reason::InternalError,
+    ];
+
     /// The snake_case code on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -106,35 +137,7 @@ mod tests {
 
     #[test]
     fn wire_strings_are_distinct_snake_case() {
-        let all = [
-            Reason::Ok,
-            Reason::NoToken,
-            Reason::Malformed,
-            Reason::UnsupportedAlgorithm,
-            Reason::UnknownKid,
-            Reason::NoMatchingKey,
-            Reason::BadSignature,
-            Reason::MissingExp,
-            Reason::Expired,
-            Reason::NotYetValid,
-            Reason::WrongIssuer,
-            Reason::MissingIssuer,
-            Reason::WrongAudience,
-            Reason::ForeignScope,
-            Reason::NoSubject,
-            Reason::JwksUnavailable,
-            Reason::InsufficientScope,
-            Reason::Denied,
-            Reason::NotJsonRpc,
-            Reason::McpHeaderMismatch,
-            Reason::McpMetadataMissing,
-            Reason::BodyTooLarge,
-            Reason::BudgetExceeded,
-            Reason::GrantRevoked,
-            Reason::NoGrant,
-            Reason::BrokerUnavailable,
-            Reason::InternalError,
-        ];
+        let all = Reason::ALL;
         let mut seen = std::collections::HashSet::new();
         for r in all {
             let s = r.as_str();
@@ -145,6 +148,43 @@ mod tests {
             );
             assert_eq!(r.to_string(), s);
             assert_eq!(r.decision(), if r == Reason::Ok { "allow" } else { "deny" });
+        }
+    }
+
+    /// Not a runtime check: a new variant fails to compile here, which sends its author to
+    /// [`Reason::ALL`] (the match must name every variant, so it cannot be forgotten silently).
+    #[test]
+    fn every_reason_is_in_all() {
+        for r in Reason::ALL {
+            match r {
+                Reason::Ok
+                | Reason::NoToken
+                | Reason::Malformed
+                | Reason::UnsupportedAlgorithm
+                | Reason::UnknownKid
+                | Reason::NoMatchingKey
+                | Reason::BadSignature
+                | Reason::MissingExp
+                | Reason::Expired
+                | Reason::NotYetValid
+                | Reason::WrongIssuer
+                | Reason::MissingIssuer
+                | Reason::WrongAudience
+                | Reason::ForeignScope
+                | Reason::NoSubject
+                | Reason::JwksUnavailable
+                | Reason::InsufficientScope
+                | Reason::Denied
+                | Reason::NotJsonRpc
+                | Reason::McpHeaderMismatch
+                | Reason::McpMetadataMissing
+                | Reason::BodyTooLarge
+                | Reason::BudgetExceeded
+                | Reason::GrantRevoked
+                | Reason::NoGrant
+                | Reason::BrokerUnavailable
+                | Reason::InternalError => assert!(Reason::ALL.contains(&r)),
+            }
         }
     }
 }

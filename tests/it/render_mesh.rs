@@ -70,8 +70,12 @@ fn kinds(objs: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The objects of a kind, leaving out the stats-tags `EnvoyFilter` (a BOOTSTRAP patch every
+/// Istio output carries, checked on its own in `istio_labels_the_filters_counters_for_prometheus`).
 fn find<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    objs.iter().filter(|o| o["kind"] == kind).collect()
+    objs.iter()
+        .filter(|o| o["kind"] == kind && o["metadata"]["name"] != "scopegate-stats")
+        .collect()
 }
 
 fn valid(text: &str) -> scopegate_core::policy::Policy {
@@ -176,6 +180,45 @@ fn istio_hold_headers_delivers_the_filter_by_ecds_with_the_body_flag() {
         json!(["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"])
     );
     assert!(discovery["config_source"]["ads"].is_object());
+}
+
+#[test]
+fn istio_labels_the_filters_counters_for_prometheus() {
+    let doc = doc_file("istio_stats", true, None);
+    let objs = istio(&doc, &[]);
+    let stats: Vec<&Value> = objs
+        .iter()
+        .filter(|o| o["kind"] == "EnvoyFilter" && o["metadata"]["name"] == "scopegate-stats")
+        .collect();
+    assert_eq!(stats.len(), 1, "one stats-tags EnvoyFilter");
+    let patch = &stats[0]["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "BOOTSTRAP");
+    assert_eq!(patch["patch"]["operation"], "MERGE");
+    let tags = patch["patch"]["value"]["stats_config"]["stats_tags"]
+        .as_array()
+        .expect("stats_tags");
+    let names: Vec<&str> = tags.iter().filter_map(|t| t["tag_name"].as_str()).collect();
+    assert_eq!(names, ["scopegate_server", "scopegate_reason"]);
+    // The same extractors as `render envoy`, which the walkthrough's Envoy runs and the
+    // dashboard check scrapes.
+    let envoy: Value = serde_norway::from_str(&render(&[
+        "envoy",
+        &doc,
+        "--upstream",
+        "support_assistant=127.0.0.1:9101",
+        "--upstream",
+        "ops_console=127.0.0.1:9102",
+    ]))
+    .expect("render envoy prints YAML");
+    assert_eq!(
+        envoy["stats_config"]["stats_tags"],
+        patch["patch"]["value"]["stats_config"]["stats_tags"]
+    );
+    let wp = find(&objs, "WasmPlugin");
+    assert_eq!(
+        stats[0]["spec"]["workloadSelector"]["labels"], wp[0]["spec"]["selector"]["matchLabels"],
+        "the gateway's proxies, as the WasmPlugin selects them"
+    );
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! The walkthrough client (rmcp's OAuth client support) against the whole product: 401,
 //! discovery, registration, consent, tools, 403 and step-up, audience refusal, refresh with
-//! rotation, downstream expiry. Alone in its test binary so the broker's counters are its own.
+//! rotation, downstream expiry. On a stack of its own so the broker's counters are its own. The
+//! story moves most of what the Grafana dashboard (dashboards/scopegate.json) shows, so the
+//! dashboard's queries are checked here against what Envoy and the broker then export.
 
 use scopegate_tests::brokered::Brokered;
+use scopegate_tests::dashboard::{self, Scrape};
 use scopegate_tests::walkthrough::{self, ACCESS_TTL_S, DOWNSTREAM_TTL_S};
 use serde_json::json;
 
@@ -39,4 +42,21 @@ fn the_walkthrough_client_completes_the_story() {
         "{sum}"
     );
     assert!(sum["tool_calls"].as_u64().unwrap_or(0) > 5, "{sum}");
+
+    // Every panel's query names metrics and labels this stack exports (Envoy through the stats
+    // tags `render envoy` emits), so an imported dashboard shows data, not empty panels.
+    let envoy = s.envoy.prometheus();
+    let broker = s.stack.broker.metrics();
+    let scrape = Scrape::parse(&[&envoy, &broker]);
+    for metric in ["scopegate_allow", "scopegate_deny", "scopegate_listing"] {
+        assert!(scrape.has(metric), "Envoy exports no {metric}:\n{envoy}");
+    }
+    let text = std::fs::read_to_string(dashboard::dashboard_path()).expect("the dashboard");
+    let board: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let problems = dashboard::check(&board, &scrape);
+    assert!(
+        problems.is_empty(),
+        "the dashboard's queries name what nobody exports:\n{}",
+        problems.join("\n")
+    );
 }

@@ -158,6 +158,13 @@ impl Broker {
             .unwrap()
     }
 
+    /// The Prometheus metrics (`/metrics` on the internal listener), as a scraper sees them.
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(format!("{}/metrics", self.internal))
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("cannot scrape the broker's /metrics: {e}"))
+    }
+
     /// RFC 8693 exchange on the internal listener, as the filter does it: (status, body).
     pub fn exchange(&self, token: &str, resource: &str) -> (u16, Value) {
         exchange(&self.internal, token, resource)

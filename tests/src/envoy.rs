@@ -264,6 +264,16 @@ impl Envoy {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Every stat in Prometheus form (`/stats/prometheus`), as a scraper sees it.
+    pub fn prometheus(&self) -> String {
+        reqwest::blocking::get(format!(
+            "http://127.0.0.1:{}/stats/prometheus",
+            self.admin_port
+        ))
+        .and_then(|r| r.text())
+        .unwrap_or_else(|e| panic!("cannot scrape Envoy's /stats/prometheus: {e}"))
+    }
+
     /// A counter or gauge from `/stats`, by exact name.
     pub fn stat(&self, name: &str) -> Option<u64> {
         let text = reqwest::blocking::get(format!(

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod broker;
 pub mod brokered;
 pub mod cimd_host;
+pub mod dashboard;
 pub mod downstream;
 pub mod ecds;
 pub mod envoy;

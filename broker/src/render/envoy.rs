@@ -2,7 +2,7 @@
 
 use super::clusters::{self, ClusterRef};
 use super::options::EnvoyOptions;
-use super::{access_log, embedded, plugin, Endpoint, Input, RenderError, Rendered};
+use super::{access_log, embedded, plugin, stats, Endpoint, Input, RenderError, Rendered};
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::policy::PRM_WELL_KNOWN;
 use serde_json::{json, Value};
@@ -148,6 +148,7 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
 
     let bootstrap = json!({
         "admin": {"address": socket_address(&admin)},
+        "stats_config": stats::stats_config(),
         "static_resources": {
             "listeners": [{
                 "name": "mcp",

@@ -6,7 +6,7 @@ use super::clusters::{self, ClusterRef, Role};
 use super::envoy::broker_paths;
 use super::options::{IstioContext, IstioOptions};
 use super::workload::{self, broker_host, BROKER_NAME, INTERNAL_PORT, PUBLIC_PORT};
-use super::{access_log, embedded, plugin, Endpoint, Input, RenderError, Rendered};
+use super::{access_log, embedded, plugin, stats, Endpoint, Input, RenderError, Rendered};
 use serde_json::{json, Map, Value};
 
 /// The access-log provider the `Telemetry` names (defined in the mesh config, see the snippet).
@@ -119,6 +119,28 @@ pub fn render(input: &Input, a: &IstioOptions) -> Result<Rendered, RenderError> 
             "spec": {
                 "selector": {"matchLabels": labels},
                 "accessLogging": [{"providers": [{"name": ACCESS_LOG_PROVIDER}]}],
+            },
+        }),
+    ));
+
+    objects.push((
+        Some(
+            "Prometheus labels for the filter's counters (scopegate_allow, scopegate_deny, \
+             scopegate_listing by scopegate_server and scopegate_reason), as the Grafana dashboard \
+             queries them. A BOOTSTRAP patch applies when a proxy starts: restart the gateway's \
+             pods once after applying it."
+                .into(),
+        ),
+        json!({
+            "apiVersion": "networking.istio.io/v1alpha3",
+            "kind": "EnvoyFilter",
+            "metadata": meta("scopegate-stats", &a.proxy_namespace),
+            "spec": {
+                "workloadSelector": {"labels": labels},
+                "configPatches": [{
+                    "applyTo": "BOOTSTRAP",
+                    "patch": {"operation": "MERGE", "value": {"stats_config": {"stats_tags": stats::stats_tags()}}},
+                }],
             },
         }),
     ));

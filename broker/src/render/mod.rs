@@ -12,6 +12,7 @@ mod istio;
 mod options;
 mod output;
 mod plugin;
+pub mod stats;
 mod workload;
 
 pub use options::{
