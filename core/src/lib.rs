@@ -26,6 +26,7 @@ pub mod reach;
 pub mod reason;
 pub mod revocation;
 pub mod scopes;
+pub mod trace_context;
 pub mod upstream;
 pub mod url;
 pub mod validate;

@@ -219,18 +219,20 @@ pub(crate) fn claim(h: &mut impl Host, key: &str, now_ms: u64, period_ms: u64) -
 }
 
 /// Dispatches a JWKS fetch; the response arrives at the calling context.
-pub fn dispatch(h: &mut impl Host, fetch: &Fetch<'_>) -> Result<u32, Status> {
-    h.dispatch(
-        fetch.cluster,
-        &[
-            (":method", "GET"),
-            (":path", fetch.path),
-            (":authority", fetch.authority),
-            ("accept", "application/json"),
-        ],
-        None,
-        fetch.timeout,
-    )
+/// `trace` is the request's trace context when the fetch is made on a request's behalf.
+pub fn dispatch(
+    h: &mut impl Host,
+    fetch: &Fetch<'_>,
+    trace: &[(&'static str, String)],
+) -> Result<u32, Status> {
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", fetch.path),
+        (":authority", fetch.authority),
+        ("accept", "application/json"),
+    ];
+    headers.extend(trace.iter().map(|(k, v)| (*k, v.as_str())));
+    h.dispatch(fetch.cluster, &headers, None, fetch.timeout)
 }
 
 /// Reads a JWKS fetch response: the body on a 200, else why not.

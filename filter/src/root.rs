@@ -121,7 +121,7 @@ impl Root {
             let Some(spec) = store.fetch_spec(id) else {
                 continue;
             };
-            match keys::dispatch(h, &spec) {
+            match keys::dispatch(h, &spec, &[]) {
                 Ok(token) => {
                     self.fetches.insert(token, id);
                 }

@@ -11,6 +11,7 @@ use proxy_wasm::types::Action;
 use scopegate_core::authorize::{self, Target};
 use scopegate_core::decision::Outcome;
 use scopegate_core::exchange::{self, ExchangeError};
+use scopegate_core::trace_context;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -72,15 +73,18 @@ impl<D: Host + Default> Request<D> {
             return Err(self.fail_closed(h, "the client's token is gone before the exchange"));
         };
         let body = exchange::request_body(subject_token, &target.server.resource);
+        let trace = trace_context(h);
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", broker.path.as_str()),
+            (":authority", broker.authority.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", "application/json"),
+        ];
+        headers.extend(trace.iter().map(|(k, v)| (*k, v.as_str())));
         let call = h.dispatch(
             &broker.cluster,
-            &[
-                (":method", "POST"),
-                (":path", broker.path.as_str()),
-                (":authority", broker.authority.as_str()),
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("accept", "application/json"),
-            ],
+            &headers,
             Some(body.as_bytes()),
             Duration::from_millis(broker.timeout_ms),
         );
@@ -108,4 +112,21 @@ impl<D: Host + Default> Request<D> {
             }
         }
     }
+}
+
+/// The request's trace context for a callout made on its behalf (core's
+/// [`trace_context`](scopegate_core::trace_context) picks and checks it). Tracing is best
+/// effort: a header that cannot be read is a callout without it, never a refusal.
+pub(super) fn trace_context<H: Host>(h: &mut H) -> Vec<(&'static str, String)> {
+    let mut read = |name: &str| h.request_header(name).ok().flatten();
+    let envoy_span = read(trace_context::ENVOY_SPAN_HEADER);
+    let client = read(trace_context::TRACEPARENT);
+    let Some(parent) = trace_context::parent(envoy_span.as_deref(), client.as_deref()) else {
+        return Vec::new();
+    };
+    let mut out = vec![(trace_context::TRACEPARENT, parent.to_string())];
+    if let Some(state) = trace_context::tracestate(read(trace_context::TRACESTATE).as_deref()) {
+        out.push((trace_context::TRACESTATE, state.to_string()));
+    }
+    out
 }

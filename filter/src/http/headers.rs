@@ -171,7 +171,8 @@ impl<D: Host + Default> Request<D> {
             let store = worker.keys.borrow();
             match store.fetch_spec(source) {
                 Some(spec) if store.claim_unknown_kid(h, source, now_ms) => {
-                    keys::dispatch(h, &spec).ok()
+                    let trace = super::exchange::trace_context(h);
+                    keys::dispatch(h, &spec, &trace).ok()
                 }
                 _ => None,
             }

@@ -420,3 +420,50 @@ fn a_hit_reuses_the_admission_per_server_and_never_across_servers() {
     assert_eq!(h.filter_state["scopegate_record"], &*first.record);
     assert_forwarded_as_alice(&h);
 }
+
+/// The exchange callout carries the request's trace context: Envoy's own span (written by the
+/// `header_mutation` filter `render envoy --otlp-collector` adds) before the client's.
+#[test]
+fn the_exchange_callout_carries_the_requests_trace_context() {
+    const ENVOY: &str = "00-20fb58057924853fb3f879192806ea7a-75e4e88f2e762438-01";
+    const CLIENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let callout = |extra: &[(&str, &str)]| {
+        let w = brokered_worker();
+        let mut h = Fake::request("GET", "/plain/mcp", "plain", Some("Bearer tok"));
+        for (k, v) in extra {
+            h.headers.push((k.to_string(), v.to_string()));
+        }
+        let mut r = Request::<Fake>::new(Some(w), 1);
+        assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
+        let (cluster, headers, _) = h.dispatched.pop().unwrap();
+        assert_eq!(cluster, "broker");
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        (get("traceparent"), get("tracestate"))
+    };
+    assert_eq!(
+        callout(&[
+            ("x-scopegate-traceparent", ENVOY),
+            ("traceparent", CLIENT),
+            ("tracestate", "vendor=1")
+        ]),
+        (Some(ENVOY.into()), Some("vendor=1".into()))
+    );
+    assert_eq!(
+        callout(&[("traceparent", CLIENT)]),
+        (Some(CLIENT.into()), None)
+    );
+    // Envoy renders `-` when the request is not traced; a bad value is not passed on.
+    assert_eq!(
+        callout(&[
+            ("x-scopegate-traceparent", "00-----01"),
+            ("tracestate", "a=1")
+        ]),
+        (None, None)
+    );
+    assert_eq!(callout(&[]), (None, None));
+}
