@@ -134,6 +134,13 @@ pub struct EnvoyArgs {
     /// `http://localhost:` for the MCP Inspector.
     #[arg(long = "cors-origin", value_name = "PREFIX")]
     pub cors_origins: Vec<String>,
+    /// Trace requests with Envoy's OpenTelemetry tracer, exporting OTLP/gRPC to this collector;
+    /// the filter passes Envoy's span on to the broker (README, "Traces").
+    #[arg(long, value_name = "HOST:PORT")]
+    pub otlp_collector: Option<String>,
+    /// The service name of Envoy's spans (default: scopegate-envoy).
+    #[arg(long, value_name = "NAME", requires = "otlp_collector")]
+    pub service_name: Option<String>,
 }
 
 /// Where the mesh fetches the filter from, and the broker's workload.
@@ -274,6 +281,8 @@ impl From<RenderTarget> for render::Target {
                 broker_internal: a.broker_internal,
                 access_log: a.access_log,
                 cors_origins: a.cors_origins,
+                otlp_collector: a.otlp_collector,
+                service_name: a.service_name,
             }),
             RenderTarget::Istio(a) => render::Target::Istio(render::IstioOptions {
                 common: a.common.into(),

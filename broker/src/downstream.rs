@@ -7,9 +7,10 @@ use oauth2::basic::{
     BasicTokenIntrospectionResponse, BasicTokenType,
 };
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, ExtraTokenFields,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
-    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
+    AsyncHttpClient, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse,
+    TokenUrl,
 };
 use scopegate_core::config::GatewayDoc;
 use scopegate_core::jwks::KeySet;
@@ -146,6 +147,7 @@ impl Downstream {
         self.meta.get_or_try_init(|| self.discover()).await
     }
 
+    #[tracing::instrument(name = "downstream discovery", skip_all, fields(otel.kind = "client"))]
     async fn discover(&self) -> Result<Discovered, String> {
         let base = &self.authorization_server;
         let path = scopegate_core::oauth::metadata::issuer_path(base);
@@ -185,6 +187,7 @@ impl Downstream {
         Err(format!("downstream discovery failed: {last}"))
     }
 
+    #[tracing::instrument(name = "downstream jwks", skip_all, fields(otel.kind = "client"))]
     async fn fetch_keys(&self, url: &str) -> Result<KeySet, String> {
         let v = self.get_json(url).await?;
         KeySet::from_json(v.to_string().as_bytes()).map_err(|e| format!("downstream JWKS: {e}"))
@@ -215,6 +218,7 @@ impl Downstream {
         let r = self
             .http
             .get(url)
+            .headers(trace_headers())
             .send()
             .await
             .map_err(|e| format!("GET {url}: {e}"))?;
@@ -283,6 +287,7 @@ impl Downstream {
         }
     }
 
+    #[tracing::instrument(name = "downstream code exchange", skip_all, fields(otel.kind = "client"))]
     pub async fn exchange_code(&self, code: &str, verifier: &str) -> Result<Tokens, String> {
         let d = self.meta().await?;
         let client = self.client(d)?;
@@ -292,23 +297,32 @@ impl Downstream {
         if let Some(r) = &self.resource {
             req = req.add_extra_param("resource", r.clone());
         }
-        let resp = req.request_async(&self.http).await.map_err(describe)?;
+        let resp = req
+            .request_async(&Traced(&self.http))
+            .await
+            .map_err(describe)?;
         Ok(tokens(&resp, None, self.clock.now()))
     }
 
+    #[tracing::instrument(
+        name = "downstream refresh",
+        skip_all,
+        fields(otel.kind = "client", oauth.error = tracing::field::Empty)
+    )]
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, RefreshError> {
         let d = self.meta().await.map_err(RefreshError::Unavailable)?;
         let client = self.client(d).map_err(RefreshError::Unavailable)?;
         let token = RefreshToken::new(refresh_token.to_string());
         match client
             .exchange_refresh_token(&token)
-            .request_async(&self.http)
+            .request_async(&Traced(&self.http))
             .await
         {
             Ok(resp) => Ok(tokens(&resp, Some(refresh_token), self.clock.now())),
             Err(RequestTokenError::ServerResponse(e))
                 if *e.error() == BasicErrorResponseType::InvalidGrant =>
             {
+                tracing::Span::current().record("oauth.error", "invalid_grant");
                 Err(RefreshError::Dead)
             }
             Err(e) => Err(RefreshError::Unavailable(describe(e))),
@@ -317,6 +331,7 @@ impl Downstream {
 
     /// Revokes the downstream grant behind `t` (RFC 7009): its refresh token, else its access
     /// token. `Ok(false)` when the downstream advertises no revocation endpoint.
+    #[tracing::instrument(name = "downstream revocation", skip_all, fields(otel.kind = "client"))]
     pub async fn revoke(&self, t: &Credential) -> Result<bool, String> {
         let d = self.meta().await?;
         let Some(url) = &d.revocation_endpoint else {
@@ -329,7 +344,7 @@ impl Downstream {
             None => (t.access_token.as_str(), "access_token"),
         };
         let mut form = vec![("token", token), ("token_type_hint", hint)];
-        let mut req = self.http.post(url);
+        let mut req = self.http.post(url).headers(trace_headers());
         match &self.client_secret {
             // RFC 6749 §2.3.1: both parts form-encoded before Basic.
             Some(secret) => {
@@ -392,23 +407,51 @@ impl Downstream {
             .userinfo_endpoint
             .as_ref()
             .ok_or_else(|| format!("no `{}` claim and no userinfo endpoint", self.subject_claim))?;
-        let r = self
-            .http
-            .get(url)
-            .bearer_auth(&t.access_token)
-            .send()
-            .await
-            .map_err(|e| format!("userinfo: {e}"))?;
-        if !r.status().is_success() {
-            return Err(format!("userinfo: HTTP {}", r.status()));
-        }
-        let v: Value = r.json().await.map_err(|e| format!("userinfo: {e}"))?;
+        let v = self.userinfo(url, &t.access_token).await?;
         v.get(&self.subject_claim)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .ok_or_else(|| format!("userinfo has no `{}` claim", self.subject_claim))
     }
+}
+
+impl Downstream {
+    #[tracing::instrument(name = "downstream userinfo", skip_all, fields(otel.kind = "client"))]
+    async fn userinfo(&self, url: &str, access_token: &str) -> Result<Value, String> {
+        let r = self
+            .http
+            .get(url)
+            .headers(trace_headers())
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| format!("userinfo: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("userinfo: HTTP {}", r.status()));
+        }
+        r.json().await.map_err(|e| format!("userinfo: {e}"))
+    }
+}
+
+/// The HTTP client for token endpoint calls through `oauth2`, carrying the current trace context.
+struct Traced<'a>(&'a reqwest::Client);
+
+impl<'c> AsyncHttpClient<'c> for Traced<'_> {
+    type Error = <reqwest::Client as AsyncHttpClient<'c>>::Error;
+    type Future = <reqwest::Client as AsyncHttpClient<'c>>::Future;
+
+    fn call(&'c self, mut request: oauth2::HttpRequest) -> Self::Future {
+        crate::telemetry::inject(request.headers_mut());
+        self.0.call(request)
+    }
+}
+
+/// The current trace context (W3C `traceparent`), for a downstream request.
+fn trace_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    crate::telemetry::inject(&mut h);
+    h
 }
 
 fn tokens(resp: &Response, previous_refresh: Option<&str>, now: u64) -> Tokens {

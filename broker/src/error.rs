@@ -110,6 +110,7 @@ impl From<CryptoError> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
+        crate::telemetry::note("oauth.error", self.code());
         let by_code = self.status_of_code();
         let mut r = json(self.status.unwrap_or(by_code), self.oauth.body());
         if by_code == StatusCode::UNAUTHORIZED {
@@ -141,6 +142,7 @@ impl<E: Into<Error>> From<E> for ErrorPage {
 
 impl IntoResponse for ErrorPage {
     fn into_response(self) -> Response {
+        crate::telemetry::note("oauth.error", self.0.code());
         json(
             self.0.status.unwrap_or(StatusCode::BAD_REQUEST),
             self.0.oauth.body(),

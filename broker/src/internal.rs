@@ -40,6 +40,10 @@ pub fn router(app: Arc<App>) -> Router {
             (Arc::clone(&app.metrics), "internal"),
             crate::metrics::track,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            "internal",
+            crate::telemetry::trace,
+        ))
         .with_state(app)
 }
 
@@ -120,6 +124,8 @@ async fn do_exchange(app: &App, body: &[u8]) -> Result<(String, u64), Error> {
     let gw = app
         .gateway(server.gateway)
         .ok_or_else(|| OAuthError::invalid_target("resource's gateway is not brokered"))?;
+    crate::telemetry::note("gateway", &gw.name);
+    crate::telemetry::note("server", &server.name);
     let claims = tokens::verify_own(app, gw, req.subject_token).map_err(|e| {
         OAuthError::invalid_request(format!(
             "subject_token is not a valid access token: {}",

@@ -23,6 +23,7 @@ mod render;
 mod secret;
 mod serve;
 mod store;
+mod telemetry;
 mod tokens;
 
 use clap::Parser;

@@ -18,11 +18,6 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_INTERNAL: &str = "127.0.0.1:8081";
 
 pub fn serve_cmd(a: ServeArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,14 +28,24 @@ pub fn serve_cmd(a: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(a)) {
+    let telemetry = match rt.block_on(async { crate::telemetry::init() }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match rt.block_on(serve(a)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "broker stopped");
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    // The runtime still runs the exporter's channel while the last batch goes out.
+    telemetry.shutdown();
+    code
 }
 
 async fn serve(a: ServeArgs) -> Result<(), String> {

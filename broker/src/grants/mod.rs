@@ -99,7 +99,12 @@ impl Grants {
     /// The grant if it is still active.
     pub async fn active(&self, grant_id: &str) -> Result<GrantRow, Error> {
         let id = grant_id.to_string();
-        match store::blocking(&self.store, move |s| s.grant(&id)).await? {
+        let row = store::blocking(&self.store, move |s| s.grant(&id)).await?;
+        crate::telemetry::note(
+            "grant_status",
+            row.as_ref().map_or("unknown", |g| g.status.as_str()),
+        );
+        match row {
             Some(g) if g.status == GrantStatus::Active => Ok(g),
             _ => Err(scopegate_core::oauth::OAuthError::invalid_grant(
                 "the grant is revoked or the downstream grant is gone",

@@ -124,6 +124,7 @@ impl Grants {
                     return self.hand_out(&g);
                 }
                 tracing::info!(gateway = %gateway, grant_id = %grant.id, "downstream token refreshed");
+                crate::telemetry::note("grant_status", "refreshed");
                 Ok((
                     t.access_token,
                     t.expires_at.saturating_sub(self.clock.now()),
@@ -131,6 +132,7 @@ impl Grants {
             }
             Err(RefreshError::Dead) => {
                 self.refresh_failures.inc();
+                crate::telemetry::note("grant_status", "dead");
                 self.mark_dead(&grant.id, "downstream refused the refresh (invalid_grant)")
                     .await;
                 Err(dead())

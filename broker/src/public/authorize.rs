@@ -38,6 +38,7 @@ pub(super) async fn authorize(
         .as_ref()
         .ok_or_else(|| OAuthError::invalid_request("client_id is required"))?;
     let client = clients::resolve(&app, &gw, client_id).await?;
+    crate::telemetry::note("client_id", &client.id);
     let p = AuthorizeParams {
         response_type: q.response_type.as_deref(),
         redirect_uri: q.redirect_uri.as_deref(),
@@ -200,6 +201,8 @@ pub(super) async fn consent_post(
     }
     let data = serde_json::from_str::<PendingData>(&pending.data)
         .map_err(|_| Error::internal("pending row damaged"))?;
+    crate::telemetry::note("client_id", &data.client_id);
+    crate::telemetry::note("server", &data.server);
     let back = |e: Error| {
         redirect(
             StatusCode::SEE_OTHER,

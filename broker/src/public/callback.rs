@@ -35,6 +35,10 @@ pub(super) async fn callback(
         .ok_or_else(|| OAuthError::invalid_request("authorization state is unknown or expired"))?;
     let data = serde_json::from_str::<PendingData>(&pending.data)
         .map_err(|_| Error::internal("pending row damaged"))?;
+    if !data.login {
+        crate::telemetry::note("client_id", &data.client_id);
+        crate::telemetry::note("server", &data.server);
+    }
     if data.login {
         return finish_sign_in(&app, &gw, jar, &pending, &q).await;
     }

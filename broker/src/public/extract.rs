@@ -41,9 +41,10 @@ impl FromRequestParts<Arc<App>> for Gateway {
             .get::<GatewayGroup>()
             .ok_or(StatusCode::NOT_FOUND)?;
         let index = pick(app, &ids.0, &parts.headers).ok_or(StatusCode::NOT_FOUND)?;
-        if app.gateways.get(index).is_none() {
+        let Some(gw) = app.gateways.get(index) else {
             return Err(StatusCode::NOT_FOUND);
-        }
+        };
+        crate::telemetry::note("gateway", &gw.name);
         Ok(Gateway {
             app: Arc::clone(app),
             index,

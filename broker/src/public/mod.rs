@@ -112,6 +112,10 @@ pub fn router(app: Arc<App>) -> Router {
             (Arc::clone(&app.metrics), "public"),
             crate::metrics::track,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            "public",
+            crate::telemetry::trace,
+        ))
         .with_state(app)
 }
 
@@ -146,12 +150,17 @@ impl ClientCredentials {
         .into_iter()
         .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
         .collect();
-        clients::authenticate(app, gw, header_str(headers, header::AUTHORIZATION), &form).await
+        let client =
+            clients::authenticate(app, gw, header_str(headers, header::AUTHORIZATION), &form)
+                .await?;
+        crate::telemetry::note("client_id", &client.id);
+        Ok(client)
     }
 }
 
 /// The client's redirect URI with the error (RFC 6749 §4.1.2.1) and our issuer (RFC 9207).
 fn error_redirect(redirect_uri: &str, e: &Error, state: Option<&str>, iss: &str) -> String {
+    crate::telemetry::note("oauth.error", e.code());
     let mut pairs = vec![("error", e.code()), ("error_description", e.description())];
     if let Some(s) = state {
         pairs.push(("state", s));

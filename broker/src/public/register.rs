@@ -37,6 +37,7 @@ pub(super) async fn register(
     };
     app.db(move |s| s.put_client(&row)).await?;
     tracing::info!(gateway = %gw.name, client_id = %client_id, kind = "dcr", "client registered");
+    crate::telemetry::note("client_id", &client_id);
     app.metrics
         .registrations
         .with_label_values(&[gw.name.as_str()])

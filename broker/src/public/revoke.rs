@@ -21,7 +21,9 @@ pub async fn revoke_grant(app: &Arc<App>, grant_id: &str, why: &str) {
     // The downstream grant goes too, off the request path: the client's answer must not wait
     // for (or depend on) the downstream server.
     let (app, id) = (Arc::clone(app), grant_id.to_string());
-    tokio::spawn(async move { revoke_downstream(&app, &id).await });
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
+        revoke_downstream(&app, &id).await
+    }));
 }
 
 async fn revoke_downstream(app: &Arc<App>, grant_id: &str) {

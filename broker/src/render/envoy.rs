@@ -2,6 +2,7 @@
 
 use super::clusters::{self, ClusterRef};
 use super::options::EnvoyOptions;
+use super::tracing::{self, Tracing};
 use super::{access_log, embedded, plugin, stats, Endpoint, Input, RenderError, Rendered};
 use scopegate_core::oauth::metadata as md;
 use scopegate_core::policy::PRM_WELL_KNOWN;
@@ -36,6 +37,7 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
     )?;
     let listen = Endpoint::parse(&a.listen).map_err(usage)?;
     let admin = Endpoint::parse(&a.admin).map_err(usage)?;
+    let traced = Tracing::from_options(a.otlp_collector.as_deref(), a.service_name.as_deref())?;
 
     let refs = clusters::resolve(input, &broker_internal)?;
     let configuration = embedded(&input.doc)?;
@@ -89,6 +91,10 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
         }));
     }
+    if traced.is_some() {
+        http_filters.push(Tracing::span_header_filter());
+        tracing::strip_span_header(&mut virtual_host);
+    }
     if input.native_mcp() {
         // `mcp_metadata`: scopegate decides at header time on what this filter parsed.
         http_filters.push(plugin::native_mcp_filter(
@@ -112,20 +118,25 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     }));
 
+    let mut log_fields = access_log::fields();
+    if traced.is_some() {
+        // The access log line names the trace it belongs to.
+        log_fields.insert("trace_id".into(), json!("%TRACE_ID%"));
+    }
     let access_log = match &a.access_log {
         Some(path) => json!({
             "name": "envoy.access_loggers.file",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
                 "path": path,
-                "log_format": {"json_format": access_log::fields()},
+                "log_format": {"json_format": log_fields},
             }
         }),
         None => json!({
             "name": "envoy.access_loggers.stdout",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                "log_format": {"json_format": access_log::fields()},
+                "log_format": {"json_format": log_fields.clone()},
             }
         }),
     };
@@ -139,6 +150,14 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
             broker_internal: false,
         }));
     }
+    if let Some(t) = &traced {
+        cluster_defs.push(t.collector_cluster(cluster(&ClusterRef {
+            name: tracing::COLLECTOR_CLUSTER.into(),
+            role: clusters::Role::Broker,
+            endpoint: t.collector.clone(),
+            broker_internal: false,
+        })));
+    }
     if !refs.iter().any(|c| c.broker_internal) && brokered {
         return Err(RenderError::Usage(
             "a brokered gateway needs `filter.broker.cluster` (the broker's internal listener)"
@@ -146,6 +165,16 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
         ));
     }
 
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "mcp",
+        "access_log": [access_log],
+        "route_config": {"virtual_hosts": [virtual_host]},
+        "http_filters": http_filters,
+    });
+    if let Some(t) = &traced {
+        hcm["tracing"] = t.hcm_tracing();
+    }
     let bootstrap = json!({
         "admin": {"address": socket_address(&admin)},
         "stats_config": stats::stats_config(),
@@ -155,13 +184,7 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
                 "address": socket_address(&listen),
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "mcp",
-                        "access_log": [access_log],
-                        "route_config": {"virtual_hosts": [virtual_host]},
-                        "http_filters": http_filters,
-                    }
+                    "typed_config": hcm,
                 }]}],
             }],
             "clusters": cluster_defs,

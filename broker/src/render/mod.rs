@@ -13,6 +13,7 @@ mod options;
 mod output;
 mod plugin;
 pub mod stats;
+mod tracing;
 mod workload;
 
 pub use options::{

@@ -37,6 +37,10 @@ pub struct EnvoyOptions {
     pub access_log: Option<String>,
     /// Origin prefixes answered for CORS.
     pub cors_origins: Vec<String>,
+    /// `HOST:PORT` of an OTLP/gRPC collector: Envoy traces requests and sends its spans there.
+    pub otlp_collector: Option<String>,
+    /// The service name of Envoy's spans (with `otlp_collector`).
+    pub service_name: Option<String>,
 }
 
 /// Where the mesh fetches the filter from, and the broker's workload.
