@@ -29,6 +29,7 @@ mod render_mesh;
 mod sdk_browser;
 mod sdk_clients;
 mod sdk_registration;
+mod traces;
 mod two_workers;
 mod validate_mode;
 mod walkthrough;

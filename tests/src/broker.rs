@@ -93,7 +93,7 @@ impl Broker {
         // A fixed internal port too, so Envoy's cluster still reaches a restarted broker.
         let internal_port = crate::free_port();
         let mut b = Broker {
-            proc: spawn(&config, port, internal_port, &logs),
+            proc: spawn(&config, port, internal_port, &logs, &[]),
             public: String::new(),
             internal: String::new(),
             port,
@@ -141,14 +141,28 @@ impl Broker {
 
     /// Starts it again on the same config, database and port.
     pub fn restart(&mut self) {
+        self.restart_with_env(&[]);
+    }
+
+    /// As [`Broker::restart`], with these environment variables added.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
         self.proc.kill();
         self.proc = spawn(
             &self.config,
             self.port,
             self.internal_port,
             &log_dir(&self.dir),
+            env,
         );
         self.wait_listening();
+    }
+
+    /// SIGTERM, and its exit: the graceful shutdown runs (connections drained, traces flushed).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.proc.pid() as i32, libc::SIGTERM) };
+        self.proc
+            .wait_exit(Duration::from_secs(30))
+            .expect("broker did not stop on SIGTERM")
     }
 
     pub fn stats(&self) -> Value {
@@ -192,7 +206,13 @@ pub fn exchange(internal: &str, token: &str, resource: &str) -> (u16, Value) {
     (status, r.json().unwrap_or(Value::Null))
 }
 
-fn spawn(config: &PathBuf, port: u16, internal_port: u16, logs: &std::path::Path) -> Proc {
+fn spawn(
+    config: &PathBuf,
+    port: u16,
+    internal_port: u16,
+    logs: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Proc {
     let bin = match BINARY.get() {
         Some(p) => p.clone(),
         None => built(BIN, "cargo build -p scopegate-broker"),
@@ -215,7 +235,8 @@ fn spawn(config: &PathBuf, port: u16, internal_port: u16, logs: &std::path::Path
             &internal,
         ])
         .env("SCOPEGATE_TEST_KEY", KEY)
-        .env("SCOPEGATE_TEST_DOWNSTREAM_SECRET", CLIENT_SECRET);
+        .env("SCOPEGATE_TEST_DOWNSTREAM_SECRET", CLIENT_SECRET)
+        .envs(env.iter().copied());
     Proc::start("broker", cmd, logs)
 }
 

@@ -95,6 +95,19 @@ impl Brokered {
         tweak: impl FnOnce(&mut Value),
         edit_envoy: &dyn Fn(&mut Value),
     ) -> Brokered {
+        Brokered::start_rendered(name, ttl, proxy, concurrency, tweak, &[], edit_envoy)
+    }
+
+    /// As [`Brokered::start_edited`], with more `render envoy` options (`render_options`).
+    pub fn start_rendered(
+        name: &str,
+        ttl: u64,
+        proxy: Option<&crate::proxy::Proxy>,
+        concurrency: u32,
+        tweak: impl FnOnce(&mut Value),
+        render_options: &[&str],
+        edit_envoy: &dyn Fn(&mut Value),
+    ) -> Brokered {
         let port = free_port();
         let public_url = format!("http://127.0.0.1:{port}");
         let stack = BrokerStack::start_at(name, ttl, proxy, Some(port), |doc| {
@@ -116,7 +129,7 @@ impl Brokered {
             .expect("broker.json");
         let doc: Value = serde_json::from_str(&config).expect("broker document");
         // Envoy runs what `scopegate-broker render envoy` prints for the same document.
-        let envoy = crate::render::start_envoy_edited(
+        let envoy = crate::render::start_envoy_rendered_with(
             name,
             &doc,
             &crate::render::Upstreams {
@@ -128,6 +141,7 @@ impl Brokered {
             },
             port,
             concurrency,
+            render_options,
             edit_envoy,
         );
         let b = Brokered {

@@ -13,6 +13,7 @@ pub mod envoy;
 pub mod issuer;
 pub mod mcp;
 pub mod oauth;
+pub mod otlp;
 pub mod postgres;
 pub mod procs;
 pub mod proxy;

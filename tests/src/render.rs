@@ -57,6 +57,19 @@ pub fn start_envoy_edited(
     concurrency: u32,
     edit: &dyn Fn(&mut Value),
 ) -> Envoy {
+    start_envoy_rendered_with(name, doc, up, port, concurrency, &[], edit)
+}
+
+/// As [`start_envoy_edited`], with more `render envoy` options (e.g. `--otlp-collector`).
+pub fn start_envoy_rendered_with(
+    name: &str,
+    doc: &Value,
+    up: &Upstreams,
+    port: u16,
+    concurrency: u32,
+    options: &[&str],
+    edit: &dyn Fn(&mut Value),
+) -> Envoy {
     let dir = log_dir(name);
     let doc_path = dir.join("gateway.json");
     std::fs::write(&doc_path, serde_json::to_string_pretty(doc).unwrap()).unwrap();
@@ -91,7 +104,8 @@ pub fn start_envoy_edited(
         args.push("--broker-internal".into());
         args.push(format!("127.0.0.1:{internal}"));
     }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    refs.extend_from_slice(options);
     render(&refs);
     let mut boot: Value =
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).expect("rendered JSON");
