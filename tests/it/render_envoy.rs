@@ -1,7 +1,8 @@
 //! `scopegate-broker render envoy`: the checked-in example bootstrap is its output, Envoy runs
 //! what it prints (validate mode end to end), the bootstrap follows the body mode (the flag only
 //! for `hold_headers`, the native MCP filter first for `mcp_metadata`), per-tool refusals hold in
-//! the rendered default and `mcp_metadata` bootstraps, and it refuses what `check` refuses.
+//! the rendered default and `mcp_metadata` bootstraps, it refuses what `check` refuses, and
+//! `--otlp-collector` adds Envoy's tracer (and hands its span to the filter).
 
 use scopegate_tests::envoy::{ENVOY, WASM};
 use scopegate_tests::issuer::Issuer;
@@ -400,4 +401,99 @@ fn messages(seen: &[Value]) -> Vec<String> {
     seen.iter()
         .filter_map(|r| r["body"].as_str().map(str::to_string))
         .collect()
+}
+
+/// `--otlp-collector`: Envoy's OpenTelemetry tracer to an HTTP/2 collector cluster, Envoy's span
+/// and the query-less path written ahead of scopegate's filter, the span header dropped before
+/// the upstream, the trace id in the access log; Envoy accepts it (validate mode). Without the
+/// option none of it is there; `--service-name` alone is refused.
+#[test]
+fn otlp_collector_adds_envoys_tracer_and_hands_its_span_to_the_filter() {
+    let doc = gateway_doc("http://127.0.0.1:1", "http://127.0.0.1:3");
+    let plain = rendered("render_envoy_traces", &doc, &[]);
+    let hcm = |b: &Value| {
+        b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            .clone()
+    };
+    assert_eq!(hcm(&plain)["tracing"], Value::Null);
+    assert!(!filter_names(&plain).contains(&"envoy.filters.http.header_mutation".to_string()));
+
+    let traced = rendered(
+        "render_envoy_traces",
+        &doc,
+        &[
+            "--otlp-collector",
+            "127.0.0.1:4317",
+            "--service-name",
+            "edge",
+        ],
+    );
+    let t = hcm(&traced);
+    let provider = &t["tracing"]["provider"];
+    assert_eq!(provider["name"], "envoy.tracers.opentelemetry");
+    assert_eq!(provider["typed_config"]["service_name"], "edge");
+    let cluster_name = provider["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"]
+        .as_str()
+        .unwrap();
+    let clusters = traced["static_resources"]["clusters"].as_array().unwrap();
+    let collector = clusters
+        .iter()
+        .find(|c| c["name"] == cluster_name)
+        .expect("the collector's cluster");
+    assert_eq!(
+        collector["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]["port_value"],
+        4317
+    );
+    assert_eq!(
+        collector["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"],
+        json!({"http2_protocol_options": {}}),
+        "OTLP/gRPC needs HTTP/2"
+    );
+    assert_eq!(
+        filter_names(&traced),
+        [
+            "envoy.filters.http.header_mutation",
+            "envoy.filters.http.wasm",
+            "envoy.filters.http.router"
+        ]
+    );
+    let mutations = t["http_filters"][0]["typed_config"]["mutations"]["request_mutations"].clone();
+    assert_eq!(
+        mutations[0]["append"]["header"],
+        json!({"key": "x-scopegate-traceparent", "value": "00-%TRACE_ID%-%SPAN_ID%-01"})
+    );
+    assert_eq!(
+        mutations[1]["append"]["header"],
+        json!({"key": "x-envoy-original-path", "value": "%PATH(NQ)%"})
+    );
+    assert_eq!(
+        t["route_config"]["virtual_hosts"][0]["request_headers_to_remove"],
+        json!(["x-scopegate-traceparent"])
+    );
+    assert_eq!(
+        t["access_log"][0]["typed_config"]["log_format"]["json_format"]["trace_id"],
+        "%TRACE_ID%"
+    );
+
+    built(WASM, "make wasm");
+    let dir = log_dir("render_envoy_traces");
+    let path = dir.join("traced.json");
+    std::fs::write(&path, traced.to_string()).unwrap();
+    let out = Command::new(built(ENVOY, "make venv"))
+        .current_dir(repo_root())
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+
+    let doc_path = dir.join("doc.json").display().to_string();
+    let out = broker(&["render", "envoy", &doc_path, "--service-name", "edge"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--otlp-collector"), "{err}");
 }
