@@ -172,6 +172,14 @@ pub struct MeshArgs {
     /// the variable names. Render only references it, never writes values.
     #[arg(long, value_name = "NAME", default_value = "scopegate-broker")]
     pub secret: String,
+    /// An OTLP/gRPC collector (`HOST:PORT`) the broker sends its traces to (its Deployment gets
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`); the proxies' own tracing is the mesh's (README, "Traces").
+    #[arg(long, value_name = "HOST:PORT", value_parser = host_port)]
+    pub otlp_collector: Option<String>,
+}
+
+fn host_port(s: &str) -> Result<String, String> {
+    render::Endpoint::parse(s).map(|_| s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +273,7 @@ impl From<MeshArgs> for render::MeshOptions {
             wasm_sha256: a.wasm_sha256,
             broker_image: a.broker_image,
             secret: a.secret,
+            otlp_collector: a.otlp_collector,
         }
     }
 }

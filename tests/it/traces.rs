@@ -1,13 +1,15 @@
 //! Traces: Envoy (rendered with `--otlp-collector`) and the broker (`OTEL_EXPORTER_OTLP_ENDPOINT`)
 //! export to a real OTLP receiver; one client request is one trace, from Envoy's span through the
-//! filter's token exchange to the broker's downstream refresh; nothing secret is exported; and a
-//! broker without the variables starts no exporter.
+//! filter's token exchange to the broker's downstream refresh; nothing secret is exported; a
+//! broker without the variables starts no exporter; and the mesh targets' broker Deployment gets
+//! the variables from `--otlp-collector`.
 
 use scopegate_tests::broker::KEY;
 use scopegate_tests::brokered::Brokered;
 use scopegate_tests::downstream::CLIENT_SECRET;
 use scopegate_tests::otlp::{render_tree, Receiver, Span};
 use scopegate_tests::procs::wait_for;
+use scopegate_tests::render::render;
 use scopegate_tests::stack::SUPPORT;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -202,4 +204,60 @@ fn one_trace_from_envoy_through_the_exchange_to_the_downstream_refresh() {
         line.contains(&format!("\"span_id\":\"{}\"", exchange.span_id)),
         "{line}"
     );
+}
+
+/// The broker's container in a mesh target's output, by its Deployment.
+fn broker_env(target: &str, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        target,
+        "envoy/gateway.yaml",
+        "--namespace",
+        "mcp",
+        "--upstream",
+        "support_assistant=support-assistant.mcp.svc.cluster.local:8080",
+        "--upstream",
+        "ops_console=ops-console.mcp.svc.cluster.local:8080",
+    ];
+    args.extend_from_slice(extra);
+    let text = render(&args);
+    let deployment = text
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str::<Value>(d).expect("each document is YAML"))
+        .find(|o| o["kind"] == "Deployment")
+        .expect("the broker's Deployment");
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn mesh_targets_point_the_brokers_deployment_at_the_collector() {
+    for target in ["istio", "envoy-gateway"] {
+        let plain = broker_env(target, &[]);
+        assert!(
+            !plain
+                .iter()
+                .any(|e| e["name"].as_str().unwrap_or_default().starts_with("OTEL_")),
+            "{target}: {plain:?}"
+        );
+        let traced = broker_env(target, &["--otlp-collector", "otel.observability:4317"]);
+        assert!(
+            traced.contains(&json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel.observability:4317"})),
+            "{target}: {traced:?}"
+        );
+        assert!(
+            traced.contains(&json!({"name": "OTEL_SERVICE_NAME", "value": "scopegate-broker"})),
+            "{target}: {traced:?}"
+        );
+    }
+    let out = scopegate_tests::render::broker(&[
+        "render",
+        "istio",
+        "envoy/gateway.yaml",
+        "--otlp-collector",
+        "no-port",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--otlp-collector"));
 }

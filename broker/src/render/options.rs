@@ -52,6 +52,8 @@ pub struct MeshOptions {
     pub broker_image: String,
     /// The Secret holding the environment variables the document names.
     pub secret: String,
+    /// `HOST:PORT` of the OTLP/gRPC collector for the broker's traces.
+    pub otlp_collector: Option<String>,
 }
 
 /// Where Istio's EnvoyFilter inserts the filter.

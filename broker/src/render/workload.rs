@@ -52,12 +52,18 @@ pub fn broker_objects(
     doc: &Value,
 ) -> Vec<(Option<String>, Value)> {
     let ns = &mesh.namespace;
-    let env: Vec<Value> = secret_env_names(doc)
+    let mut env: Vec<Value> = secret_env_names(doc)
         .into_iter()
         .map(|name| {
             json!({"name": name, "valueFrom": {"secretKeyRef": {"name": mesh.secret, "key": name}}})
         })
         .collect();
+    if let Some(collector) = &mesh.otlp_collector {
+        env.push(
+            json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": format!("http://{collector}")}),
+        );
+        env.push(json!({"name": "OTEL_SERVICE_NAME", "value": BROKER_NAME}));
+    }
     let config_map = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
