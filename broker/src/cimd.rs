@@ -113,6 +113,8 @@ impl Fetcher {
         Ok(meta)
     }
 
+    // A client's own host: the span is ours, its trace context is not sent there.
+    #[tracing::instrument(name = "client metadata document", skip_all, fields(otel.kind = "client"))]
     async fn fetch(&self, url: &str) -> Result<(ClientMetadata, u64), OAuthError> {
         let fail = |why: String| {
             OAuthError::invalid_client(format!(

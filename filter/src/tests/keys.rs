@@ -1,5 +1,6 @@
 //! Signing keys: a rotation picked up from shared data or a fetch (and verified tokens
-//! forgotten), the refresh lease, and a token naming an unknown `kid` refetching the keys once.
+//! forgotten), the refresh lease, and a token naming an unknown `kid` refetching the keys once
+//! (the fetch carrying the request's trace context).
 #![cfg(test)] // declared in tests/mod.rs as `#[cfg(test)] mod …`: test code only
 
 use super::{document, worker, SERVERS};
@@ -121,10 +122,16 @@ fn an_unknown_kid_refetches_the_keys_once_and_the_request_goes_on_with_them() {
     let rotated = token(&b);
     h.headers
         .push(("authorization".into(), format!("Bearer {rotated}")));
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    h.headers.push(("traceparent".into(), traceparent.into()));
     let mut r = Request::<Fake>::new(Some(Rc::clone(&w)), 1);
     assert!(matches!(r.request_headers(&mut h, true), Action::Pause));
     assert_eq!(h.dispatched.len(), 1, "one JWKS fetch");
     assert_eq!(h.dispatched[0].0, "idp");
+    // Made on this request's behalf: it carries the request's trace context.
+    assert!(h.dispatched[0]
+        .1
+        .contains(&("traceparent".to_string(), traceparent.to_string())));
     assert!(h.replies.is_empty(), "waiting, not refused");
 
     h.call_status = Some(200);
