@@ -160,6 +160,8 @@ pub struct FilterSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitCall {
     pub cluster: String,
+    /// The cluster as a serialized `GrpcService`: what Envoy's gRPC call is given.
+    pub grpc_service: String,
     pub domain: String,
     pub timeout_ms: u64,
     pub on_error: crate::config::OnError,

@@ -67,8 +67,11 @@ fn rate_limit_call(r: &RateLimitDoc, errs: &mut Errors) -> RateLimitCall {
     if r.timeout_ms == 0 || r.timeout_ms > 10_000 {
         refuse("timeout_ms", "must be between 1 and 10000".into());
     }
+    let grpc_service =
+        String::from_utf8(crate::rate_limit::proto::grpc_service(&r.cluster)).unwrap_or_default();
     RateLimitCall {
         cluster: r.cluster.clone(),
+        grpc_service,
         domain: r.domain.clone(),
         timeout_ms: r.timeout_ms,
         on_error: r.on_error,
