@@ -40,13 +40,15 @@ pub enum Reason {
     /// A brokered gateway's token names no grant.
     NoGrant,
     BrokerUnavailable,
+    /// The rate limit service could not count a budgeted call (`filter.rate_limit.on_error: deny`).
+    RateLimitUnavailable,
     /// The gateway itself failed (a host call, lost state): fail closed.
     InternalError,
 }
 
 impl Reason {
     /// Every reason, in declaration order (dashboards and docs check the strings they name).
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::Ok,
         Reason::NoToken,
         Reason::Malformed,
@@ -73,6 +75,7 @@ impl Reason {
         Reason::GrantRevoked,
         Reason::NoGrant,
         Reason::BrokerUnavailable,
+        Reason::RateLimitUnavailable,
         Reason::InternalError,
     ];
 
@@ -105,6 +108,7 @@ impl Reason {
             Reason::GrantRevoked => "grant_revoked",
             Reason::NoGrant => "no_grant",
             Reason::BrokerUnavailable => "broker_unavailable",
+            Reason::RateLimitUnavailable => "rate_limit_unavailable",
             Reason::InternalError => "internal_error",
         }
     }
@@ -180,6 +184,7 @@ mod tests {
                 | Reason::McpMetadataMissing
                 | Reason::BodyTooLarge
                 | Reason::BudgetExceeded
+                | Reason::RateLimitUnavailable
                 | Reason::GrantRevoked
                 | Reason::NoGrant
                 | Reason::BrokerUnavailable

@@ -12,13 +12,14 @@ mod istio;
 mod options;
 mod output;
 mod plugin;
+mod ratelimit;
 pub mod stats;
 mod tracing;
 mod workload;
 
 pub use options::{
     CommonOptions, EnvoyOptions, Format, GatewayOptions, IstioContext, IstioOptions, MeshOptions,
-    Target,
+    RateLimitOptions, Target, DEFAULT_RATELIMIT_IMAGE,
 };
 use scopegate_core::policy::{Policy, ProxyNeeds};
 use serde_json::Value;
@@ -43,6 +44,8 @@ pub struct Rendered {
     /// Lines printed first in YAML (a `#` is added), e.g. how the output was made.
     pub header: Vec<String>,
     pub objects: Vec<(Option<String>, Value)>,
+    /// The YAML as written, where key order matters to a reader (the objects as JSON sort them).
+    pub text: Option<String>,
 }
 
 /// A `HOST:PORT` an upstream cluster resolves to.
@@ -184,6 +187,10 @@ pub fn run(target: Target) -> ExitCode {
         Target::Envoy(a) => (
             &a.common,
             Input::load(&a.common, command).and_then(|i| envoy::render(&i, a)),
+        ),
+        Target::RateLimit(a) => (
+            &a.common,
+            Input::load(&a.common, command).and_then(|i| ratelimit::render(&i, a)),
         ),
         Target::Istio(a) => (
             &a.common,

@@ -1,5 +1,9 @@
 //! What each render target is asked for: plain options, which the command line fills in.
 
+/// The envoyproxy/ratelimit build rendered by default (it publishes images by commit: no release
+/// has been tagged since v1.4.0; its units are second, minute, hour and day).
+pub const DEFAULT_RATELIMIT_IMAGE: &str = "envoyproxy/ratelimit:f2fb1577";
+
 /// How the objects are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -41,6 +45,8 @@ pub struct EnvoyOptions {
     pub otlp_collector: Option<String>,
     /// The service name of Envoy's spans (with `otlp_collector`).
     pub service_name: Option<String>,
+    /// The rate limit service's gRPC address (required with `filter.rate_limit`).
+    pub rate_limit: Option<String>,
 }
 
 /// Where the mesh fetches the filter from, and the broker's workload.
@@ -54,6 +60,11 @@ pub struct MeshOptions {
     pub secret: String,
     /// `HOST:PORT` of the OTLP/gRPC collector for the broker's traces.
     pub otlp_collector: Option<String>,
+    /// The rate limit service's image (with `filter.rate_limit`).
+    pub ratelimit_image: String,
+    /// An existing Redis the rate limit service counts in (`HOST:PORT`); absent: a small Redis
+    /// is rendered next to it.
+    pub redis_url: Option<String>,
 }
 
 /// Where Istio's EnvoyFilter inserts the filter.
@@ -88,10 +99,17 @@ pub struct GatewayOptions {
     pub listener: String,
 }
 
+/// The rate limit service's own configuration.
+#[derive(Debug)]
+pub struct RateLimitOptions {
+    pub common: CommonOptions,
+}
+
 /// One target and its options.
 #[derive(Debug)]
 pub enum Target {
     Envoy(EnvoyOptions),
+    RateLimit(RateLimitOptions),
     Istio(IstioOptions),
     EnvoyGateway(GatewayOptions),
 }
