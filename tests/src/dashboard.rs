@@ -82,16 +82,49 @@ fn label_pairs(body: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Every query in the dashboard: (where, PromQL). Grafana's variables are replaced by values
-/// PromQL accepts (`$__rate_interval` by a duration, `$server` by a regex).
-pub fn queries(dashboard: &Value) -> Vec<(String, String)> {
+/// The row of the panels that need a rate limit service (`filter.rate_limit`): the fleet
+/// budgets test checks them, the walkthrough (no such service) every other.
+pub const FLEET_ROW: &str = "Budgets across a fleet (filter.rate_limit)";
+
+/// Which rows' panels a check covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Every row but [`FLEET_ROW`].
+    AllButFleet,
+    /// Only [`FLEET_ROW`].
+    Fleet,
+}
+
+/// The panels with the title of the row each sits under (Grafana lists a row, then its panels,
+/// or nests them in a collapsed row's `panels`).
+fn panels(dashboard: &Value) -> Vec<(String, &Value)> {
     let mut out = Vec::new();
-    let mut panels: Vec<&Value> = Vec::new();
+    let mut row = String::new();
     for p in dashboard["panels"].as_array().into_iter().flatten() {
-        panels.push(p);
-        panels.extend(p["panels"].as_array().into_iter().flatten());
+        if p["type"] == "row" {
+            row = p["title"].as_str().unwrap_or_default().to_string();
+        }
+        out.push((row.clone(), p));
+        for inner in p["panels"].as_array().into_iter().flatten() {
+            out.push((row.clone(), inner));
+        }
     }
-    for p in panels {
+    out
+}
+
+/// Every query of the rows chosen: (where, PromQL).
+pub fn queries_in(dashboard: &Value, rows: Rows) -> Vec<(String, String)> {
+    queries_where(dashboard, |row| (row == FLEET_ROW) == (rows == Rows::Fleet))
+}
+
+/// Every query in the dashboard: (where, PromQL).
+pub fn queries(dashboard: &Value) -> Vec<(String, String)> {
+    queries_where(dashboard, |_| true)
+}
+
+fn queries_where(dashboard: &Value, row: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (_, p) in panels(dashboard).into_iter().filter(|(r, _)| row(r)) {
         for t in p["targets"].as_array().into_iter().flatten() {
             if let Some(e) = t["expr"].as_str() {
                 let title = p["title"].as_str().unwrap_or("?");
@@ -134,9 +167,25 @@ fn substitute(expr: &str) -> String {
 }
 
 /// Every problem with the dashboard against the scrape (empty: every query can show data).
+/// Grafana's variables are replaced by values PromQL accepts (`$__rate_interval` by a duration,
+/// `$server` by a regex).
 pub fn check(dashboard: &Value, scrape: &Scrape) -> Vec<String> {
+    check_queries(dashboard, queries(dashboard), scrape, true)
+}
+
+/// [`check`] for the panels of some rows (variables are checked with [`Rows::AllButFleet`]).
+pub fn check_rows(dashboard: &Value, rows: Rows, scrape: &Scrape) -> Vec<String> {
+    let qs = queries_in(dashboard, rows);
+    check_queries(dashboard, qs, scrape, rows == Rows::AllButFleet)
+}
+
+fn check_queries(
+    dashboard: &Value,
+    qs: Vec<(String, String)>,
+    scrape: &Scrape,
+    variables: bool,
+) -> Vec<String> {
     let mut problems = Vec::new();
-    let qs = queries(dashboard);
     if qs.is_empty() {
         problems.push("the dashboard has no queries".to_string());
     }
@@ -150,7 +199,12 @@ pub fn check(dashboard: &Value, scrape: &Scrape) -> Vec<String> {
             Err(e) => problems.push(format!("{place}: not PromQL ({e}): {expr}")),
         }
     }
-    for (place, metric, label) in variable_label_values(dashboard) {
+    let vars = if variables {
+        variable_label_values(dashboard)
+    } else {
+        Vec::new()
+    };
+    for (place, metric, label) in vars {
         match scrape.labels(&metric) {
             None => problems.push(format!("{place}: no metric {metric} was scraped")),
             Some(labels) if !labels.contains_key(&label) => {
@@ -317,6 +371,24 @@ scopegate_broker_revocations_total{reason="withdrawn by the person, \"twice\""} 
         let p = check(&d, &Scrape::parse(&[SCRAPE]));
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("has no label gateway"), "{p:?}");
+    }
+
+    #[test]
+    fn rows_split_the_check() {
+        let d = json!({"panels": [
+            {"type": "row", "title": "Decisions"},
+            {"title": "a", "targets": [{"expr": "scopegate_allow", "refId": "A"}]},
+            {"type": "row", "title": FLEET_ROW},
+            {"title": "b", "targets": [{"expr": "scopegate_rate_limit", "refId": "A"}]}]});
+        let s = Scrape::parse(&[SCRAPE]);
+        assert!(check_rows(&d, Rows::AllButFleet, &s).is_empty());
+        let fleet = check_rows(&d, Rows::Fleet, &s);
+        assert_eq!(fleet.len(), 1, "{fleet:?}");
+        assert!(
+            fleet[0].contains("no metric scopegate_rate_limit"),
+            "{fleet:?}"
+        );
+        assert_eq!(check(&d, &s).len(), 1);
     }
 
     #[test]
