@@ -68,6 +68,10 @@ pub enum RenderTarget {
     /// well-known paths), the scopegate filter, clusters, the access-log format.
     #[command(after_help = EXIT_CODES)]
     Envoy(EnvoyArgs),
+    /// The rate limit service's configuration (envoyproxy/ratelimit YAML) for the document's
+    /// budgets, when `filter.rate_limit` counts them across the fleet.
+    #[command(name = "ratelimit", after_help = EXIT_CODES)]
+    RateLimit(RateLimitArgs),
     /// Istio: a WasmPlugin (no server reads the body) or an EnvoyFilter delivering the filter by
     /// ECDS with the body flag; Telemetry; the broker's Deployment, Service, ServiceEntry,
     /// PeerAuthentication and AuthorizationPolicy.
@@ -134,6 +138,22 @@ pub struct EnvoyArgs {
     /// `http://localhost:` for the MCP Inspector.
     #[arg(long = "cors-origin", value_name = "PREFIX")]
     pub cors_origins: Vec<String>,
+    /// The rate limit service's gRPC address; required when the document has
+    /// `filter.rate_limit` (its cluster is rendered over HTTP/2), refused otherwise.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub rate_limit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RateLimitArgs {
+    /// The gateway document (YAML or JSON).
+    pub doc: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub format: Format,
+    /// Write the output to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<String>,
 }
 
 /// Where the mesh fetches the filter from, and the broker's workload.
@@ -165,6 +185,13 @@ pub struct MeshArgs {
     /// the variable names. Render only references it, never writes values.
     #[arg(long, value_name = "NAME", default_value = "scopegate-broker")]
     pub secret: String,
+    /// The rate limit service's image (rendered with `filter.rate_limit`).
+    #[arg(long, value_name = "IMAGE", default_value = render::DEFAULT_RATELIMIT_IMAGE)]
+    pub ratelimit_image: String,
+    /// An existing Redis for the rate limit service (`HOST:PORT`); without it a small Redis
+    /// Deployment and Service are rendered.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +285,8 @@ impl From<MeshArgs> for render::MeshOptions {
             wasm_sha256: a.wasm_sha256,
             broker_image: a.broker_image,
             secret: a.secret,
+            ratelimit_image: a.ratelimit_image,
+            redis_url: a.redis_url,
         }
     }
 }
@@ -274,6 +303,16 @@ impl From<RenderTarget> for render::Target {
                 broker_internal: a.broker_internal,
                 access_log: a.access_log,
                 cors_origins: a.cors_origins,
+                rate_limit: a.rate_limit,
+            }),
+            RenderTarget::RateLimit(a) => render::Target::RateLimit(render::RateLimitOptions {
+                common: render::CommonOptions {
+                    doc: a.doc,
+                    format: a.format.into(),
+                    upstreams: Vec::new(),
+                    body_flag: false,
+                    output: a.output,
+                },
             }),
             RenderTarget::Istio(a) => render::Target::Istio(render::IstioOptions {
                 common: a.common.into(),

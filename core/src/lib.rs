@@ -22,6 +22,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod policy;
 pub mod prm;
+pub mod rate_limit;
 pub mod reach;
 pub mod reason;
 pub mod revocation;

@@ -152,6 +152,19 @@ pub struct FilterSettings {
     pub max_listing_bytes: usize,
     pub broker: Option<BrokerCall>,
     pub body_mode: crate::config::BodyMode,
+    /// Present: budgets are counted by the rate limit service, not in shared data.
+    pub rate_limit: Option<RateLimitCall>,
+}
+
+/// How the filter reaches the rate limit service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitCall {
+    pub cluster: String,
+    /// The cluster as a serialized `GrpcService`: what Envoy's gRPC call is given.
+    pub grpc_service: String,
+    pub domain: String,
+    pub timeout_ms: u64,
+    pub on_error: crate::config::OnError,
 }
 
 impl Policy {

@@ -40,6 +40,8 @@ pub enum Reason {
     /// A brokered gateway's token names no grant.
     NoGrant,
     BrokerUnavailable,
+    /// The rate limit service could not count a budgeted call (`filter.rate_limit.on_error: deny`).
+    RateLimitUnavailable,
     /// The gateway itself failed (a host call, lost state): fail closed.
     InternalError,
 }
@@ -74,6 +76,7 @@ impl Reason {
             Reason::GrantRevoked => "grant_revoked",
             Reason::NoGrant => "no_grant",
             Reason::BrokerUnavailable => "broker_unavailable",
+            Reason::RateLimitUnavailable => "rate_limit_unavailable",
             Reason::InternalError => "internal_error",
         }
     }
@@ -133,6 +136,7 @@ mod tests {
             Reason::GrantRevoked,
             Reason::NoGrant,
             Reason::BrokerUnavailable,
+            Reason::RateLimitUnavailable,
             Reason::InternalError,
         ];
         let mut seen = std::collections::HashSet::new();

@@ -281,3 +281,76 @@ fn mcp_metadata_cannot_filter_listings() {
     let plain = format!("{BASE}filter: {{ body_mode: mcp_metadata }}\n");
     assert!(errors(&plain).is_empty(), "{:?}", errors(&plain));
 }
+
+#[test]
+fn rate_limit_settings_are_checked_field_by_field() {
+    let ok = format!("{BASE}filter: {{ rate_limit: {{ cluster: rls }} }}\n");
+    let p = load(&ok).unwrap();
+    let r = p.filter.rate_limit.clone().unwrap();
+    assert_eq!(
+        (r.cluster.as_str(), r.domain.as_str(), r.timeout_ms),
+        ("rls", "scopegate", 100)
+    );
+    assert_eq!(r.on_error, scopegate_core::config::OnError::Deny);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert!(load(BASE).unwrap().filter.rate_limit.is_none());
+
+    let bad =
+        format!("{BASE}filter: {{ rate_limit: {{ cluster: '', domain: '', timeout_ms: 0 }} }}\n");
+    assert_refused(&bad, "filter.rate_limit.cluster");
+    assert_refused(&bad, "filter.rate_limit.domain");
+    assert_refused(&bad, "filter.rate_limit.timeout_ms");
+    let slow = format!("{BASE}filter: {{ rate_limit: {{ cluster: rls, timeout_ms: 10001 }} }}\n");
+    assert_refused(&slow, "filter.rate_limit.timeout_ms");
+    let typo = format!("{BASE}filter: {{ rate_limit: {{ cluster: rls, on_error: maybe }} }}\n");
+    assert_refused(&typo, "on_error");
+    let missing = format!("{BASE}filter: {{ rate_limit: {{ domain: d }} }}\n");
+    assert_refused(&missing, "cluster");
+
+    let open = format!("{BASE}filter: {{ rate_limit: {{ cluster: rls, on_error: allow }} }}\n");
+    let p = load(&open).unwrap();
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("filter.rate_limit.on_error") && w.contains("uncounted")),
+        "{:?}",
+        p.warnings
+    );
+}
+
+#[test]
+fn a_rate_limit_service_counts_whole_units_and_one_counter_per_path() {
+    let budgets = |list: &str| {
+        BASE.replace(
+            "        scopes: [tickets.write, admin.read]\n",
+            &format!("        scopes: [tickets.write, admin.read]\n        budgets: {list}\n"),
+        )
+    };
+    let odd = budgets("[{ requests: 5, per_seconds: 30 }]");
+    assert!(
+        errors(&odd).is_empty(),
+        "counted per proxy, any window works"
+    );
+    let odd = format!("{odd}filter: {{ rate_limit: {{ cluster: rls }} }}\n");
+    assert_refused(&odd, "gateways[0].servers[1].budgets[0].per_seconds");
+    let units = budgets(
+        "[{ requests: 5, per_seconds: 1 }, { requests: 5, per_seconds: 60 }, { requests: 5, per_seconds: 3600, per: server }, { requests: 5, per_seconds: 86400, tool: x }]",
+    );
+    let units = format!("{units}filter: {{ rate_limit: {{ cluster: rls }} }}\n");
+    assert!(errors(&units).is_empty(), "{:?}", errors(&units));
+
+    let twice = budgets(
+        "[{ tool: x, requests: 5, per_seconds: 60 }, { tool: x, requests: 9, per_seconds: 60, per: client_id }, { tool: x, requests: 7, per_seconds: 60 }]",
+    );
+    assert!(
+        errors(&twice).is_empty(),
+        "per proxy each budget has its own window"
+    );
+    let twice = format!("{twice}filter: {{ rate_limit: {{ cluster: rls }} }}\n");
+    let es = errors(&twice);
+    assert_eq!(es.len(), 1, "{es:#?}");
+    assert!(
+        es[0].contains("gateways[0].servers[1].budgets[2]") && es[0].contains("budgets[0]"),
+        "{es:#?}"
+    );
+}

@@ -16,6 +16,9 @@ pub type Sent = (u16, Vec<(String, String)>, String);
 /// A callout as dispatched: cluster, headers, body.
 pub type Dispatched = (String, Vec<(String, String)>, Option<Vec<u8>>);
 
+/// A gRPC call as dispatched: upstream, service, method, message.
+pub type GrpcDispatched = (String, String, String, Vec<u8>);
+
 /// A host that records what the filter does. `fail` names calls that return an error.
 #[derive(Default)]
 pub struct Fake {
@@ -42,6 +45,9 @@ pub struct Fake {
     pub call_status: Option<u16>,
     pub call_body: Vec<u8>,
     pub dispatched: Vec<Dispatched>,
+    pub grpc_dispatched: Vec<GrpcDispatched>,
+    /// The message of the gRPC call being answered.
+    pub grpc_body: Vec<u8>,
     /// Shared data: value and version (the compare-and-swap token).
     pub shared: HashMap<String, (Vec<u8>, u32)>,
     /// Writes another worker makes to a key just before this one's next write to it (so a
@@ -51,6 +57,8 @@ pub struct Fake {
     pub clock: Option<Duration>,
     pub tick_period: Option<Duration>,
     pub configuration: Option<Vec<u8>>,
+    /// Other properties by their path joined with `.` (e.g. the native MCP filter's metadata).
+    pub properties: HashMap<String, Vec<u8>>,
 }
 
 impl Fake {
@@ -154,7 +162,7 @@ impl Host for Fake {
         self.call("property")?;
         Ok(match path {
             ["xds", "cluster_name"] => self.cluster.clone().map(String::into_bytes),
-            _ => None,
+            _ => self.properties.get(&path.join(".")).cloned(),
         })
     }
     fn request_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status> {
@@ -229,6 +237,28 @@ impl Host for Fake {
     fn call_response_body(&mut self, _size: usize) -> Result<Option<Vec<u8>>, Status> {
         self.call("call_response_body")?;
         Ok(Some(self.call_body.clone()))
+    }
+    fn dispatch_grpc(
+        &mut self,
+        upstream: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        _timeout: Duration,
+    ) -> Result<u32, Status> {
+        self.call("dispatch_grpc")?;
+        self.grpc_dispatched.push((
+            upstream.to_string(),
+            service.to_string(),
+            method.to_string(),
+            message.to_vec(),
+        ));
+        // gRPC call tokens 101, 102, ...
+        Ok(100 + self.grpc_dispatched.len() as u32)
+    }
+    fn grpc_response(&mut self, _size: usize) -> Result<Option<Vec<u8>>, Status> {
+        self.call("grpc_response")?;
+        Ok(Some(self.grpc_body.clone()))
     }
     fn resume(&mut self) -> Result<(), Status> {
         self.call("resume")?;

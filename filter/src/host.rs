@@ -46,6 +46,17 @@ pub trait Host {
     ) -> Result<u32, Status>;
     fn call_response_status(&mut self) -> Option<u16>;
     fn call_response_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status>;
+    /// Starts a unary gRPC call. `upstream` is a serialized `GrpcService` (or a cluster name).
+    fn dispatch_grpc(
+        &mut self,
+        upstream: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, Status>;
+    /// The message of the gRPC call being answered.
+    fn grpc_response(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status>;
     /// Lets a paused request go on.
     fn resume(&mut self) -> Result<(), Status>;
     /// Makes later calls act on another request of this worker (a parked one being woken).
@@ -137,6 +148,21 @@ impl Host for Envoy {
 
     fn call_response_body(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status> {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+    }
+
+    fn dispatch_grpc(
+        &mut self,
+        upstream: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, Status> {
+        hostcalls::dispatch_grpc_call(upstream, service, method, vec![], Some(message), timeout)
+    }
+
+    fn grpc_response(&mut self, size: usize) -> Result<Option<Vec<u8>>, Status> {
+        hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
     }
 
     fn resume(&mut self) -> Result<(), Status> {

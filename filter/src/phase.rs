@@ -35,6 +35,14 @@ pub enum Phase {
         server: ServerId,
         principal: Rc<Principal>,
     },
+    /// Allowed so far; waiting for the rate limit service to count the request's budgets (gRPC
+    /// call `call`, this request's own). `windows` are the budgets' lengths, in the order asked.
+    AwaitingRateLimit {
+        call: u32,
+        windows: Vec<u64>,
+        decided: Decided,
+        after: AfterCount,
+    },
     /// Allowed so far; waiting for the broker's downstream credential (callout `call`).
     AwaitingCredential {
         call: u32,
@@ -53,6 +61,15 @@ pub struct Decided {
     pub server: ServerId,
     pub decision: Rc<Decision>,
     pub then: Then,
+}
+
+/// What follows once a request's budgets are counted.
+#[derive(Clone, Copy)]
+pub enum AfterCount {
+    /// The headers are still held: the downstream credential (brokered gateways), then forward.
+    Forward,
+    /// `hold_body`: the headers went upstream already; record the decision, let the body go.
+    Release,
 }
 
 /// What follows once the request headers are rewritten for the upstream.

@@ -27,6 +27,7 @@ mod real_authorization_server;
 mod render_envoy;
 mod render_istio_ecds;
 mod render_mesh;
+mod render_rate_limit;
 mod sdk_browser;
 mod sdk_clients;
 mod sdk_registration;

@@ -42,11 +42,15 @@ fn check(files: &[PathBuf]) -> (bool, Value) {
     (out.status.success(), v)
 }
 
-/// envoy/gateway.yaml with `filter.body_mode` set, as a JSON file.
+/// envoy/gateway.yaml with `filter.body_mode` set and a budget counted by the rate limit service
+/// (so its workload, Redis and configuration are rendered too), as a JSON file.
 fn document(mode: &str, dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo_root().join("envoy/gateway.yaml")).unwrap();
     let mut doc: Value = serde_norway::from_str(&text).unwrap();
     doc["filter"]["body_mode"] = json!(mode);
+    doc["filter"]["rate_limit"] = json!({"cluster": "scopegate_ratelimit"});
+    doc["gateways"][0]["servers"][0]["budgets"] =
+        json!([{"requests": 100, "per_seconds": 60, "per": "client_id"}]);
     let path = dir.join(format!("gateway-{mode}.json"));
     std::fs::write(&path, doc.to_string()).unwrap();
     path
@@ -93,6 +97,13 @@ fn every_rendered_manifest_passes_the_published_schemas_in_every_body_mode() {
             "{mode}: no Istio filter in {kinds:?}"
         );
         assert!(docs.iter().all(|d| d["schema"].is_string()), "{mode}: {v}");
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            assert!(
+                text.contains("image: envoyproxy/ratelimit:") && text.contains("image: redis:"),
+                "{mode}: the rate limit service and its Redis were checked too"
+            );
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The Envoy clusters a document names (servers, JWKS, the broker) and their renaming per target.
+//! The Envoy clusters a document names (servers, JWKS, the broker, the rate limit service) and
+//! their renaming per target.
 
 use super::{Endpoint, Input, RenderError};
 use serde_json::Value;
@@ -12,6 +13,8 @@ pub enum Role {
     Jwks,
     /// The broker's internal listener (`filter.broker.cluster`).
     Broker,
+    /// The rate limit service counting budgets (`filter.rate_limit.cluster`), spoken to in gRPC.
+    RateLimit,
 }
 
 /// One cluster the document names, with its endpoint.
@@ -48,7 +51,20 @@ fn pointers(doc: &Value) -> Vec<(String, Role)> {
     if doc["filter"]["broker"]["cluster"].is_string() {
         out.push(("/filter/broker/cluster".into(), Role::Broker));
     }
+    if doc["filter"]["rate_limit"]["cluster"].is_string() {
+        out.push(("/filter/rate_limit/cluster".into(), Role::RateLimit));
+    }
     out
+}
+
+/// What a cluster speaking HTTP/2 to its upstream needs (gRPC: the rate limit service).
+pub fn http2_options() -> Value {
+    serde_json::json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    })
 }
 
 /// The name of the broker's internal cluster, if the filter calls the broker.
@@ -56,9 +72,14 @@ pub fn broker_cluster(doc: &Value) -> Option<&str> {
     doc["filter"]["broker"]["cluster"].as_str()
 }
 
-/// The distinct clusters of the document, each with where it points: `--upstream`, else the
-/// broker's internal listener for the broker's cluster; anything else is an error naming it.
-pub fn resolve(input: &Input, broker_internal: &Endpoint) -> Result<Vec<ClusterRef>, RenderError> {
+/// The distinct clusters of the document, each with where it points: the rate limit service's
+/// address for its cluster, `--upstream`, else the broker's internal listener for the broker's
+/// cluster; anything else is an error naming it.
+pub fn resolve(
+    input: &Input,
+    broker_internal: &Endpoint,
+    rate_limit: Option<&Endpoint>,
+) -> Result<Vec<ClusterRef>, RenderError> {
     let broker = broker_cluster(&input.doc).map(str::to_string);
     let mut out: Vec<ClusterRef> = Vec::new();
     for (ptr, role) in pointers(&input.doc) {
@@ -69,6 +90,26 @@ pub fn resolve(input: &Input, broker_internal: &Endpoint) -> Result<Vec<ClusterR
             continue;
         }
         let is_broker = broker.as_deref() == Some(name);
+        if role == Role::RateLimit {
+            let Some(ep) = rate_limit else {
+                return Err(RenderError::Usage(format!(
+                    "cluster `{name}` (the rate limit service, at `{ptr}`) has no address: add --rate-limit HOST:PORT"
+                )));
+            };
+            if let Some(other) = out.iter().find(|c| c.name == name) {
+                return Err(RenderError::Usage(format!(
+                    "cluster `{name}` is the rate limit service's (gRPC) and also {:?}'s: give it its own name",
+                    other.role
+                )));
+            }
+            out.push(ClusterRef {
+                name: name.to_string(),
+                role,
+                endpoint: ep.clone(),
+                broker_internal: false,
+            });
+            continue;
+        }
         let endpoint = match (input.upstreams.get(name), is_broker) {
             (Some(ep), _) => ep.clone(),
             (None, true) => broker_internal.clone(),
@@ -77,6 +118,7 @@ pub fn resolve(input: &Input, broker_internal: &Endpoint) -> Result<Vec<ClusterR
                     Role::Server { name: s, .. } => format!("server `{s}`"),
                     Role::Jwks => "the JWKS".to_string(),
                     Role::Broker => "the broker".to_string(),
+                    Role::RateLimit => "the rate limit service".to_string(),
                 };
                 return Err(RenderError::Usage(format!(
                     "cluster `{name}` ({what}, at `{ptr}`) has no address: add --upstream {name}=HOST:PORT"
@@ -123,7 +165,8 @@ pub fn rename(
         if let Some(slot) = out.pointer_mut(&ptr) {
             *slot = Value::String(new);
         }
-        if !matches!(role, Role::Server { .. }) {
+        // The rate limit call is gRPC: its `:authority` is Envoy's to set.
+        if matches!(role, Role::Jwks | Role::Broker) {
             let parent = ptr.trim_end_matches("/cluster");
             if let Some(obj) = out.pointer_mut(parent).and_then(Value::as_object_mut) {
                 obj.entry("authority")

@@ -37,7 +37,22 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
     let listen = Endpoint::parse(&a.listen).map_err(usage)?;
     let admin = Endpoint::parse(&a.admin).map_err(usage)?;
 
-    let refs = clusters::resolve(input, &broker_internal)?;
+    let rate_limit = match (&input.policy.filter.rate_limit, &a.rate_limit) {
+        (Some(_), Some(text)) => Some(Endpoint::parse(text).map_err(|e| usage(format!("--rate-limit: {e}")))?),
+        (Some(r), None) => {
+            return Err(usage(format!(
+                "the document counts budgets in a rate limit service (`filter.rate_limit`, cluster `{}`): add --rate-limit HOST:PORT, the service's gRPC address",
+                r.cluster
+            )))
+        }
+        (None, Some(_)) => {
+            return Err(usage(
+                "--rate-limit: the document has no `filter.rate_limit` (its budgets are counted by each Envoy on its own); add the section or drop the option".into(),
+            ))
+        }
+        (None, None) => None,
+    };
+    let refs = clusters::resolve(input, &broker_internal, rate_limit.as_ref())?;
     let configuration = embedded(&input.doc)?;
     let brokered = input.policy.gateways.iter().any(|g| g.brokered);
 
@@ -208,7 +223,8 @@ fn socket_address(ep: &Endpoint) -> Value {
     json!({"socket_address": {"address": ep.host, "port_value": ep.port}})
 }
 
-/// A cluster for one upstream: STATIC for an IP, STRICT_DNS for a name; TLS (with SNI) on 443.
+/// A cluster for one upstream: STATIC for an IP, STRICT_DNS for a name; TLS (with SNI) on 443;
+/// HTTP/2 for the rate limit service (gRPC).
 fn cluster(c: &ClusterRef) -> Value {
     let is_ip = c.endpoint.host.parse::<std::net::IpAddr>().is_ok();
     let mut out = json!({
@@ -220,6 +236,9 @@ fn cluster(c: &ClusterRef) -> Value {
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(&c.endpoint)}}]}],
         },
     });
+    if c.role == clusters::Role::RateLimit {
+        out["typed_extension_protocol_options"] = clusters::http2_options();
+    }
     if c.endpoint.port == 443 {
         out["transport_socket"] = json!({
             "name": "envoy.transport_sockets.tls",

@@ -7,7 +7,7 @@ use super::envoy::broker_paths;
 use super::istio::{bare_sha256, dns_label};
 use super::options::GatewayOptions;
 use super::workload::{self, broker_host, BROKER_NAME, INTERNAL_PORT, PUBLIC_PORT};
-use super::{embedded, plugin, Endpoint, Input, RenderError, Rendered};
+use super::{embedded, plugin, ratelimit, Endpoint, Input, RenderError, Rendered};
 use serde_json::{json, Value};
 
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
@@ -24,7 +24,8 @@ pub fn render(input: &Input, a: &GatewayOptions) -> Result<Rendered, RenderError
         host: broker_host(ns),
         port: INTERNAL_PORT,
     };
-    let refs = clusters::resolve(input, &broker_internal)?;
+    let rate_limit = ratelimit::service_endpoint(ns);
+    let refs = clusters::resolve(input, &broker_internal, Some(&rate_limit))?;
     // Servers' clusters are the ones Envoy Gateway makes for their HTTPRoutes (one per server,
     // named after it); the filter's own clusters keep their names (the patch policy adds them).
     let doc = clusters::rename(&input.doc, &refs, |c| match &c.role {
@@ -224,6 +225,7 @@ pub fn render(input: &Input, a: &GatewayOptions) -> Result<Rendered, RenderError
     }
 
     objects.extend(workload::broker_objects(&a.mesh, &configuration, &doc));
+    objects.extend(ratelimit::objects(&a.mesh, &input.policy)?);
     Ok(Rendered {
         header: vec![format!(
             "Rendered by `scopegate-broker {}`: do not edit.",
@@ -245,7 +247,8 @@ fn backend_ref(ep: &Endpoint, ns: &str) -> Value {
     r
 }
 
-/// Adds a cluster the filter calls (`dispatch_http_call` needs one by name).
+/// Adds a cluster the filter calls (`dispatch_http_call` and `dispatch_grpc_call` need one by
+/// name; the rate limit service's speaks HTTP/2).
 fn cluster_patch(c: &ClusterRef) -> Value {
     let mut cluster = json!({
         "name": c.name,
@@ -258,6 +261,9 @@ fn cluster_patch(c: &ClusterRef) -> Value {
             }}}}]}],
         },
     });
+    if c.role == Role::RateLimit {
+        cluster["typed_extension_protocol_options"] = clusters::http2_options();
+    }
     if c.endpoint.port == 443 {
         cluster["transport_socket"] = json!({
             "name": "envoy.transport_sockets.tls",

@@ -6,7 +6,7 @@ use super::clusters::{self, ClusterRef, Role};
 use super::envoy::broker_paths;
 use super::options::{IstioContext, IstioOptions};
 use super::workload::{self, broker_host, BROKER_NAME, INTERNAL_PORT, PUBLIC_PORT};
-use super::{access_log, embedded, plugin, Endpoint, Input, RenderError, Rendered};
+use super::{access_log, embedded, plugin, ratelimit, Endpoint, Input, RenderError, Rendered};
 use serde_json::{json, Map, Value};
 
 /// The access-log provider the `Telemetry` names (defined in the mesh config, see the snippet).
@@ -40,7 +40,8 @@ pub fn render(input: &Input, a: &IstioOptions) -> Result<Rendered, RenderError> 
         host: broker_host(ns),
         port: INTERNAL_PORT,
     };
-    let refs = clusters::resolve(input, &broker_internal)?;
+    let rate_limit = ratelimit::service_endpoint(ns);
+    let refs = clusters::resolve(input, &broker_internal, Some(&rate_limit))?;
     let doc = clusters::rename(&input.doc, &refs, |c| outbound(&c.endpoint));
     let configuration = embedded(&doc)?;
     let labels = selector(a)?;
@@ -125,6 +126,7 @@ pub fn render(input: &Input, a: &IstioOptions) -> Result<Rendered, RenderError> 
 
     objects.push(virtual_service(input, &refs, ns, &a.gateway));
     objects.extend(workload::broker_objects(&a.mesh, &configuration, &doc));
+    objects.extend(ratelimit::objects(&a.mesh, &input.policy)?);
     objects.extend(private_broker(a, ns));
     objects.extend(external_hosts(&refs, &doc, ns));
 

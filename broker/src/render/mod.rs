@@ -12,12 +12,14 @@ mod istio;
 mod options;
 mod output;
 mod plugin;
+mod ratelimit;
 mod workload;
 
 pub use options::{
     CommonOptions, EnvoyOptions, Format, GatewayOptions, IstioContext, IstioOptions, MeshOptions,
-    Target,
+    RateLimitOptions, Target,
 };
+pub use ratelimit::DEFAULT_IMAGE as DEFAULT_RATELIMIT_IMAGE;
 use scopegate_core::policy::{Policy, ProxyNeeds};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -182,6 +184,10 @@ pub fn run(target: Target) -> ExitCode {
         Target::Envoy(a) => (
             &a.common,
             Input::load(&a.common, command).and_then(|i| envoy::render(&i, a)),
+        ),
+        Target::RateLimit(a) => (
+            &a.common,
+            Input::load(&a.common, command).and_then(|i| ratelimit::render(&i, a)),
         ),
         Target::Istio(a) => (
             &a.common,

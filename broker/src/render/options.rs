@@ -37,6 +37,8 @@ pub struct EnvoyOptions {
     pub access_log: Option<String>,
     /// Origin prefixes answered for CORS.
     pub cors_origins: Vec<String>,
+    /// The rate limit service's gRPC address (required with `filter.rate_limit`).
+    pub rate_limit: Option<String>,
 }
 
 /// Where the mesh fetches the filter from, and the broker's workload.
@@ -48,6 +50,11 @@ pub struct MeshOptions {
     pub broker_image: String,
     /// The Secret holding the environment variables the document names.
     pub secret: String,
+    /// The rate limit service's image (with `filter.rate_limit`).
+    pub ratelimit_image: String,
+    /// An existing Redis the rate limit service counts in (`HOST:PORT`); absent: a small Redis
+    /// is rendered next to it.
+    pub redis_url: Option<String>,
 }
 
 /// Where Istio's EnvoyFilter inserts the filter.
@@ -82,10 +89,17 @@ pub struct GatewayOptions {
     pub listener: String,
 }
 
+/// The rate limit service's own configuration.
+#[derive(Debug)]
+pub struct RateLimitOptions {
+    pub common: CommonOptions,
+}
+
 /// One target and its options.
 #[derive(Debug)]
 pub enum Target {
     Envoy(EnvoyOptions),
+    RateLimit(RateLimitOptions),
     Istio(IstioOptions),
     EnvoyGateway(GatewayOptions),
 }

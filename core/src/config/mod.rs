@@ -238,6 +238,42 @@ pub struct FilterDoc {
     /// How per-tool and per-method decisions learn a POST's JSON-RPC calls.
     #[serde(default)]
     pub body_mode: BodyMode,
+    /// Budgets counted by an Envoy rate limit service, across every proxy; absent: each Envoy
+    /// counts on its own (N replicas allow N times a budget).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitDoc>,
+}
+
+/// Where budgets are counted: an `envoy.service.ratelimit.v3.RateLimitService` behind a cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDoc {
+    /// The Envoy cluster (HTTP/2) of the rate limit service.
+    pub cluster: String,
+    /// The service's `domain` the budgets' descriptors live under.
+    #[serde(default = "default_rate_limit_domain")]
+    pub domain: String,
+    #[serde(default = "default_rate_limit_timeout")]
+    pub timeout_ms: u64,
+    /// What a budgeted call gets when the service cannot answer.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// A budget nobody can count: spent (`deny`, the default) or not counted (`allow`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    #[default]
+    Deny,
+    Allow,
+}
+
+fn default_rate_limit_domain() -> String {
+    "scopegate".into()
+}
+fn default_rate_limit_timeout() -> u64 {
+    100
 }
 
 /// How the filter learns the JSON-RPC calls of a POST before the message reaches the upstream.
@@ -282,6 +318,7 @@ impl Default for FilterDoc {
             token_cache_entries: default_token_cache_entries(),
             body_mode: BodyMode::default(),
             max_listing_bytes: default_max_listing_bytes(),
+            rate_limit: None,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The `filter` section: limits, the broker call, and what the body mode cannot do.
 
 use super::{Errors, MAX_BODY_BYTES, MAX_LEEWAY_S, MAX_LISTING_BYTES};
-use crate::config::{BodyMode, BrokerCallDoc, Document};
-use crate::policy::{BrokerCall, FilterSettings, Server};
+use crate::config::{BodyMode, BrokerCallDoc, Document, OnError, RateLimitDoc};
+use crate::policy::{BrokerCall, FilterSettings, RateLimitCall, Server};
 
 /// `filter.*`, checked and compiled.
 pub(super) fn settings(doc: &Document, errs: &mut Errors) -> FilterSettings {
@@ -44,6 +44,46 @@ pub(super) fn settings(doc: &Document, errs: &mut Errors) -> FilterSettings {
         max_listing_bytes: f.max_listing_bytes,
         broker: f.broker.as_ref().map(|b| broker_call(b, errs)),
         body_mode: f.body_mode,
+        rate_limit: f.rate_limit.as_ref().map(|r| rate_limit_call(r, errs)),
+    }
+}
+
+/// `filter.rate_limit`: where budgets are counted across every proxy.
+fn rate_limit_call(r: &RateLimitDoc, errs: &mut Errors) -> RateLimitCall {
+    let mut refuse = |field: &str, message: String| {
+        errs.push(None, None, format!("filter.rate_limit.{field}"), message);
+    };
+    // The cluster goes to Envoy inside a serialized GrpcService whose length bytes must stay
+    // single-byte varints (the host call takes UTF-8).
+    if r.cluster.is_empty() || r.cluster.len() > 120 || r.cluster.chars().any(char::is_control) {
+        refuse(
+            "cluster",
+            "must be an Envoy cluster name of 1 to 120 characters".into(),
+        );
+    }
+    if r.domain.is_empty() || r.domain.len() > 120 || r.domain.chars().any(char::is_control) {
+        refuse("domain", "must be 1 to 120 characters".into());
+    }
+    if r.timeout_ms == 0 || r.timeout_ms > 10_000 {
+        refuse("timeout_ms", "must be between 1 and 10000".into());
+    }
+    let grpc_service =
+        String::from_utf8(crate::rate_limit::proto::grpc_service(&r.cluster)).unwrap_or_default();
+    RateLimitCall {
+        cluster: r.cluster.clone(),
+        grpc_service,
+        domain: r.domain.clone(),
+        timeout_ms: r.timeout_ms,
+        on_error: r.on_error,
+    }
+}
+
+/// The load-time warning a fail-open rate limit deserves.
+pub(super) fn rate_limit_warnings(filter: &FilterSettings, warnings: &mut Vec<String>) {
+    if let Some(r) = &filter.rate_limit {
+        if r.on_error == OnError::Allow {
+            warnings.push(format!("filter.rate_limit.on_error is `allow`: while the rate limit service (cluster `{}`) cannot answer, budgeted calls pass uncounted", r.cluster));
+        }
     }
 }
 

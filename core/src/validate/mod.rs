@@ -10,6 +10,7 @@ mod catalog;
 mod clients;
 mod filter;
 mod gateways;
+mod rate_limit;
 mod servers;
 
 use crate::config::Document;
@@ -180,6 +181,8 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
     b.warnings
         .extend(gateways::shared_boundaries(&doc.gateways));
     filter::check_body_mode(&filter, &b.servers, &mut b.errs, &mut b.warnings);
+    filter::rate_limit_warnings(&filter, &mut b.warnings);
+    rate_limit::check_budgets(&doc, &filter, &mut b.errs);
 
     let Build {
         errs,

@@ -1,18 +1,16 @@
 //! A held request body: where a body callback finds the request, and the message decided once
 //! complete (the verdict alone when `hold_body` already sent the headers).
 
+use super::count::Counting;
 use super::request::Request;
-use crate::audit;
-use crate::budgets;
 use crate::hold_watch;
 use crate::host::Host;
 use crate::listing::Watch;
-use crate::phase::Phase;
+use crate::phase::{AfterCount, Decided, Phase, Then};
 use crate::worker::Worker;
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::{self, Principal, Target};
-use scopegate_core::budget;
-use scopegate_core::decision::{Decision, Outcome};
+use scopegate_core::decision::Decision;
 use scopegate_core::mcp::Call;
 use scopegate_core::policy::ServerId;
 use std::rc::Rc;
@@ -42,6 +40,7 @@ impl<D: Host + Default> Request<D> {
             Phase::Done | Phase::Start => Held::Nothing,
             Phase::Replied
             | Phase::AwaitingKeys { .. }
+            | Phase::AwaitingRateLimit { .. }
             | Phase::AwaitingCredential { .. }
             | Phase::AwaitingExchange => Held::Waiting,
             Phase::HoldingHeaders { server, principal } => {
@@ -103,19 +102,17 @@ impl<D: Host + Default> Request<D> {
             Ok(d) => d,
             Err(action) => return action,
         };
-        let Outcome::Allow(grant) = &decision.outcome else {
+        if !decision.is_allow() {
             return self.reply(h, worker, &decision);
-        };
-        let policy = Rc::clone(&worker.policy);
-        let Some(target) = Target::of(&policy, server) else {
-            return self.fail_closed(h, "server vanished from the policy");
-        };
-        if let Err(retry_after) = budgets::spend_all(h, target.server, &calls, grant, self.now) {
-            let d = budget::exceeded(target, &decision.audit, retry_after);
-            return self.reply(h, worker, &d);
         }
-        audit::record(h, &mut worker.stats.borrow_mut(), &decision.audit, None);
-        self.phase = Phase::Done;
-        Action::Continue
+        let decided = Decided {
+            server,
+            decision: Rc::new(decision),
+            then: Then::Finish(None),
+        };
+        match self.count_budgets(h, worker, decided, &calls, AfterCount::Release) {
+            Counting::Go(decided) => self.release(h, worker, &decided),
+            Counting::Stop(action) => action,
+        }
     }
 }

@@ -1,15 +1,19 @@
-//! Callouts answered: the JWKS refetch (verify the token again), the broker's exchange (forward
-//! with the credential, or refuse), and the requests parked on that exchange woken with it.
+//! Callouts answered: the JWKS refetch (verify the token again), the rate limit service's count
+//! (go on, 429, or `on_error`), the broker's exchange (forward with the credential, or refuse),
+//! and the requests parked on that exchange woken with it.
 
+use super::count::Counting;
 use super::request::{resume, Request};
 use crate::credentials::Usable;
 use crate::host::Host;
 use crate::parking;
-use crate::phase::{Decided, Phase};
+use crate::phase::{AfterCount, Decided, Phase};
 use crate::worker::Worker;
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::Target;
+use scopegate_core::budget;
 use scopegate_core::exchange::{self, ExchangeError};
+use scopegate_core::rate_limit::verdict::{verdict, Verdict};
 use std::rc::Rc;
 
 impl<D: Host + Default> Request<D> {
@@ -32,6 +36,62 @@ impl<D: Host + Default> Request<D> {
                 self.credential_arrived(h, &worker, &cache_key, body_size, decided);
             }
             other => self.phase = other,
+        }
+    }
+
+    /// The rate limit service answered this request's call (`grpc_status` 0 with a message), or
+    /// the call failed or timed out (another status, no message).
+    pub(crate) fn rate_limit_answered<H: Host>(
+        &mut self,
+        h: &mut H,
+        token_id: u32,
+        grpc_status: u32,
+        size: usize,
+    ) {
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        let (windows, decided, after) = match std::mem::replace(&mut self.phase, Phase::Start) {
+            Phase::AwaitingRateLimit {
+                call,
+                windows,
+                decided,
+                after,
+            } if call == token_id => (windows, decided, after),
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
+        let message = if grpc_status == 0 && size > 0 {
+            match h.grpc_response(size) {
+                Ok(m) => m.unwrap_or_default(),
+                Err(e) => {
+                    log::warn!("cannot read the rate limit service's answer: {e:?}");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let counting = match verdict(grpc_status, &message, &windows) {
+            Verdict::Allowed => Counting::Go(decided),
+            Verdict::Exceeded { retry_after } => match Target::of(&worker.policy, decided.server) {
+                Some(target) => {
+                    let d = budget::exceeded(target, &decided.decision.audit, retry_after);
+                    Counting::Stop(self.reply(h, &worker, &d))
+                }
+                None => Counting::Stop(self.fail_closed(h, "server vanished from the policy")),
+            },
+            Verdict::Unavailable(why) => self.uncounted(h, &worker, decided, &format!("{why:?}")),
+        };
+        let action = match (counting, after) {
+            (Counting::Stop(action), _) => action,
+            (Counting::Go(decided), AfterCount::Forward) => self.proceed(h, &worker, decided),
+            (Counting::Go(decided), AfterCount::Release) => self.release(h, &worker, &decided),
+        };
+        if let Action::Continue = action {
+            resume(h);
         }
     }
 

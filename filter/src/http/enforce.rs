@@ -1,15 +1,14 @@
-//! Applying a decision: a refusal is answered; an allow spends its budgets, gets the downstream
-//! credential on brokered gateways, and edits the request for the upstream.
+//! Applying a decision: a refusal is answered; an allow spends its budgets (`count`), gets the
+//! downstream credential on brokered gateways, and edits the request for the upstream.
 
+use super::count::Counting;
 use super::request::Request;
 use crate::audit;
-use crate::budgets;
 use crate::host::Host;
-use crate::phase::{Decided, Phase, Then};
+use crate::phase::{AfterCount, Decided, Phase, Then};
 use crate::worker::Worker;
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::{Principal, Target};
-use scopegate_core::budget;
 use scopegate_core::decision::Outcome;
 use scopegate_core::mcp::Call;
 use scopegate_core::policy::ServerId;
@@ -26,20 +25,31 @@ impl<D: Host + Default> Request<D> {
         decided: Decided,
         calls: &[Call],
     ) -> Action {
-        let Outcome::Allow(grant) = &decided.decision.outcome else {
+        if !decided.decision.is_allow() {
             return self.reply(h, worker, &decided.decision);
-        };
+        }
+        // Budgets count calls: a held body is counted when it is decided.
+        if let Then::HoldBody(_) = decided.then {
+            return self.proceed(h, worker, decided);
+        }
+        match self.count_budgets(h, worker, decided, calls, AfterCount::Forward) {
+            Counting::Go(decided) => self.proceed(h, worker, decided),
+            Counting::Stop(action) => action,
+        }
+    }
+
+    /// Forwards an allowed, counted request: with the downstream credential on brokered
+    /// gateways (asked for first when this worker has none).
+    pub(super) fn proceed<H: Host>(
+        &mut self,
+        h: &mut H,
+        worker: &Worker,
+        decided: Decided,
+    ) -> Action {
         let policy = Rc::clone(&worker.policy);
         let Some(target) = Target::of(&policy, decided.server) else {
             return self.fail_closed(h, "server vanished from the policy");
         };
-        // Budgets count calls: a held body is counted when it is decided.
-        if let Then::Finish(_) = decided.then {
-            if let Err(retry_after) = budgets::spend_all(h, target.server, calls, grant, self.now) {
-                let d = budget::exceeded(target, &decided.decision.audit, retry_after);
-                return self.reply(h, worker, &d);
-            }
-        }
         if !target.gateway.brokered {
             return self.forward(h, worker, decided, None);
         }

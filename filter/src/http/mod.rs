@@ -2,13 +2,16 @@
 //!
 //! The request's state is a [`Phase`](crate::phase::Phase); each callback moves it on. The work
 //! is split by phase, each file calling only those below it: `request` (the state), `replies`
-//! (local answers, failing closed), `body` (deciding a held message), `exchange` (asking for
+//! (local answers, failing closed), `count` (an allowed request's budgets: spent in shared data,
+//! or asked of the rate limit service), `body` (deciding a held message), `exchange` (asking for
 //! the broker's credential, or parking on another request's exchange), `enforce` (budgets,
 //! credential, the upstream's headers), `headers` (metadata, the token, admission), `callouts`
-//! (the answers: keys, credentials, parked requests woken) and this file, the callbacks.
+//! (the answers: keys, budget counts, credentials, parked requests woken) and this file, the
+//! callbacks.
 
 mod body;
 mod callouts;
+mod count;
 mod enforce;
 mod exchange;
 mod headers;
@@ -128,6 +131,10 @@ impl Context for Request<Envoy> {
     ) {
         self.call_response(&mut Envoy, token_id, body_size);
     }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.rate_limit_answered(&mut Envoy, token_id, status_code, response_size);
+    }
 }
 
 impl HttpContext for Request<Envoy> {
@@ -167,3 +174,5 @@ impl HttpContext for Request<Envoy> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rate_limit;

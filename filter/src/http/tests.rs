@@ -31,7 +31,13 @@ fn doc(body_mode: &str) -> String {
 
 /// A worker whose token cache already holds `tok` (scopes as given) for `server`.
 fn worker(body_mode: &str, server: &str, scopes: &str) -> Rc<Worker> {
-    let policy = scopegate_core::validate::load(&doc(body_mode)).unwrap();
+    worker_for(&doc(body_mode), server, scopes)
+}
+
+/// A worker on document `doc` whose token cache already holds `tok` (alice, client `agent`,
+/// scopes as given) for `server`.
+pub(super) fn worker_for(doc: &str, server: &str, scopes: &str) -> Rc<Worker> {
+    let policy = scopegate_core::validate::load(doc).unwrap();
     let id = policy.server_by_name(server).unwrap();
     let resource = policy.server(id).unwrap().resource.clone();
     let worker = Rc::new(Worker::new(policy));

@@ -1,0 +1,256 @@
+//! `render ratelimit`: the configuration of the rate limit service (envoyproxy/ratelimit) that
+//! counts the document's budgets, and that service as a Kubernetes workload for the meshes.
+//!
+//! The descriptors nest as the filter sends them (`scopegate_core::rate_limit`): gateway, server,
+//! budget, then a valueless `subject` or `client_id` key so each distinct value gets its own
+//! counter; a budget counted per server holds its limit on the budget descriptor itself.
+
+use super::options::{MeshOptions, RateLimitOptions};
+use super::{Endpoint, Input, RenderError, Rendered};
+use scopegate_core::rate_limit::{budget_value, counter_key, unit};
+use scopegate_core::Policy;
+use serde_json::{json, Value};
+
+/// The envoyproxy/ratelimit build the output targets (it publishes images by commit: no
+/// release has been tagged since v1.4.0, and its units are second, minute, hour and day).
+pub const DEFAULT_IMAGE: &str = "envoyproxy/ratelimit:f2fb1577";
+pub const RATELIMIT_NAME: &str = "scopegate-ratelimit";
+pub const REDIS_NAME: &str = "scopegate-ratelimit-redis";
+pub const GRPC_PORT: u16 = 8081;
+const HTTP_PORT: u16 = 8080;
+const REDIS_PORT: u16 = 6379;
+const RUNTIME_ROOT: &str = "/data";
+const RUNTIME_SUBDIRECTORY: &str = "ratelimit";
+const CONFIG_FILE: &str = "scopegate.yaml";
+
+/// The rate limit Service's in-cluster address.
+pub fn service_endpoint(namespace: &str) -> Endpoint {
+    Endpoint {
+        host: format!("{RATELIMIT_NAME}.{namespace}.svc.cluster.local"),
+        port: GRPC_PORT,
+    }
+}
+
+/// The service's configuration for the policy's budgets, or `None` without `filter.rate_limit`.
+pub fn config(policy: &Policy) -> Option<Value> {
+    let service = policy.filter.rate_limit.as_ref()?;
+    let mut gateways = Vec::new();
+    for g in &policy.gateways {
+        let mut servers = Vec::new();
+        for s in g.servers.iter().filter_map(|id| policy.server(*id)) {
+            let mut budgets: Vec<Value> = Vec::new();
+            for b in &s.budgets {
+                let value = budget_value(b);
+                let limit = json!({
+                    // Validation refused windows the service has no unit for.
+                    "unit": unit(b.per_seconds).unwrap_or("second"),
+                    "requests_per_unit": b.requests,
+                });
+                // Budgets with the same value (a per-subject and a per-client one, say) share
+                // one descriptor: the service refuses a key/value named twice.
+                let at = match budgets.iter().position(|d| d["value"] == value.as_str()) {
+                    Some(i) => i,
+                    None => {
+                        budgets.push(json!({"key": "budget", "value": value}));
+                        budgets.len() - 1
+                    }
+                };
+                let node = &mut budgets[at];
+                match counter_key(b.per) {
+                    Some(key) => {
+                        let child = json!({"key": key, "rate_limit": limit});
+                        match node["descriptors"].as_array_mut() {
+                            Some(children) => children.push(child),
+                            None => node["descriptors"] = json!([child]),
+                        }
+                    }
+                    // Per server: one counter, on the budget descriptor.
+                    None => node["rate_limit"] = limit,
+                }
+            }
+            if !budgets.is_empty() {
+                servers.push(json!({"key": "server", "value": s.name, "descriptors": budgets}));
+            }
+        }
+        if !servers.is_empty() {
+            gateways.push(json!({"key": "gateway", "value": g.name, "descriptors": servers}));
+        }
+    }
+    Some(json!({"domain": service.domain, "descriptors": gateways}))
+}
+
+/// `render ratelimit`: the configuration file, as the service reads it.
+pub fn render(input: &Input, _a: &RateLimitOptions) -> Result<Rendered, RenderError> {
+    let Some(config) = config(&input.policy) else {
+        return Err(RenderError::Usage(
+            "the document has no `filter.rate_limit`: its budgets are counted by each Envoy on its own, and no rate limit service is configured".into(),
+        ));
+    };
+    Ok(Rendered {
+        header: vec![
+            format!("Rendered by `scopegate-broker {}`: do not edit.", input.command),
+            format!("envoyproxy/ratelimit configuration ({DEFAULT_IMAGE}): put it in RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config/."),
+        ],
+        objects: vec![(None, config)],
+    })
+}
+
+fn labels(name: &str) -> Value {
+    json!({"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "scopegate"})
+}
+
+/// The rate limit service next to the broker: its configuration as a ConfigMap, a Deployment
+/// of envoyproxy/ratelimit and its Service (gRPC), and a small Redis unless `--redis-url` names
+/// one. Empty without `filter.rate_limit`.
+pub fn objects(
+    mesh: &MeshOptions,
+    policy: &Policy,
+) -> Result<Vec<(Option<String>, Value)>, RenderError> {
+    let Some(config) = config(policy) else {
+        return match &mesh.redis_url {
+            Some(_) => Err(RenderError::Usage(
+                "--redis-url: the document has no `filter.rate_limit`, so no rate limit service is rendered".into(),
+            )),
+            None => Ok(Vec::new()),
+        };
+    };
+    let ns = &mesh.namespace;
+    let yaml = serde_norway::to_string(&config).map_err(|e| RenderError::Usage(e.to_string()))?;
+    let redis = match &mesh.redis_url {
+        Some(url) => {
+            Endpoint::parse(url).map_err(|e| RenderError::Usage(format!("--redis-url: {e}")))?;
+            url.clone()
+        }
+        None => format!("{REDIS_NAME}.{ns}.svc.cluster.local:{REDIS_PORT}"),
+    };
+    let env = [
+        ("USE_STATSD", "false"),
+        ("LOG_LEVEL", "warn"),
+        ("REDIS_SOCKET_TYPE", "tcp"),
+        ("REDIS_URL", redis.as_str()),
+        ("RUNTIME_ROOT", RUNTIME_ROOT),
+        ("RUNTIME_SUBDIRECTORY", RUNTIME_SUBDIRECTORY),
+        // A ConfigMap volume is symlinks and dot-directories swapped on update.
+        ("RUNTIME_WATCH_ROOT", "false"),
+        ("RUNTIME_IGNOREDOTFILES", "true"),
+    ]
+    .map(|(name, value)| json!({"name": name, "value": value}));
+    let mut out = vec![
+        (
+            Some(format!(
+                "The rate limit service counting the budgets across every proxy \
+                 (envoyproxy/ratelimit; `scopegate-broker render ratelimit` prints the same \
+                 configuration). It counts in Redis at {redis}."
+            )),
+            json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": RATELIMIT_NAME, "namespace": ns, "labels": labels(RATELIMIT_NAME)},
+                "data": {CONFIG_FILE: yaml},
+            }),
+        ),
+        (
+            None,
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": RATELIMIT_NAME, "namespace": ns, "labels": labels(RATELIMIT_NAME)},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels(RATELIMIT_NAME)},
+                    "template": {
+                        "metadata": {"labels": labels(RATELIMIT_NAME)},
+                        "spec": {
+                            "containers": [{
+                                "name": "ratelimit",
+                                "image": mesh.ratelimit_image,
+                                "command": ["/bin/ratelimit"],
+                                "env": env,
+                                "ports": [
+                                    {"name": "grpc", "containerPort": GRPC_PORT},
+                                    {"name": "http", "containerPort": HTTP_PORT},
+                                ],
+                                "readinessProbe": {"httpGet": {"path": "/healthcheck", "port": "http"}, "periodSeconds": 10},
+                                "volumeMounts": [{
+                                    "name": "config",
+                                    "mountPath": format!("{RUNTIME_ROOT}/{RUNTIME_SUBDIRECTORY}/config"),
+                                    "readOnly": true,
+                                }],
+                                "securityContext": {
+                                    "runAsNonRoot": true,
+                                    "allowPrivilegeEscalation": false,
+                                    "readOnlyRootFilesystem": true,
+                                },
+                            }],
+                            "volumes": [{"name": "config", "configMap": {"name": RATELIMIT_NAME}}],
+                        },
+                    },
+                },
+            }),
+        ),
+        (
+            Some("gRPC (`appProtocol: grpc`): the filter's calls go over HTTP/2.".into()),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": RATELIMIT_NAME, "namespace": ns, "labels": labels(RATELIMIT_NAME)},
+                "spec": {
+                    "selector": labels(RATELIMIT_NAME),
+                    "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"}],
+                },
+            }),
+        ),
+    ];
+    if mesh.redis_url.is_none() {
+        out.extend(redis_objects(ns));
+    }
+    Ok(out)
+}
+
+/// A single Redis without persistence: counters are short-lived windows, so a restart at worst
+/// forgets the current windows. `--redis-url` names a managed one instead.
+fn redis_objects(ns: &str) -> Vec<(Option<String>, Value)> {
+    vec![
+        (
+            Some("The rate limit service's counters (no persistence: a restart forgets the current windows). Use --redis-url for an existing Redis.".into()),
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": REDIS_NAME, "namespace": ns, "labels": labels(REDIS_NAME)},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels(REDIS_NAME)},
+                    "template": {
+                        "metadata": {"labels": labels(REDIS_NAME)},
+                        "spec": {
+                            "containers": [{
+                                "name": "redis",
+                                "image": "redis:7.4-alpine",
+                                "args": ["--save", "", "--appendonly", "no"],
+                                "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
+                                "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10},
+                                "securityContext": {
+                                    "runAsNonRoot": true,
+                                    "runAsUser": 999,
+                                    "allowPrivilegeEscalation": false,
+                                },
+                            }],
+                        },
+                    },
+                },
+            }),
+        ),
+        (
+            None,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": REDIS_NAME, "namespace": ns, "labels": labels(REDIS_NAME)},
+                "spec": {
+                    "selector": labels(REDIS_NAME),
+                    "ports": [{"name": "tcp-redis", "port": REDIS_PORT, "targetPort": "redis", "appProtocol": "redis"}],
+                },
+            }),
+        ),
+    ]
+}
