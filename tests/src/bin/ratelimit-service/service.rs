@@ -133,6 +133,10 @@ impl RateLimitService for Service {
             tokio::time::sleep(self.delay).await;
         }
         let req = request.into_inner();
+        eprintln!(
+            "ShouldRateLimit asked: {} descriptor(s)",
+            req.descriptors.len()
+        );
         if req.domain != self.domain {
             // envoyproxy/ratelimit knows no limits in another domain: everything is under limit.
             return Ok(tonic::Response::new(answer(req.descriptors.iter().map(
@@ -152,7 +156,22 @@ impl RateLimitService for Service {
                 .map_or(hits, |h| i64::try_from(h.value.max(1)).unwrap_or(i64::MAX));
             statuses.push(self.check(d, hits).await?);
         }
-        Ok(tonic::Response::new(answer(statuses)))
+        let response = answer(statuses);
+        // One line per answer, for a test's post-mortem (descriptors only: no credentials).
+        eprintln!(
+            "ShouldRateLimit domain={} descriptors={:?} -> {:?}",
+            req.domain,
+            req.descriptors
+                .iter()
+                .map(|d| d
+                    .entries
+                    .iter()
+                    .map(|e| format!("{}={}", e.key, e.value))
+                    .collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            response.statuses.iter().map(|s| s.code).collect::<Vec<_>>()
+        );
+        Ok(tonic::Response::new(response))
     }
 }
 
