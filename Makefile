@@ -216,6 +216,12 @@ redis:
 	@command -v redis-server >/dev/null || { echo "Redis is required: apt-get install -y redis-server"; exit 1; }
 integration: redis
 
+# The bench's budgeted case (bench/driver/src/budgeted.rs) counts through the same service.
+.PHONY: ratelimit-service
+ratelimit-service:
+	$(CARGO) build -q -p scopegate-tests --bin ratelimit-service
+bench bench-quick bench-instructions: redis ratelimit-service
+
 # Benchmarks (BENCHMARKS.md): the driver (bench/driver, package scopegate-bench) is a release build, without the release profile's LTO
 # (that is for the .wasm; the driver only needs to be optimised, and builds far faster without it).
 BENCH_ENV := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
