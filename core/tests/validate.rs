@@ -306,6 +306,10 @@ fn rate_limit_settings_are_checked_field_by_field() {
     assert_refused(&typo, "on_error");
     let missing = format!("{BASE}filter: {{ rate_limit: {{ domain: d }} }}\n");
     assert_refused(&missing, "cluster");
+    for shared in ["ops_console", "idp"] {
+        let doc = format!("{BASE}filter: {{ rate_limit: {{ cluster: {shared} }} }}\n");
+        assert_refused(&doc, "filter.rate_limit.cluster");
+    }
 
     let open = format!("{BASE}filter: {{ rate_limit: {{ cluster: rls, on_error: allow }} }}\n");
     let p = load(&open).unwrap();

@@ -32,6 +32,10 @@ fn the_module_exports_exactly_the_listed_callbacks() {
         "proxy_on_configure",
         "proxy_on_tick",
         "proxy_on_http_call_response",
+        // The rate limit service's answer, or its failure: without them a budgeted request
+        // waits for an answer Envoy cannot deliver.
+        "proxy_on_grpc_receive",
+        "proxy_on_grpc_close",
         "proxy_on_request_headers",
         "proxy_on_request_body",
         "proxy_on_request_trailers",

@@ -90,18 +90,13 @@ pub fn resolve(
             continue;
         }
         let is_broker = broker.as_deref() == Some(name);
+        // Validation gave the service a cluster of its own.
         if role == Role::RateLimit {
             let Some(ep) = rate_limit else {
                 return Err(RenderError::Usage(format!(
                     "cluster `{name}` (the rate limit service, at `{ptr}`) has no address: add --rate-limit HOST:PORT"
                 )));
             };
-            if let Some(other) = out.iter().find(|c| c.name == name) {
-                return Err(RenderError::Usage(format!(
-                    "cluster `{name}` is the rate limit service's (gRPC) and also {:?}'s: give it its own name",
-                    other.role
-                )));
-            }
             out.push(ClusterRef {
                 name: name.to_string(),
                 role,

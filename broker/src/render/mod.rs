@@ -17,9 +17,8 @@ mod workload;
 
 pub use options::{
     CommonOptions, EnvoyOptions, Format, GatewayOptions, IstioContext, IstioOptions, MeshOptions,
-    RateLimitOptions, Target,
+    RateLimitOptions, Target, DEFAULT_RATELIMIT_IMAGE,
 };
-pub use ratelimit::DEFAULT_IMAGE as DEFAULT_RATELIMIT_IMAGE;
 use scopegate_core::policy::{Policy, ProxyNeeds};
 use serde_json::Value;
 use std::collections::BTreeMap;

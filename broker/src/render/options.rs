@@ -1,5 +1,9 @@
 //! What each render target is asked for: plain options, which the command line fills in.
 
+/// The envoyproxy/ratelimit build rendered by default (it publishes images by commit: no release
+/// has been tagged since v1.4.0; its units are second, minute, hour and day).
+pub const DEFAULT_RATELIMIT_IMAGE: &str = "envoyproxy/ratelimit:f2fb1577";
+
 /// How the objects are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

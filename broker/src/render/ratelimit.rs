@@ -5,15 +5,12 @@
 //! budget, then a valueless `subject` or `client_id` key so each distinct value gets its own
 //! counter; a budget counted per server holds its limit on the budget descriptor itself.
 
-use super::options::{MeshOptions, RateLimitOptions};
+use super::options::{MeshOptions, RateLimitOptions, DEFAULT_RATELIMIT_IMAGE};
 use super::{Endpoint, Input, RenderError, Rendered};
 use scopegate_core::rate_limit::{budget_value, counter_key, unit};
 use scopegate_core::Policy;
 use serde_json::{json, Value};
 
-/// The envoyproxy/ratelimit build the output targets (it publishes images by commit: no
-/// release has been tagged since v1.4.0, and its units are second, minute, hour and day).
-pub const DEFAULT_IMAGE: &str = "envoyproxy/ratelimit:f2fb1577";
 pub const RATELIMIT_NAME: &str = "scopegate-ratelimit";
 pub const REDIS_NAME: &str = "scopegate-ratelimit-redis";
 pub const GRPC_PORT: u16 = 8081;
@@ -89,7 +86,7 @@ pub fn render(input: &Input, _a: &RateLimitOptions) -> Result<Rendered, RenderEr
     Ok(Rendered {
         header: vec![
             format!("Rendered by `scopegate-broker {}`: do not edit.", input.command),
-            format!("envoyproxy/ratelimit configuration ({DEFAULT_IMAGE}): put it in RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config/."),
+            format!("envoyproxy/ratelimit configuration ({DEFAULT_RATELIMIT_IMAGE}): put it in RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config/."),
         ],
         objects: vec![(None, config)],
     })

@@ -53,8 +53,15 @@ pub fn counter_key(per: BudgetKey) -> Option<&'static str> {
     }
 }
 
-/// One budget's descriptor for a request: its entries, key and value, in order.
-pub type Descriptor = Vec<(&'static str, String)>;
+/// The last entry for a grant: whose counter a budget spends; none per server.
+fn counter(per: BudgetKey, grant: &Grant) -> Option<(&'static str, &str)> {
+    let value = match per {
+        BudgetKey::Subject => grant.subject.as_str(),
+        BudgetKey::ClientId => grant.client_id.as_str(),
+        BudgetKey::Server => return None,
+    };
+    Some((counter_key(per)?, value))
+}
 
 /// What to ask the service about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,39 +72,9 @@ pub struct Ask {
     pub windows: Vec<u64>,
 }
 
-/// The descriptors of the budgets that count these calls, in the server's order; `None` when no
-/// budget counts them (the request never waits for the service).
-pub fn descriptors(
-    gateway: &str,
-    server: &Server,
-    calls: &[Call],
-    grant: &Grant,
-) -> Option<(Vec<Descriptor>, Vec<u64>)> {
-    let mut descriptors = Vec::new();
-    let mut windows = Vec::new();
-    for budget in server.budgets.iter().filter(|b| applies(b, calls)) {
-        let mut entries = vec![
-            ("gateway", gateway.to_string()),
-            ("server", server.name.clone()),
-            ("budget", budget_value(budget)),
-        ];
-        match budget.per {
-            BudgetKey::Subject => entries.push(("subject", grant.subject.clone())),
-            BudgetKey::ClientId => entries.push(("client_id", grant.client_id.clone())),
-            BudgetKey::Server => {}
-        }
-        descriptors.push(entries);
-        windows.push(budget.per_seconds);
-    }
-    if descriptors.is_empty() {
-        None
-    } else {
-        Some((descriptors, windows))
-    }
-}
-
-/// The `ShouldRateLimit` request for these calls (one hit on every budget that counts them), or
-/// `None` when no budget does.
+/// The `ShouldRateLimit` request for these calls: one descriptor (and one hit) per budget that
+/// counts them, in the server's order; `None` when no budget does (the request never waits for
+/// the service).
 pub fn ask(
     domain: &str,
     gateway: &str,
@@ -105,13 +82,30 @@ pub fn ask(
     calls: &[Call],
     grant: &Grant,
 ) -> Option<Ask> {
-    let (descriptors, windows) = descriptors(gateway, server, calls, grant)?;
-    let borrowed: Vec<Vec<(&str, &str)>> = descriptors
-        .iter()
-        .map(|d| d.iter().map(|(k, v)| (*k, v.as_str())).collect())
-        .collect();
+    let mut request: Option<proto::RequestEncoder> = None;
+    let mut windows = Vec::new();
+    for budget in server.budgets.iter().filter(|b| applies(b, calls)) {
+        let value = budget_value(budget);
+        let mut entries = [
+            ("gateway", gateway),
+            ("server", server.name.as_str()),
+            ("budget", value.as_str()),
+            ("", ""),
+        ];
+        let n = match counter(budget.per, grant) {
+            Some(who) => {
+                entries[3] = who;
+                4
+            }
+            None => 3,
+        };
+        request
+            .get_or_insert_with(|| proto::RequestEncoder::new(domain))
+            .descriptor(&entries[..n]);
+        windows.push(budget.per_seconds);
+    }
     Some(Ask {
-        message: proto::encode_request(domain, &borrowed),
+        message: request?.finish(),
         windows,
     })
 }

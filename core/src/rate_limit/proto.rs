@@ -67,25 +67,52 @@ fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// A `RateLimitRequest` written as it is built: the domain, then one descriptor at a time (no
+/// copy of the entries' values is kept), then one hit.
+pub struct RequestEncoder {
+    out: Vec<u8>,
+    descriptor: Vec<u8>,
+    entry: Vec<u8>,
+}
+
+impl RequestEncoder {
+    pub fn new(domain: &str) -> RequestEncoder {
+        let mut out = Vec::with_capacity(256);
+        put_bytes(&mut out, 1, domain.as_bytes());
+        RequestEncoder {
+            out,
+            descriptor: Vec::with_capacity(128),
+            entry: Vec::with_capacity(64),
+        }
+    }
+
+    /// Adds a descriptor: its entries, key and value, in order.
+    pub fn descriptor(&mut self, entries: &[(&str, &str)]) {
+        self.descriptor.clear();
+        for (key, value) in entries {
+            self.entry.clear();
+            put_bytes(&mut self.entry, 1, key.as_bytes());
+            put_bytes(&mut self.entry, 2, value.as_bytes());
+            put_bytes(&mut self.descriptor, 1, &self.entry);
+        }
+        put_bytes(&mut self.out, 2, &self.descriptor);
+    }
+
+    /// The message, asking for one hit on every descriptor.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.push(3 << 3 | VARINT);
+        put_varint(&mut self.out, 1);
+        self.out
+    }
+}
+
 /// A `RateLimitRequest` for `descriptors` (each a list of key/value entries), one hit each.
 pub fn encode_request(domain: &str, descriptors: &[Vec<(&str, &str)>]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + 96 * descriptors.len());
-    put_bytes(&mut out, 1, domain.as_bytes());
-    let mut descriptor = Vec::new();
-    let mut entry = Vec::new();
+    let mut request = RequestEncoder::new(domain);
     for entries in descriptors {
-        descriptor.clear();
-        for (key, value) in entries {
-            entry.clear();
-            put_bytes(&mut entry, 1, key.as_bytes());
-            put_bytes(&mut entry, 2, value.as_bytes());
-            put_bytes(&mut descriptor, 1, &entry);
-        }
-        put_bytes(&mut out, 2, &descriptor);
+        request.descriptor(entries);
     }
-    out.push(3 << 3 | VARINT);
-    put_varint(&mut out, 1);
-    out
+    request.finish()
 }
 
 /// A serialized `GrpcService` naming `cluster` (Envoy's gRPC call takes this, or a bare cluster

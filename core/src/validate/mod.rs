@@ -182,6 +182,7 @@ pub fn validate(doc: Document) -> Result<Policy, Vec<ConfigError>> {
         .extend(gateways::shared_boundaries(&doc.gateways));
     filter::check_body_mode(&filter, &b.servers, &mut b.errs, &mut b.warnings);
     filter::rate_limit_warnings(&filter, &mut b.warnings);
+    rate_limit::check_cluster(&doc, &filter, &mut b.errs);
     rate_limit::check_budgets(&doc, &filter, &mut b.errs);
 
     let Build {

@@ -1,10 +1,41 @@
-//! Budgets a rate limit service counts: windows it has a unit for, and one counter per
-//! descriptor path (the service refuses a configuration that names one twice).
+//! Budgets a rate limit service counts: windows it has a unit for, one counter per descriptor
+//! path (the service refuses a configuration that names one twice), and a cluster of its own.
 
 use super::Errors;
 use crate::config::Document;
 use crate::policy::FilterSettings;
 use crate::rate_limit::{budget_value, unit};
+
+/// The service's cluster speaks gRPC (HTTP/2): it cannot be one the filter or a route uses
+/// for plain HTTP.
+pub(super) fn check_cluster(doc: &Document, filter: &FilterSettings, errs: &mut Errors) {
+    let Some(service) = &filter.rate_limit else {
+        return;
+    };
+    let name = service.cluster.as_str();
+    let mut servers = doc.gateways.iter().flat_map(|g| &g.servers);
+    let jwks = doc.gateways.iter().filter_map(|g| g.jwks.as_ref());
+    let other = if let Some(s) = servers.find(|s| s.cluster == name) {
+        Some(format!("server `{}`", s.name))
+    } else if doc
+        .filter
+        .broker
+        .as_ref()
+        .is_some_and(|b| b.cluster == name)
+    {
+        Some("filter.broker".to_string())
+    } else if jwks
+        .chain(doc.filter.jwks.as_ref())
+        .any(|j| j.cluster.as_deref() == Some(name))
+    {
+        Some("a JWKS source".to_string())
+    } else {
+        None
+    };
+    if let Some(other) = other {
+        errs.push(None, None, "filter.rate_limit.cluster".into(), format!("cluster `{name}` is also {other}'s: the rate limit service needs its own (gRPC) cluster"));
+    }
+}
 
 /// With `filter.rate_limit`, every budget's window and descriptor path.
 pub(super) fn check_budgets(doc: &Document, filter: &FilterSettings, errs: &mut Errors) {
