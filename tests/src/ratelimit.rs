@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 pub const BIN: &str = "target/debug/ratelimit-service";
+pub const RELEASE_BIN: &str = "target/release/ratelimit-service";
 
 pub struct RateLimitService {
     proc: Option<Proc>,
@@ -22,12 +23,24 @@ pub struct RateLimitService {
     config: PathBuf,
     redis_url: String,
     pub port: u16,
+    bin: &'static str,
 }
 
 impl RateLimitService {
     /// Starts the service for test `name` on `config` (envoyproxy/ratelimit's YAML), counting
     /// in the Redis at `redis_url`; returns once it listens.
     pub fn start(name: &str, config_yaml: &str, redis_url: &str) -> RateLimitService {
+        RateLimitService::start_built(BIN, name, config_yaml, redis_url)
+    }
+
+    /// As [`RateLimitService::start`] with another build of the service (the bench runs
+    /// [`RELEASE_BIN`], so the service keeps up with its load).
+    pub fn start_built(
+        bin: &'static str,
+        name: &str,
+        config_yaml: &str,
+        redis_url: &str,
+    ) -> RateLimitService {
         let dir = log_dir(name);
         let port = free_port();
         let config = dir.join(format!("ratelimit-{port}.yaml"));
@@ -39,6 +52,7 @@ impl RateLimitService {
             config,
             redis_url: redis_url.to_string(),
             port,
+            bin,
         };
         s.start_server(0);
         s
@@ -48,7 +62,12 @@ impl RateLimitService {
     /// (the service's test-only `--delay-ms` fault).
     pub fn start_server(&mut self, delay_ms: u64) {
         self.stop_server();
-        let mut cmd = Command::new(built(BIN, "cargo build -p scopegate-tests --bins"));
+        let how = if self.bin == RELEASE_BIN {
+            "make ratelimit-service"
+        } else {
+            "cargo build -p scopegate-tests --bins"
+        };
+        let mut cmd = Command::new(built(self.bin, how));
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--redis")

@@ -4,7 +4,7 @@
 //! gives what counting budgets across a fleet adds per request.
 
 use scopegate_tests::bootstrap as b;
-use scopegate_tests::ratelimit::RateLimitService;
+use scopegate_tests::ratelimit::{RateLimitService, RELEASE_BIN};
 use scopegate_tests::redis::Redis;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -55,7 +55,8 @@ pub fn attach(boot: &mut Value, doc: &str) -> Result<(), String> {
     let service = SERVICE.get_or_init(|| {
         let redis = Redis::start("bench/ratelimit");
         let config = config(&gateway, &server);
-        let ratelimit = RateLimitService::start("bench/ratelimit", &config, &redis.url());
+        let ratelimit =
+            RateLimitService::start_built(RELEASE_BIN, "bench/ratelimit", &config, &redis.url());
         Service {
             _redis: redis,
             ratelimit,

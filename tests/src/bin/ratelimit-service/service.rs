@@ -133,10 +133,6 @@ impl RateLimitService for Service {
             tokio::time::sleep(self.delay).await;
         }
         let req = request.into_inner();
-        eprintln!(
-            "ShouldRateLimit asked: {} descriptor(s)",
-            req.descriptors.len()
-        );
         if req.domain != self.domain {
             // envoyproxy/ratelimit knows no limits in another domain: everything is under limit.
             return Ok(tonic::Response::new(answer(req.descriptors.iter().map(
