@@ -109,7 +109,9 @@ fn every_rendered_manifest_passes_the_published_schemas_in_every_body_mode() {
 
 #[test]
 fn the_checker_refuses_a_wrong_manifest_and_names_the_field() {
-    let dir = log_dir(DIR);
+    // Its own directory: the other test writes the same documents at the same time.
+    let dir = log_dir(DIR).join("wrong");
+    std::fs::create_dir_all(&dir).unwrap();
     let doc = document("hold_body", &dir);
     let good = std::fs::read_to_string(rendered("istio", &doc, &dir, "wrong")).unwrap();
     let eg = std::fs::read_to_string(rendered("envoy-gateway", &doc, &dir, "wrong")).unwrap();

@@ -182,6 +182,7 @@ pub fn render(input: &Input, a: &EnvoyOptions) -> Result<Rendered, RenderError> 
         }
     });
     Ok(Rendered {
+        text: None,
         header: vec![
             format!("Rendered by `scopegate-broker {}`: do not edit.", input.command),
             "The filter's `configuration` is the document as JSON; the broker reads the same document.".into(),

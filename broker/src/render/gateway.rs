@@ -227,6 +227,7 @@ pub fn render(input: &Input, a: &GatewayOptions) -> Result<Rendered, RenderError
     objects.extend(workload::broker_objects(&a.mesh, &configuration, &doc));
     objects.extend(ratelimit::objects(&a.mesh, &input.policy)?);
     Ok(Rendered {
+        text: None,
         header: vec![format!(
             "Rendered by `scopegate-broker {}`: do not edit.",
             input.command

@@ -131,6 +131,7 @@ pub fn render(input: &Input, a: &IstioOptions) -> Result<Rendered, RenderError> 
     objects.extend(external_hosts(&refs, &doc, ns));
 
     Ok(Rendered {
+        text: None,
         header: vec![format!(
             "Rendered by `scopegate-broker {}`: do not edit.",
             input.command

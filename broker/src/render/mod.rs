@@ -42,6 +42,8 @@ pub struct Rendered {
     /// Lines printed first in YAML (a `#` is added), e.g. how the output was made.
     pub header: Vec<String>,
     pub objects: Vec<(Option<String>, Value)>,
+    /// The YAML as written, where key order matters to a reader (the objects as JSON sort them).
+    pub text: Option<String>,
 }
 
 /// A `HOST:PORT` an upstream cluster resolves to.

@@ -20,6 +20,10 @@ pub fn format(r: &Rendered, format: Format) -> Result<String, String> {
             for line in &r.header {
                 out.push_str(&comment(line));
             }
+            if let Some(text) = &r.text {
+                out.push_str(text);
+                return Ok(out);
+            }
             for (i, (note, obj)) in r.objects.iter().enumerate() {
                 if i > 0 {
                     out.push_str("---\n");

@@ -9,6 +9,7 @@ use super::options::{MeshOptions, RateLimitOptions, DEFAULT_RATELIMIT_IMAGE};
 use super::{Endpoint, Input, RenderError, Rendered};
 use scopegate_core::rate_limit::{budget_value, counter_key, unit};
 use scopegate_core::Policy;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub const RATELIMIT_NAME: &str = "scopegate-ratelimit";
@@ -28,52 +29,107 @@ pub fn service_endpoint(namespace: &str) -> Endpoint {
     }
 }
 
+/// envoyproxy/ratelimit's configuration file. Typed so it prints key first, as its documentation
+/// writes it (a JSON object would sort the keys).
+#[derive(Debug, Serialize)]
+pub struct Config {
+    domain: String,
+    descriptors: Vec<Descriptor>,
+}
+
+#[derive(Debug, Serialize)]
+struct Descriptor {
+    key: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<Limit>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    descriptors: Vec<Descriptor>,
+}
+
+#[derive(Debug, Serialize)]
+struct Limit {
+    unit: &'static str,
+    requests_per_unit: u32,
+}
+
+impl Descriptor {
+    fn new(key: &'static str, value: &str) -> Descriptor {
+        Descriptor {
+            key,
+            value: Some(value.to_string()),
+            rate_limit: None,
+            descriptors: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    pub fn yaml(&self) -> Result<String, RenderError> {
+        serde_norway::to_string(self).map_err(|e| RenderError::Usage(e.to_string()))
+    }
+
+    pub fn json(&self) -> Result<Value, RenderError> {
+        serde_json::to_value(self).map_err(|e| RenderError::Usage(e.to_string()))
+    }
+}
+
 /// The service's configuration for the policy's budgets, or `None` without `filter.rate_limit`.
-pub fn config(policy: &Policy) -> Option<Value> {
+pub fn config(policy: &Policy) -> Option<Config> {
     let service = policy.filter.rate_limit.as_ref()?;
     let mut gateways = Vec::new();
     for g in &policy.gateways {
         let mut servers = Vec::new();
         for s in g.servers.iter().filter_map(|id| policy.server(*id)) {
-            let mut budgets: Vec<Value> = Vec::new();
+            let mut budgets: Vec<Descriptor> = Vec::new();
             for b in &s.budgets {
                 let value = budget_value(b);
-                let limit = json!({
+                let limit = Limit {
                     // Validation refused windows the service has no unit for.
-                    "unit": unit(b.per_seconds).unwrap_or("second"),
-                    "requests_per_unit": b.requests,
-                });
+                    unit: unit(b.per_seconds).unwrap_or("second"),
+                    requests_per_unit: b.requests,
+                };
                 // Budgets with the same value (a per-subject and a per-client one, say) share
                 // one descriptor: the service refuses a key/value named twice.
-                let at = match budgets.iter().position(|d| d["value"] == value.as_str()) {
+                let at = match budgets
+                    .iter()
+                    .position(|d| d.value.as_deref() == Some(value.as_str()))
+                {
                     Some(i) => i,
                     None => {
-                        budgets.push(json!({"key": "budget", "value": value}));
+                        budgets.push(Descriptor::new("budget", &value));
                         budgets.len() - 1
                     }
                 };
                 let node = &mut budgets[at];
                 match counter_key(b.per) {
-                    Some(key) => {
-                        let child = json!({"key": key, "rate_limit": limit});
-                        match node["descriptors"].as_array_mut() {
-                            Some(children) => children.push(child),
-                            None => node["descriptors"] = json!([child]),
-                        }
-                    }
+                    Some(key) => node.descriptors.push(Descriptor {
+                        key,
+                        value: None,
+                        rate_limit: Some(limit),
+                        descriptors: Vec::new(),
+                    }),
                     // Per server: one counter, on the budget descriptor.
-                    None => node["rate_limit"] = limit,
+                    None => node.rate_limit = Some(limit),
                 }
             }
             if !budgets.is_empty() {
-                servers.push(json!({"key": "server", "value": s.name, "descriptors": budgets}));
+                let mut server = Descriptor::new("server", &s.name);
+                server.descriptors = budgets;
+                servers.push(server);
             }
         }
         if !servers.is_empty() {
-            gateways.push(json!({"key": "gateway", "value": g.name, "descriptors": servers}));
+            let mut gateway = Descriptor::new("gateway", &g.name);
+            gateway.descriptors = servers;
+            gateways.push(gateway);
         }
     }
-    Some(json!({"domain": service.domain, "descriptors": gateways}))
+    Some(Config {
+        domain: service.domain.clone(),
+        descriptors: gateways,
+    })
 }
 
 /// `render ratelimit`: the configuration file, as the service reads it.
@@ -84,11 +140,12 @@ pub fn render(input: &Input, _a: &RateLimitOptions) -> Result<Rendered, RenderEr
         ));
     };
     Ok(Rendered {
+        text: Some(config.yaml()?),
         header: vec![
             format!("Rendered by `scopegate-broker {}`: do not edit.", input.command),
             format!("envoyproxy/ratelimit configuration ({DEFAULT_RATELIMIT_IMAGE}): put it in RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/config/."),
         ],
-        objects: vec![(None, config)],
+        objects: vec![(None, config.json()?)],
     })
 }
 
@@ -112,7 +169,7 @@ pub fn objects(
         };
     };
     let ns = &mesh.namespace;
-    let yaml = serde_norway::to_string(&config).map_err(|e| RenderError::Usage(e.to_string()))?;
+    let yaml = config.yaml()?;
     let redis = match &mesh.redis_url {
         Some(url) => {
             Endpoint::parse(url).map_err(|e| RenderError::Usage(format!("--redis-url: {e}")))?;

@@ -4,8 +4,8 @@
 //! is split by phase, each file calling only those below it: `request` (the state), `replies`
 //! (local answers, failing closed), `count` (an allowed request's budgets: spent in shared data,
 //! or asked of the rate limit service), `body` (deciding a held message), `exchange` (asking for
-//! the broker's credential, or parking on another request's exchange), `enforce` (budgets,
-//! credential, the upstream's headers), `headers` (metadata, the token, admission), `callouts`
+//! the broker's credential, or parking on another request's exchange), `enforce` (an allow
+//! counted, then the credential and the upstream's headers), `headers` (metadata, the token, admission), `callouts`
 //! (the answers: keys, budget counts, credentials, parked requests woken) and this file, the
 //! callbacks.
 
