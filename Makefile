@@ -207,6 +207,22 @@ postgres:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { echo "PostgreSQL is required: apt-get install -y postgresql"; exit 1; }
 
+# Redis for the fleet-wide budgets (tests/it/fleet_budgets.rs: the tests start throw-away servers
+# with tests/src/redis.rs, behind the rate limit service stand-in, tests/src/bin/ratelimit-service/).
+.PHONY: redis
+redis:
+	@command -v redis-server >/dev/null || { echo "==> installing Redis for the fleet budget tests (apt-get install -y redis-server)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null || { echo "Redis is required: apt-get install -y redis-server"; exit 1; }
+integration: redis
+
+# The bench's budgeted case (bench/driver/src/budgeted.rs) counts through the same service, a
+# release build (with the bench driver's settings) so that it keeps up with the load.
+.PHONY: ratelimit-service
+ratelimit-service:
+	$(BENCH_ENV) $(CARGO) build -q --release -p scopegate-tests --bin ratelimit-service
+bench bench-quick bench-instructions: redis ratelimit-service
+
 # Benchmarks (BENCHMARKS.md): the driver (bench/driver, package scopegate-bench) is a release build, without the release profile's LTO
 # (that is for the .wasm; the driver only needs to be optimised, and builds far faster without it).
 BENCH_ENV := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16

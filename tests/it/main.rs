@@ -16,6 +16,7 @@ mod brokered_faults;
 mod config_and_keys;
 mod envoy_examples;
 mod example_stack;
+mod fleet_budgets;
 mod listings;
 mod manifest_schemas;
 mod mesh_body_modes;

@@ -138,6 +138,7 @@ impl Brokered {
                     ("ops_console", ops.port),
                 ],
                 broker: Some((stack.broker.port, stack.broker.internal_port)),
+                rate_limit: None,
             },
             port,
             concurrency,

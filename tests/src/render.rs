@@ -39,6 +39,8 @@ pub struct Upstreams<'a> {
     pub clusters: &'a [(&'a str, u16)],
     /// The broker's public and internal ports (broker mode).
     pub broker: Option<(u16, u16)>,
+    /// The rate limit service's `HOST:PORT` (`filter.rate_limit`: `--rate-limit`).
+    pub rate_limit: Option<&'a str>,
 }
 
 /// Renders the Envoy bootstrap for `doc` and starts Envoy with it on `port`; panics with
@@ -103,6 +105,10 @@ pub fn start_envoy_rendered_with(
         args.push(format!("127.0.0.1:{public}"));
         args.push("--broker-internal".into());
         args.push(format!("127.0.0.1:{internal}"));
+    }
+    if let Some(address) = up.rate_limit {
+        args.push("--rate-limit".into());
+        args.push(address.into());
     }
     let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
     refs.extend_from_slice(options);

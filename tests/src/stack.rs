@@ -165,6 +165,7 @@ fn start_envoy(
                 ("test_issuer", issuer.port),
             ],
             broker: None,
+            rate_limit: None,
         },
         port,
         workers,

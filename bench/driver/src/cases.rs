@@ -61,7 +61,7 @@ pub const FLOOR: &str = "envoy";
 /// Case 5's id.
 pub const BROKERED: &str = "brokered-hit";
 
-pub const CASES: [Case; 9] = [
+pub const CASES: [Case; 10] = [
     Case {
         id: FLOOR,
         number: "1",
@@ -82,6 +82,15 @@ pub const CASES: [Case; 9] = [
         id: "scopegate-hit-tool",
         number: "2t",
         label: "scopegate, cache hits, per-tool scope (reads the body)",
+        kind: Kind::Scopegate { per_tool: true },
+        pool: Pool::Hit,
+        native: Some("jwt_authn-hit"),
+    },
+    Case {
+        id: super::budgeted::ID,
+        number: "2b",
+        label:
+            "scopegate, cache hits, per-tool scope and a budget counted by the rate limit service",
         kind: Kind::Scopegate { per_tool: true },
         pool: Pool::Hit,
         native: Some("jwt_authn-hit"),

@@ -254,14 +254,16 @@ fn measure_into(
     }
     let port = scopegate_tests::free_port();
     let admin = benv::admin_port();
-    let boot = benv::bootstrap(
-        &run::auth_for(case, opts, issuer),
+    let auth = run::auth_for(case, opts, issuer);
+    let mut boot = benv::bootstrap(
+        &auth,
         port,
         admin,
         upstream.port,
         issuer.port,
         opts.cache_entries,
     );
+    run::attach_service(case, &auth, &mut boot)?;
     let envoy = benv::start_under(
         &format!("instructions-{}", case.id),
         &boot,

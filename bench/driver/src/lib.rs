@@ -4,6 +4,7 @@
 //! processes (Envoy, the broker, the issuer) start through the test harness (`scopegate-tests`).
 
 pub mod broker;
+pub mod budgeted;
 pub mod cases;
 pub mod envoy;
 pub mod instructions;

@@ -364,7 +364,7 @@ fn bring_up(
     let auth = auth_for(case, opts, issuer);
     let port = scopegate_tests::free_port();
     let admin = benv::admin_port();
-    let boot = benv::bootstrap(
+    let mut boot = benv::bootstrap(
         &auth,
         port,
         admin,
@@ -372,6 +372,7 @@ fn bring_up(
         issuer.port,
         opts.cache_entries,
     );
+    attach_service(case, &auth, &mut boot)?;
     let envoy = benv::start(case.id, &boot, port)?;
     probe_all(case, &envoy, &tokens.probes, result)?;
     Ok(envoy)
@@ -936,13 +937,35 @@ pub(super) fn auth_for(case: &Case, opts: &Options, issuer: &Issuer) -> Auth {
             },
         },
         Kind::Scopegate { per_tool } => Auth::Scopegate {
-            doc: benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries)
-                .to_string(),
+            doc: budgeted_if(
+                case,
+                benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries),
+            )
+            .to_string(),
             wasm: opts.wasm.clone(),
         },
         Kind::JwtAuthn => Auth::JwtAuthn {
             issuer: issuer.url.clone(),
             audience: format!("{PUBLIC_URL}{}", request::PATH),
         },
+    }
+}
+
+/// The budgeted case's document: the per-tool one with its budget (`budgeted.rs`).
+fn budgeted_if(case: &Case, doc: Value) -> Value {
+    if case.id == super::budgeted::ID {
+        super::budgeted::doc(doc)
+    } else {
+        doc
+    }
+}
+
+/// The budgeted case's bootstrap gains the rate limit service's cluster (`budgeted.rs`).
+pub(super) fn attach_service(case: &Case, auth: &Auth, boot: &mut Value) -> Result<(), String> {
+    match auth {
+        Auth::Scopegate { doc, .. } if case.id == super::budgeted::ID => {
+            super::budgeted::attach(boot, doc)
+        }
+        _ => Ok(()),
     }
 }
