@@ -25,6 +25,7 @@ pub mod prm;
 pub mod reach;
 pub mod reason;
 pub mod revocation;
+pub mod rpc_read;
 pub mod scopes;
 pub mod upstream;
 pub mod url;
