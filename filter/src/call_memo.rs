@@ -41,7 +41,7 @@ fn key(principal: &Rc<Principal>) -> usize {
 }
 
 impl CallMemo {
-    /// At most `capacity` entries (the token cache's size: one call per cached token).
+    /// At most `capacity` entries (one call per cached token, up to `worker::CALL_MEMO_ENTRIES`).
     pub fn new(capacity: usize) -> CallMemo {
         CallMemo {
             entries: HashMap::default(),

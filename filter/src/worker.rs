@@ -12,6 +12,9 @@ use scopegate_core::Policy;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// At most this many kept per-tool decisions per worker (`call_memo`).
+pub const CALL_MEMO_ENTRIES: usize = 1024;
+
 pub struct Worker {
     pub policy: Rc<Policy>,
     pub keys: RefCell<KeyStore>,
@@ -31,7 +34,8 @@ impl Worker {
     pub fn new(policy: Policy) -> Worker {
         let keys = KeyStore::new(&policy);
         let tokens = TokenCache::new(policy.filter.token_cache_entries);
-        let calls = CallMemo::new(policy.filter.token_cache_entries);
+        // Bounded well below the token cache: each entry holds a decision (a few hundred bytes).
+        let calls = CallMemo::new(policy.filter.token_cache_entries.min(CALL_MEMO_ENTRIES));
         Worker {
             policy: Rc::new(policy),
             keys: RefCell::new(keys),
