@@ -237,7 +237,7 @@ wrk:
 # The broker measurements run the release broker when it is built (make bench builds it), else
 # the debug one (make bench-quick: it checks the harness, not speed).
 bench: wasm ladder venv npm wrk
-	@echo "==> benchmark: Envoy alone, scopegate (cache hits; misses RS256/ES256), native jwt_authn + RBAC, the brokered path, the broker and the cost ladder; about 26 minutes"
+	@echo "==> benchmark: Envoy alone, scopegate (cache hits; misses RS256/ES256), native jwt_authn + RBAC (and the native per-tool stack), the MCP request cases (per-tool, 2026-07-28 headers, mcp_metadata, listings), the brokered path, the broker and the cost ladder; about 36 minutes"
 	$(BENCH_ENV) $(CARGO) build --release -p scopegate-broker --bin scopegate-broker
 	$(BENCH)
 

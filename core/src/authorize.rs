@@ -448,10 +448,23 @@ pub fn decide_body(
     mcp_method: Option<&str>,
     mcp_name: Option<&str>,
 ) -> (Decision, Vec<Call>) {
-    match mcp::classify(body, mcp_method, mcp_name) {
+    match body_calls(target, body, mcp_method, mcp_name) {
         Ok(calls) => (decide(target, principal, &calls), calls),
-        Err(e) => (bad_request(target, &e), Vec::new()),
+        Err(refusal) => (*refusal, Vec::new()),
     }
+}
+
+/// The first half of [`decide_body`]: the body's calls, checked against the `Mcp-*` headers,
+/// or the refusal of a body that is not JSON-RPC or disagrees with them. The decision on the
+/// calls is [`decide`], which depends on the server, the principal and the calls only (a
+/// caller may keep it for the next request with the same three).
+pub fn body_calls(
+    target: Target<'_>,
+    body: &[u8],
+    mcp_method: Option<&str>,
+    mcp_name: Option<&str>,
+) -> Result<Vec<Call>, Box<Decision>> {
+    mcp::classify(body, mcp_method, mcp_name).map_err(|e| Box::new(bad_request(target, &e)))
 }
 
 /// The decision on what `envoy.filters.http.mcp` wrote (`mcp_metadata`): missing or partial

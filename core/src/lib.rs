@@ -26,6 +26,7 @@ pub mod rate_limit;
 pub mod reach;
 pub mod reason;
 pub mod revocation;
+pub mod rpc_read;
 pub mod scopes;
 pub mod trace_context;
 pub mod upstream;

@@ -1,8 +1,7 @@
 //! Classifies MCP JSON-RPC request bodies: which method, which tool, and do the `Mcp-*` headers agree.
 
 use crate::reason::Reason;
-use serde::Deserialize;
-use std::borrow::Cow;
+use crate::rpc_read::{self, Message};
 
 /// One JSON-RPC request or notification the client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,42 +139,13 @@ pub fn from_metadata(m: &NativeMetadata) -> Result<Vec<Call>, McpError> {
     }])
 }
 
-#[derive(Deserialize)]
-struct Message<'a> {
-    #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    params: Option<Params<'a>>,
-    #[serde(borrow, default)]
-    jsonrpc: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Params<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    uri: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Body<'a> {
-    #[serde(borrow)]
-    One(Message<'a>),
-    #[serde(borrow)]
-    Batch(Vec<Message<'a>>),
-}
-
 /// The name a method's call is known by, for `Mcp-Name` and for per-tool scopes.
-fn name_of(method: &str, params: Option<&Params<'_>>) -> Option<String> {
-    let p = params?;
+fn name_of(m: &Message<'_>, method: &str) -> Option<String> {
     match method {
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            p.uri.as_deref().map(str::to_string)
-        }
-        _ => p.name.as_deref().map(str::to_string),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => m.uri.as_deref(),
+        _ => m.name.as_deref(),
     }
+    .map(str::to_string)
 }
 
 /// Reads the calls in a body and checks the `Mcp-Method`/`Mcp-Name` headers against them.
@@ -186,12 +156,7 @@ pub fn classify(
     mcp_method: Option<&str>,
     mcp_name: Option<&str>,
 ) -> Result<Vec<Call>, McpError> {
-    let parsed: Body<'_> = serde_json::from_slice(body).map_err(|_| McpError::NotJsonRpc)?;
-    let messages = match parsed {
-        Body::One(m) => vec![m],
-        Body::Batch(ms) if !ms.is_empty() => ms,
-        Body::Batch(_) => return Err(McpError::NotJsonRpc),
-    };
+    let messages = rpc_read::messages(body).map_err(|_| McpError::NotJsonRpc)?;
     let mut calls = Vec::with_capacity(messages.len());
     for m in &messages {
         if m.jsonrpc.as_deref() != Some("2.0") {
@@ -200,7 +165,7 @@ pub fn classify(
         if let Some(method) = m.method.as_deref() {
             calls.push(Call {
                 method: method.to_string(),
-                name: name_of(method, m.params.as_ref()),
+                name: name_of(m, method),
             });
         }
     }

@@ -6,6 +6,7 @@
 
 mod audit;
 mod budgets;
+mod call_memo;
 mod credentials;
 #[cfg(test)]
 mod fake_host;

@@ -1,6 +1,7 @@
 //! The state one Envoy worker's VM shares between its root context and its HTTP contexts.
 
 use crate::audit::Stats;
+use crate::call_memo::CallMemo;
 use crate::credentials::Credentials;
 use crate::host::Host;
 use crate::keys::KeyStore;
@@ -11,10 +12,15 @@ use scopegate_core::Policy;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// At most this many kept per-tool decisions per worker (`call_memo`).
+pub const CALL_MEMO_ENTRIES: usize = 1024;
+
 pub struct Worker {
     pub policy: Rc<Policy>,
     pub keys: RefCell<KeyStore>,
     pub tokens: RefCell<TokenCache>,
+    /// The last single-call decision per admitted token and server (per-tool scopes).
+    pub calls: RefCell<CallMemo>,
     pub stats: RefCell<Stats>,
     pub credentials: RefCell<Credentials>,
     /// `hold_headers` requests waiting for their body: context id -> since (ms).
@@ -28,10 +34,13 @@ impl Worker {
     pub fn new(policy: Policy) -> Worker {
         let keys = KeyStore::new(&policy);
         let tokens = TokenCache::new(policy.filter.token_cache_entries);
+        // Bounded well below the token cache: each entry holds a decision (a few hundred bytes).
+        let calls = CallMemo::new(policy.filter.token_cache_entries.min(CALL_MEMO_ENTRIES));
         Worker {
             policy: Rc::new(policy),
             keys: RefCell::new(keys),
             tokens: RefCell::new(tokens),
+            calls: RefCell::new(calls),
             stats: RefCell::new(Stats::default()),
             credentials: RefCell::new(Credentials::default()),
             held: RefCell::default(),

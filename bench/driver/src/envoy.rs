@@ -26,10 +26,12 @@ pub const STAT_PREFIX: &str = "bench";
 #[derive(Debug, Clone)]
 pub enum Auth {
     None,
-    /// The scopegate filter (this `.wasm`) with this document.
+    /// The scopegate filter (this `.wasm`) with this document; with `native_mcp`, Envoy's
+    /// `envoy.filters.http.mcp` before it (`body_mode: mcp_metadata`).
     Scopegate {
         doc: String,
         wasm: PathBuf,
+        native_mcp: bool,
     },
     /// The scopegate filter in broker mode with the broker's document: the governed path still
     /// goes to the bench upstream; everything else (the OAuth endpoints) to the broker's public
@@ -45,28 +47,51 @@ pub enum Auth {
         rung: String,
         wasm: PathBuf,
     },
-    /// `jwt_authn` (issuer, audience, remote JWKS, cache) then `rbac` requiring [`REQUIRED_SCOPE`].
+    /// `jwt_authn` (issuer, audience, remote JWKS, cache) then `rbac` requiring [`REQUIRED_SCOPE`];
+    /// with `per_tool`, `envoy.filters.http.mcp` first, and RBAC also matching the called tool
+    /// (`params.name` in the mcp filter's metadata): the native per-tool stack.
     JwtAuthn {
         issuer: String,
         audience: String,
+        per_tool: bool,
     },
 }
 
-/// The scopegate document: one gateway, one server governing the upstream cluster. With
-/// `per_tool`, the tool the bench calls gets its own scope, so the filter reads the body.
-pub fn scopegate_doc(
-    public_url: &str,
-    issuer: &str,
-    per_tool: bool,
-    cache_entries: usize,
-) -> Value {
+/// What the bench document rules beyond the base scope.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// The tool the bench calls gets its own scope, so the filter reads the body.
+    pub per_tool: bool,
+    /// The upstream listing's `admin_` tools need `admin.read` (the bench tokens lack it), and
+    /// listings hide what a token cannot call.
+    pub listing: bool,
+    /// `body_mode: mcp_metadata`: the decision reads `envoy.filters.http.mcp`'s metadata.
+    pub metadata: bool,
+}
+
+/// The scopegate document: one gateway, one server governing the upstream cluster.
+pub fn scopegate_doc(public_url: &str, issuer: &str, rules: Rules, cache_entries: usize) -> Value {
     let mut server = json!({
         "name": "bench", "cluster": UPSTREAM_CLUSTER, "path": super::request::PATH,
         "scopes": ["tickets.read", "accounts.read"],
         "base_scopes": [REQUIRED_SCOPE],
     });
-    if per_tool {
+    if rules.per_tool {
         server["tools"] = json!({ super::request::TOOL: [REQUIRED_SCOPE] });
+    }
+    if rules.listing {
+        for i in 0..super::upstream::LISTED_TOOLS {
+            let name = super::upstream::listed_tool(i);
+            if name.starts_with("admin_") {
+                server["tools"][name] = json!(["admin.read"]);
+            }
+        }
+        server["scopes"] = json!(["tickets.read", "accounts.read", "admin.read"]);
+        server["listings"] = json!({"hide": "not_granted"});
+    }
+    let mut filter = json!({"token_cache_entries": cache_entries});
+    if rules.metadata {
+        filter["body_mode"] = json!("mcp_metadata");
     }
     json!({
         "gateways": [{
@@ -77,7 +102,7 @@ pub fn scopegate_doc(
             "jwks": {"cluster": ISSUER_CLUSTER, "path": "/jwks"},
             "servers": [server]
         }],
-        "filter": {"token_cache_entries": cache_entries}
+        "filter": filter
     })
 }
 
@@ -85,13 +110,26 @@ fn http_filters(auth: &Auth, issuer_port: u16, cache_entries: usize) -> Vec<Valu
     let router = b::router();
     match auth {
         Auth::None => vec![router],
-        Auth::Scopegate { doc, wasm } | Auth::Brokered { doc, wasm, .. } => {
+        Auth::Scopegate {
+            doc,
+            wasm,
+            native_mcp: true,
+        } => vec![
+            native_mcp_filter(),
+            b::wasm_filter("scopegate", wasm, doc),
+            router,
+        ],
+        Auth::Scopegate { doc, wasm, .. } | Auth::Brokered { doc, wasm, .. } => {
             vec![b::wasm_filter("scopegate", wasm, doc), router]
         }
         // Configured as scopegate is (same flags), so rungs and the filter compare like for like.
         Auth::Ladder { rung, wasm } => vec![b::wasm_filter("ladder", wasm, rung), router],
-        Auth::JwtAuthn { issuer, audience } => vec![
-            json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
+        Auth::JwtAuthn {
+            issuer,
+            audience,
+            per_tool,
+        } => {
+            let jwt_authn = json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
                 "providers": {"issuer": {
                     "issuer": issuer,
@@ -108,21 +146,55 @@ fn http_filters(auth: &Auth, issuer_port: u16, cache_entries: usize) -> Vec<Valu
                     "jwt_cache_config": {"jwt_cache_size": cache_entries}
                 }},
                 "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "issuer"}}]
-            }}),
-            json!({"name": "envoy.filters.http.rbac", "typed_config": {
+            }});
+            // The scope claim, as `jwt_authn` left it in metadata.
+            let scope = json!({"sourced_metadata": {"metadata_matcher": {
+                "filter": "envoy.filters.http.jwt_authn",
+                "path": [{"key": "jwt_payload"}, {"key": "scope"}],
+                "value": {"list_match": {"one_of": {"string_match": {"exact": REQUIRED_SCOPE}}}}
+            }}});
+            // Per tool: the call must be `tools/call` of the bench's tool, as the mcp filter
+            // parsed it (the same rule as scopegate's `tools: {get_ticket: [tickets.read]}`).
+            let permission = if *per_tool {
+                let mcp = |path: &[&str], value: &str| {
+                    let path: Vec<Value> = path.iter().map(|k| json!({"key": k})).collect();
+                    json!({"sourced_metadata": {"metadata_matcher": {
+                        "filter": NATIVE_MCP, "path": path,
+                        "value": {"string_match": {"exact": value}}
+                    }}})
+                };
+                json!({"and_rules": {"rules": [
+                    mcp(&["method"], "tools/call"),
+                    mcp(&["params", "name"], super::request::TOOL),
+                ]}})
+            } else {
+                json!({"any": true})
+            };
+            let rbac = json!({"name": "envoy.filters.http.rbac", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
                 "rules": {"action": "ALLOW", "policies": {"scope": {
-                    "permissions": [{"any": true}],
-                    "principals": [{"sourced_metadata": {"metadata_matcher": {
-                        "filter": "envoy.filters.http.jwt_authn",
-                        "path": [{"key": "jwt_payload"}, {"key": "scope"}],
-                        "value": {"list_match": {"one_of": {"string_match": {"exact": REQUIRED_SCOPE}}}}
-                    }}}]
+                    "permissions": [permission],
+                    "principals": [scope]
                 }}}
-            }}),
-            router,
-        ],
+            }});
+            if *per_tool {
+                vec![native_mcp_filter(), jwt_authn, rbac, router]
+            } else {
+                vec![jwt_authn, rbac, router]
+            }
+        }
     }
+}
+
+const NATIVE_MCP: &str = "envoy.filters.http.mcp";
+
+/// Envoy's native MCP filter, as `render` places it before scopegate for `mcp_metadata`.
+fn native_mcp_filter() -> Value {
+    json!({"name": NATIVE_MCP, "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp",
+        "reject_duplicate_keys": true,
+        "max_request_body_size": 65536
+    }})
 }
 
 /// The bootstrap for one case.

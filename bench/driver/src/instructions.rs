@@ -239,7 +239,9 @@ fn measure_into(
     tokens: &run::Tokens,
 ) -> Result<(), String> {
     let case = m.case;
-    let dir = log_dir(&format!("bench-instructions/{}", case.id));
+    // Per driver process, so two counted runs (say, two modules) can share the machine.
+    let pid = std::process::id();
+    let dir = log_dir(&format!("bench-instructions/{}-{pid}", case.id));
     for old in std::fs::read_dir(&dir)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -265,11 +267,12 @@ fn measure_into(
     );
     run::attach_service(case, &auth, &mut boot)?;
     let envoy = benv::start_under(
-        &format!("instructions-{}", case.id),
+        &format!("instructions-{}-{pid}", case.id),
         &boot,
         port,
         &wrapper(&dir),
-        Duration::from_secs(600),
+        // V8 compiling the module under valgrind takes minutes on a shared machine.
+        Duration::from_secs(1800),
     )?;
     let mut checks = super::run::CaseResult::empty(case);
     run::probe_all(case, &envoy, &tokens.probes, &mut checks)?;
@@ -281,7 +284,7 @@ fn measure_into(
     let raw: Vec<Vec<u8>> = pool
         .iter()
         .take(m.counts.warmup + m.counts.measured)
-        .map(|t| request::raw(HOST, Some(t)))
+        .map(|t| request::raw(HOST, Some(t), case.shape))
         .collect();
     if raw.is_empty() {
         return Err("no tokens".into());

@@ -11,7 +11,7 @@ use super::cases::{self, Case, Kind, Pool, Probe, LADDER_FLOOR_EXPORTS, LADDER_G
 use super::envoy::{self as benv, Auth, STAT_PREFIX};
 use super::memory::Snapshot;
 use super::paced;
-use super::request::{self, BODY};
+use super::request::{self, Shape};
 use super::stats::cpu_ns;
 use super::upstream::Upstream;
 use super::wrk;
@@ -280,14 +280,17 @@ fn send_probe(
     client: &reqwest::blocking::Client,
     url: &str,
     token: Option<&str>,
+    shape: Shape,
 ) -> Result<u16, String> {
     let mut req = client
         .post(url)
         .header("host", HOST)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .body(BODY);
+        .body(shape.body());
+    for (k, v) in shape.headers() {
+        req = req.header(*k, *v);
+    }
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -348,7 +351,7 @@ fn bring_up(
         let bad = c
             .tokens
             .iter()
-            .map(|t| send_probe(&client, &url, Some(t)))
+            .map(|t| send_probe(&client, &url, Some(t), case.shape))
             .filter(|s| *s != Ok(200))
             .count();
         let after = exchanges(c);
@@ -394,7 +397,7 @@ pub(super) fn probe_all(
     let valid = probes[0].token.as_deref();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match send_probe(&client, &url, valid) {
+        match send_probe(&client, &url, valid, case.shape) {
             Ok(503) | Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100))
             }
@@ -403,7 +406,7 @@ pub(super) fn probe_all(
     }
     for p in probes {
         let want = p.expected(case.kind);
-        let got = send_probe(&client, &url, p.token.as_deref());
+        let got = send_probe(&client, &url, p.token.as_deref(), case.shape);
         let ok = got == Ok(want);
         result.checks.push(Check {
             what: format!("probe `{}`: want {want}, got {}", p.what, show(&got)),
@@ -430,7 +433,7 @@ impl AuthCounters {
                 verified: Some(envoy.stat(SCOPEGATE_VERIFIED).unwrap_or(0)),
                 native_hits: 0,
             },
-            Kind::JwtAuthn => AuthCounters {
+            Kind::JwtAuthn { .. } => AuthCounters {
                 verified: envoy.stat(&format!("http.{STAT_PREFIX}.jwt_authn.jwt_cache_miss")),
                 native_hits: envoy
                     .stat(&format!("http.{STAT_PREFIX}.jwt_authn.jwt_cache_hit"))
@@ -482,7 +485,7 @@ fn premise(
         _ => {
             let enough = verified * 100 >= answered * 99;
             let hits = after.native_hits.saturating_sub(before.native_hits);
-            if case.kind == Kind::JwtAuthn {
+            if matches!(case.kind, Kind::JwtAuthn { .. }) {
                 (
                     enough && hits == 0,
                     format!("{note}, native cache hits {hits}"),
@@ -597,12 +600,23 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
     std::fs::create_dir_all(&dir).expect("target/bench");
     let script = dir.join("rotate.lua");
     std::fs::write(&script, wrk::SCRIPT).expect("write wrk script");
-    let mut files: BTreeMap<&str, (PathBuf, Requests)> = BTreeMap::new();
-    for (pool, toks) in &tokens.pools {
-        let path = dir.join(format!("requests-{pool}.bin"));
-        request::write_request_file(&path, HOST, toks);
-        let raw: Vec<Vec<u8>> = toks.iter().map(|t| request::raw(HOST, Some(t))).collect();
-        files.insert(pool, (path, Arc::new(raw)));
+    // One request file per pool and request shape the selected cases send.
+    let mut files: BTreeMap<(&str, &str), (PathBuf, Requests)> = BTreeMap::new();
+    for case in &selected {
+        let (pool, shape) = (case.pool.name(), case.shape);
+        let Some(toks) = tokens.pools.get(pool) else {
+            continue;
+        };
+        if files.contains_key(&(pool, shape.name())) {
+            continue;
+        }
+        let path = dir.join(format!("requests-{pool}-{}.bin", shape.name()));
+        request::write_request_file(&path, HOST, toks, shape);
+        let raw: Vec<Vec<u8>> = toks
+            .iter()
+            .map(|t| request::raw(HOST, Some(t), shape))
+            .collect();
+        files.insert((pool, shape.name()), (path, Arc::new(raw)));
     }
 
     println!("==> starting one Envoy per case (one worker each) and probing its auth");
@@ -617,7 +631,7 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
         match up {
             Ok(envoy) => {
                 r.memory_before = Some(Snapshot::take(envoy.proc.pid(), envoy.admin_port));
-                let (file, raw) = &files[case.pool.name()];
+                let (file, raw) = &files[&(case.pool.name(), case.shape.name())];
                 let failed: Vec<&str> = r
                     .checks
                     .iter()
@@ -936,17 +950,26 @@ pub(super) fn auth_for(case: &Case, opts: &Options, issuer: &Issuer) -> Auth {
                 opts.ladder_wasm.clone()
             },
         },
-        Kind::Scopegate { per_tool } => Auth::Scopegate {
-            doc: budgeted_if(
-                case,
-                benv::scopegate_doc(PUBLIC_URL, &issuer.url, per_tool, opts.cache_entries),
-            )
-            .to_string(),
-            wasm: opts.wasm.clone(),
-        },
-        Kind::JwtAuthn => Auth::JwtAuthn {
+        Kind::Scopegate { per_tool, metadata } => {
+            let rules = benv::Rules {
+                per_tool,
+                listing: case.shape.is_listing(),
+                metadata,
+            };
+            Auth::Scopegate {
+                doc: budgeted_if(
+                    case,
+                    benv::scopegate_doc(PUBLIC_URL, &issuer.url, rules, opts.cache_entries),
+                )
+                .to_string(),
+                wasm: opts.wasm.clone(),
+                native_mcp: metadata,
+            }
+        }
+        Kind::JwtAuthn { per_tool } => Auth::JwtAuthn {
             issuer: issuer.url.clone(),
             audience: format!("{PUBLIC_URL}{}", request::PATH),
+            per_tool,
         },
     }
 }

@@ -36,6 +36,13 @@ enum Rung {
     StateN,
     /// The floor plus one counter increment.
     Counter,
+    /// The floor plus the request body callback, pausing until the body is complete (Envoy
+    /// buffers it), as scopegate's body modes do.
+    BodyBuffer,
+    /// [`Rung::BodyBuffer`] plus the complete body copied into the VM once.
+    BodyRead,
+    /// [`Rung::BodyRead`] plus scopegate's JSON-RPC reader on the copy.
+    BodyParse,
 }
 
 impl Rung {
@@ -51,6 +58,9 @@ impl Rung {
             "state-1" => Rung::State1,
             "state-8" => Rung::StateN,
             "counter" => Rung::Counter,
+            "body-buffer" => Rung::BodyBuffer,
+            "body-read" => Rung::BodyRead,
+            "body-parse" => Rung::BodyParse,
             _ => return None,
         })
     }
@@ -176,6 +186,30 @@ impl HttpContext for Request {
                 let _ = hostcalls::increment_metric(self.counter, 1);
             }
             _ => {}
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if !matches!(
+            self.rung,
+            Rung::BodyBuffer | Rung::BodyRead | Rung::BodyParse
+        ) {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        if self.rung == Rung::BodyBuffer {
+            return Action::Continue;
+        }
+        let body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if self.rung == Rung::BodyParse {
+            let read = scopegate_core::rpc_read::messages(std::hint::black_box(&body));
+            std::hint::black_box(read.map_or(0, |m| m.len()));
         }
         Action::Continue
     }

@@ -3,6 +3,7 @@
 
 use super::count::Counting;
 use super::request::Request;
+use crate::call_memo::Kept;
 use crate::hold_watch;
 use crate::host::Host;
 use crate::listing::Watch;
@@ -13,7 +14,16 @@ use scopegate_core::authorize::{self, Principal, Target};
 use scopegate_core::decision::Decision;
 use scopegate_core::mcp::Call;
 use scopegate_core::policy::ServerId;
+use scopegate_core::upstream;
 use std::rc::Rc;
+
+/// A held message, decided.
+pub(super) struct DecidedMessage {
+    pub(super) decision: Rc<Decision>,
+    /// The decision's record as JSON, when it was kept (or just made) for the next request.
+    pub(super) record: Option<Rc<str>>,
+    pub(super) calls: Vec<Call>,
+}
 
 /// Whether the request headers already went upstream when the body is decided.
 #[derive(Clone, Copy)]
@@ -54,15 +64,16 @@ impl<D: Host + Default> Request<D> {
         }
     }
 
-    /// Reads the complete message and decides it; an allow that holds listing calls starts the
-    /// response watch. `Err` is the action of a request that failed closed.
+    /// Reads the complete message and decides it (or takes the decision kept for the same
+    /// token, server and single call); an allow that holds listing calls starts the response
+    /// watch. `Err` is the action of a request that failed closed.
     pub(super) fn decide_message<H: Host>(
         &mut self,
         h: &mut H,
         worker: &Worker,
         server: ServerId,
-        principal: &Principal,
-    ) -> Result<(Decision, Vec<Call>), Action> {
+        principal: &Rc<Principal>,
+    ) -> Result<DecidedMessage, Action> {
         let Some(target) = Target::of(&worker.policy, server) else {
             return Err(self.fail_closed(h, "server vanished from the policy"));
         };
@@ -76,17 +87,58 @@ impl<D: Host + Default> Request<D> {
                 }
             }
         };
-        let (decision, calls) = authorize::decide_body(
-            target,
-            principal,
-            &body,
+        let (method, name) = (
             self.head.mcp_method.as_deref(),
             self.head.mcp_name.as_deref(),
         );
-        if decision.is_allow() {
-            self.listing = Watch::new(server, target.server, principal.effective, &calls, &body);
+        let calls = match authorize::body_calls(target, &body, method, name) {
+            Ok(calls) => calls,
+            Err(refusal) => {
+                return Ok(DecidedMessage {
+                    decision: Rc::new(*refusal),
+                    record: None,
+                    calls: Vec::new(),
+                })
+            }
+        };
+        let decided = match calls.as_slice() {
+            [call] => {
+                let kept = worker.calls.borrow().get(principal, server, call);
+                let kept = kept.unwrap_or_else(|| {
+                    let decision = authorize::decide(target, principal, &calls);
+                    let record = upstream::record_json(&decision.audit).into();
+                    let kept = Kept {
+                        decision: Rc::new(decision),
+                        record,
+                    };
+                    worker
+                        .calls
+                        .borrow_mut()
+                        .keep(principal, server, call, &kept);
+                    kept
+                });
+                DecidedMessage {
+                    decision: kept.decision,
+                    record: Some(kept.record),
+                    calls,
+                }
+            }
+            _ => DecidedMessage {
+                decision: Rc::new(authorize::decide(target, principal, &calls)),
+                record: None,
+                calls,
+            },
+        };
+        if decided.decision.is_allow() {
+            self.listing = Watch::new(
+                server,
+                target.server,
+                principal.effective,
+                &decided.calls,
+                &body,
+            );
         }
-        Ok((decision, calls))
+        Ok(decided)
     }
 
     /// `hold_body`: headers, identity and credential are upstream already; the complete message
@@ -96,9 +148,13 @@ impl<D: Host + Default> Request<D> {
         h: &mut H,
         worker: &Worker,
         server: ServerId,
-        principal: &Principal,
+        principal: &Rc<Principal>,
     ) -> Action {
-        let (decision, calls) = match self.decide_message(h, worker, server, principal) {
+        let DecidedMessage {
+            decision,
+            record,
+            calls,
+        } = match self.decide_message(h, worker, server, principal) {
             Ok(d) => d,
             Err(action) => return action,
         };
@@ -107,8 +163,8 @@ impl<D: Host + Default> Request<D> {
         }
         let decided = Decided {
             server,
-            decision: Rc::new(decision),
-            then: Then::Finish(None),
+            decision,
+            then: Then::Finish(record),
         };
         match self.count_budgets(h, worker, decided, &calls, AfterCount::Release) {
             Counting::Go(decided) => self.release(h, worker, &decided),

@@ -6,7 +6,7 @@ use super::request::Request;
 use crate::audit;
 use crate::budgets;
 use crate::host::Host;
-use crate::phase::{AfterCount, Decided, Phase};
+use crate::phase::{AfterCount, Decided, Phase, Then};
 use crate::worker::Worker;
 use proxy_wasm::types::Action;
 use scopegate_core::authorize::Target;
@@ -127,11 +127,16 @@ impl<D: Host + Default> Request<D> {
         worker: &Worker,
         decided: &Decided,
     ) -> Action {
+        // The record kept with a reused decision, when there is one.
+        let record = match &decided.then {
+            Then::Finish(record) => record.as_deref(),
+            Then::HoldBody(_) => None,
+        };
         audit::record(
             h,
             &mut worker.stats.borrow_mut(),
             &decided.decision.audit,
-            None,
+            record,
         );
         self.phase = Phase::Done;
         Action::Continue

@@ -119,16 +119,16 @@ impl<D: Host + Default> Request<D> {
         h: &mut H,
         worker: &Worker,
         server: ServerId,
-        principal: &Principal,
+        principal: &Rc<Principal>,
     ) -> Action {
         match self.decide_message(h, worker, server, principal) {
-            Ok((decision, calls)) => {
+            Ok(m) => {
                 let decided = Decided {
                     server,
-                    decision: Rc::new(decision),
-                    then: Then::Finish(None),
+                    decision: m.decision,
+                    then: Then::Finish(m.record),
                 };
-                self.enforce(h, worker, decided, &calls)
+                self.enforce(h, worker, decided, &m.calls)
             }
             Err(action) => action,
         }

@@ -86,7 +86,7 @@ impl<D: Host + Default> Request<D> {
         h: &mut H,
         worker: &Worker,
         server: ServerId,
-        principal: &Principal,
+        principal: &Rc<Principal>,
         headers: HeadersSent,
     ) -> Action {
         match headers {

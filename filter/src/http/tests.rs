@@ -473,3 +473,45 @@ fn the_exchange_callout_carries_the_requests_trace_context() {
     );
     assert_eq!(callout(&[]), (None, None));
 }
+
+/// One held-body request with `body` and extra headers, on worker `w`; the Fake afterwards.
+fn held_call(w: &Rc<Worker>, id: u32, body: &[u8], extra: &[(&str, &str)]) -> Fake {
+    let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
+    for (k, v) in extra {
+        h.headers.push((k.to_string(), v.to_string()));
+    }
+    let mut r = Request::<Fake>::new(Some(Rc::clone(w)), id);
+    r.request_headers(&mut h, false);
+    h.body = body.to_vec();
+    r.request_body(&mut h, body.len(), true);
+    h
+}
+
+#[test]
+fn a_repeated_call_reuses_its_decision_and_any_other_call_is_decided_again() {
+    let w = worker("hold_body", "support", "tickets.read");
+    let first = held_call(&w, 1, LIST, &[]);
+    assert_eq!(first.filter_state["scopegate_decision"], "allow");
+    // The same token, server and call: the kept decision, with the same record.
+    let again = held_call(&w, 2, LIST, &[]);
+    assert!(again.replies.is_empty());
+    assert_eq!(
+        again.filter_state["scopegate_record"],
+        first.filter_state["scopegate_record"]
+    );
+    // Another call with the same token is decided on its own: refused.
+    let other = held_call(&w, 3, GET_ACCOUNT, &[]);
+    assert_eq!(other.replies[0].0, 403);
+    assert_eq!(other.filter_state["scopegate_reason"], "insufficient_scope");
+    // The kept call, with headers that disagree with the body, is still refused.
+    let mismatch = held_call(&w, 4, LIST, &[("mcp-method", "tools/call")]);
+    assert_eq!(mismatch.replies[0].0, 400);
+    assert_eq!(
+        mismatch.filter_state["scopegate_reason"],
+        "mcp_header_mismatch"
+    );
+    // And a batch smuggling the refused call behind the kept one is decided whole.
+    let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_account"}}]"#;
+    let smuggled = held_call(&w, 5, batch, &[]);
+    assert_eq!(smuggled.replies[0].0, 403);
+}
