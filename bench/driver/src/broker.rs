@@ -7,9 +7,9 @@
 
 use super::cases::Probe;
 use super::envoy::{self as benv, Auth, REQUIRED_SCOPE, UPSTREAM_CLUSTER};
+use super::options::Options;
 use super::paced::percentile;
 use super::request;
-use super::run::Options;
 use super::stats::{round, Spread};
 use scopegate_tests::broker::BrokerStack;
 use scopegate_tests::envoy::Envoy;

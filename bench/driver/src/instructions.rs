@@ -10,8 +10,9 @@
 
 use super::cases::{self, Case, Kind, Pool, LADDER_FLOOR};
 use super::envoy as benv;
+use super::options::Options;
 use super::request;
-use super::run::{self, Options, HOST, PUBLIC_URL};
+use super::run::{self, HOST, PUBLIC_URL};
 use super::upstream::Upstream;
 use scopegate_tests::issuer::Issuer;
 use scopegate_tests::procs::log_dir;

@@ -9,6 +9,7 @@ pub mod cases;
 pub mod envoy;
 pub mod instructions;
 pub mod memory;
+pub mod options;
 pub mod paced;
 pub mod report;
 pub mod request;

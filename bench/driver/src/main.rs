@@ -15,7 +15,8 @@
 //! instead of timing (bench/driver/src/instructions.rs); it takes `--only` and `--wasm`.
 
 use scopegate_bench::cases::{self, Kind, LADDER_GROUP};
-use scopegate_bench::run::{self, Options};
+use scopegate_bench::options::Options;
+use scopegate_bench::run;
 use scopegate_bench::{instructions as instr, report, wrk};
 use scopegate_tests::envoy::ENVOY;
 use scopegate_tests::repo_root;
