@@ -298,10 +298,33 @@ pub fn required_scopes(server: &Server, calls: &[Call]) -> ScopeSet {
     needs
 }
 
+/// What the rules say of an admitted principal's calls, before any decision is built.
+enum Verdict<'c> {
+    Allowed,
+    /// A call the document denies outright.
+    Denied(&'c Call),
+    /// The scopes the calls need, not all granted.
+    Insufficient(ScopeSet),
+}
+
+/// The checks [`decide`] makes, without the audit record, strings or challenge it builds: a
+/// declared call that is allowed ([`early_refusal`]) costs no allocation.
+fn verdict<'c>(server: &Server, principal: &Principal, calls: &'c [Call]) -> Verdict<'c> {
+    if let Some(call) = crate::reach::denied_call(server, calls) {
+        return Verdict::Denied(call);
+    }
+    let needs = required_scopes(server, calls);
+    if needs.is_subset_of(principal.effective) {
+        Verdict::Allowed
+    } else {
+        Verdict::Insufficient(needs)
+    }
+}
+
 /// The final decision for a request whose token was admitted.
 pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Decision {
     let index = &target.gateway.scopes;
-    let needs = required_scopes(target.server, calls);
+    let verdict = verdict(target.server, principal, calls);
     let tool = calls
         .iter()
         .find(|c| c.method == "tools/call")
@@ -313,10 +336,10 @@ pub fn decide(target: Target<'_>, principal: &Principal, calls: &[Call]) -> Deci
     audit.tool = tool;
     let scopes = index.render(principal.effective);
 
-    if let Some(call) = crate::reach::denied_call(target.server, calls) {
+    if let Verdict::Denied(call) = verdict {
         return denied(target, audit, call, scopes);
     }
-    if !needs.is_subset_of(principal.effective) {
+    if let Verdict::Insufficient(needs) = verdict {
         // Name needed ∪ granted: clients that replace rather than union their scopes keep what they had.
         let ask = index.render(needs.union(principal.effective));
         let missing = index.render(needs.minus(principal.effective));
@@ -435,8 +458,11 @@ pub fn early_refusal(
         return None;
     }
     let calls = mcp::declared(mcp_method, mcp_name).unwrap_or_default();
-    let d = decide(target, principal, &calls);
-    (!d.is_allow()).then_some(d)
+    // An allowed declaration is forgotten at once: build nothing for it.
+    if let Verdict::Allowed = verdict(target.server, principal, &calls) {
+        return None;
+    }
+    Some(decide(target, principal, &calls))
 }
 
 /// The decision on a complete JSON-RPC body (`hold_body`, `hold_headers`): the body's own

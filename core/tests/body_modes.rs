@@ -3,14 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use scopegate_core::authorize::{
-    admission, admit, body_plan, decide_body, decide_metadata, early_refusal, BodyPlan, Principal,
-    Target,
+    admission, admit, body_plan, decide, decide_body, decide_metadata, early_refusal, BodyPlan,
+    Principal, Target,
 };
 use scopegate_core::config::BodyMode;
 use scopegate_core::decision::{Decision, Outcome};
 use scopegate_core::jwks::Algorithm;
 use scopegate_core::jwt::Claims;
-use scopegate_core::mcp::{NativeMetadata, HEADER_MISMATCH, INVALID_REQUEST};
+use scopegate_core::mcp::{self, NativeMetadata, HEADER_MISMATCH, INVALID_REQUEST};
 use scopegate_core::validate::load;
 use scopegate_core::Policy;
 use serde_json::Value;
@@ -147,6 +147,57 @@ fn declared_headers_refuse_early_but_never_allow_alone() {
     assert!(early_refusal(t, &stranger, None, None).is_none());
     let admitted = admission(t, &claims_for(t, "accounts.read"), NOW, 5).unwrap();
     assert_eq!(admitted.decision.status(), 403);
+}
+
+/// `early_refusal` skips building the decision for an allowed declaration: it must refuse
+/// exactly what `decide` refuses, with the same answer, for every kind of declared call.
+#[test]
+fn an_early_refusal_is_exactly_the_decision_on_the_declared_call() {
+    let p = load(&DOC.replace(
+        r#""tools": {"get_account": ["accounts.read"]}},"#,
+        r#""tools": {"get_account": ["accounts.read"]}, "methods": {"prompts/get": ["accounts.read"]},
+           "deny": {"tools": ["drop_tables"], "methods": ["logging/setLevel"]}},"#,
+    ))
+    .unwrap();
+    let declared = [
+        (Some("tools/call"), Some("get_account")),
+        (Some("tools/call"), Some("get_ticket")),
+        (Some("tools/call"), Some("drop_tables")),
+        (Some("tools/call"), None),
+        (Some("tools/list"), None),
+        (Some("prompts/get"), Some("summary")),
+        (Some("logging/setLevel"), None),
+        (None, Some("get_account")),
+        (Some(""), Some("")),
+    ];
+    let mut refused = 0;
+    for server in ["support-assistant", "plain"] {
+        let t = target(&p, server);
+        for scopes in [
+            "tickets.read",
+            "accounts.read",
+            "tickets.read accounts.read",
+            "admin.read",
+        ] {
+            let principal = principal(t, scopes);
+            for (method, name) in declared {
+                let early = early_refusal(t, &principal, method, name);
+                let calls = mcp::declared(method, name).unwrap_or_default();
+                let decided = decide(t, &principal, &calls);
+                match early {
+                    None => assert!(decided.is_allow(), "{server} {scopes} {method:?} {name:?}"),
+                    Some(d) => {
+                        refused += 1;
+                        assert!(!decided.is_allow());
+                        assert_eq!(d.status(), decided.status());
+                        assert_eq!(d.audit.reason, decided.audit.reason);
+                        assert_eq!(d.outcome, decided.outcome);
+                    }
+                }
+            }
+        }
+    }
+    assert!(refused > 10, "the cases refuse something ({refused})");
 }
 
 #[test]
