@@ -1,5 +1,4 @@
-//! The tests' keys and token makers: one signer per algorithm (generated once), JWK and JWKS
-//! builders, tokens with any header and payload, and the verify call every test makes.
+//! The tests' keys and token makers: a signer per algorithm, JWKS builders, the verify call.
 
 use std::sync::OnceLock;
 

@@ -1,5 +1,4 @@
-//! The listings tests' shared stack: the issuer, the example servers (one answering in JSON),
-//! one Envoy with the listing rules, and the helpers that read listing replies.
+//! The listings tests' shared stack (issuer, servers, Envoy) and helpers reading listing replies.
 
 use scopegate_tests::envoy::{wait_keys_loaded, Envoy, Spec};
 use scopegate_tests::issuer::Issuer;

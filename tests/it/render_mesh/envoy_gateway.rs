@@ -1,5 +1,4 @@
-//! `render envoy-gateway`: the `EnvoyExtensionPolicy`, the listener patch the body flag needs,
-//! the backend, and the native MCP filter patched in for `mcp_metadata`.
+//! `render envoy-gateway`: the extension policy, the body flag's listener patch, the backend.
 
 use super::manifests::{doc_file, envoy_gateway, find, valid, DIGEST};
 use serde_json::{json, Value};

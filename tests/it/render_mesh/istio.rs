@@ -1,5 +1,4 @@
-//! `render istio`: ECDS or a `WasmPlugin` by body mode, the stats labels, the broker's private
-//! workload, and the native MCP filter ahead of the `WasmPlugin` for `mcp_metadata`.
+//! `render istio`: ECDS or a `WasmPlugin` by body mode, stats labels, the broker's workload.
 
 use super::manifests::{doc_file, find, istio, kinds, valid, DIGEST};
 use scopegate_tests::render::render;

@@ -1,5 +1,4 @@
-//! Rendering for the mesh tests: the example document as each test needs it, `render istio` and
-//! `render envoy-gateway` run and their YAML parsed back, and lookups by kind.
+//! The mesh tests' rendering: the example document, `render` run and parsed, lookups by kind.
 
 use scopegate_tests::procs::log_dir;
 use scopegate_tests::render::render;

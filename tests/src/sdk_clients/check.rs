@@ -1,5 +1,4 @@
-//! The checks on one client run: what its wire log, the servers' `/_seen` and Envoy's log say
-//! happened, against what the MCP authorization spec and scopegate promise.
+//! The checks on one client run: what its wire log, the servers' `/_seen` and Envoy's log show.
 
 use super::host::{Protocol, Registration, Run, Sdk, Target, STEP_UP_CHALLENGE, SUPPORT_SCOPES};
 use serde_json::{json, Value};

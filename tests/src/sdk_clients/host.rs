@@ -1,5 +1,4 @@
-//! One SDK client run as a real host: the SDKs and matrix cells, the config file a client reads,
-//! and what its run left behind (summary, wire log).
+//! One SDK client run as a real host: the SDKs and cells, its config file, what the run left.
 
 use crate::cimd_host::CimdHost;
 use crate::envoy::Envoy;

@@ -1,5 +1,4 @@
-//! The client matrix: every cell run against one mode's stack, a few at a time, checked, and
-//! printed as a table (also to `target/it-logs/<dir>/matrix.txt`).
+//! The client matrix: every cell run against one mode's stack, checked, printed as a table.
 
 use super::check::{check, Outcome};
 use super::host::{run, Cell, Run, Target};

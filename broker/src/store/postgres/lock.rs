@@ -1,5 +1,4 @@
-//! Advisory locks: the keys of our own, a grant's key, and the lock a replica holds while it
-//! refreshes that grant downstream.
+//! Advisory locks: our own keys, a grant's key, and the lock held while refreshing a grant.
 
 use super::sql::Conn;
 use crate::store::RefreshLock;

@@ -1,5 +1,4 @@
-//! What every query shares: the pool's types, driver errors as `StoreError`, integer columns,
-//! the row readers and column lists, and the refresh token insert.
+//! What every query shares: pool types, driver errors, row readers, column lists, inserts.
 
 use crate::store::{
     GrantRow, GrantStatus, PendingRow, RefreshRow, Result, StoreError, TokenStatus,

@@ -1,6 +1,4 @@
-//! The walkthrough's moves, each followed by its check: meeting the 401, authorizing through the
-//! browser and connecting, calling and listing tools, waiting for an expiry; one connection per
-//! MCP server.
+//! The walkthrough's moves (401, authorize and connect, call, list, wait), each with its check.
 
 use crate::browser::Browser;
 use crate::oauth_log::{Log, Logging, Seen};

@@ -1,5 +1,4 @@
-//! What the walkthrough counted: checks passed, failed and skipped, registrations,
-//! authorizations, refreshes and renewals (the `WALKTHROUGH {json}` line).
+//! What the walkthrough counted, for the `WALKTHROUGH {json}` line: checks, grants, refreshes.
 
 use serde_json::{json, Value};
 
