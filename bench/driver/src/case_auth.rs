@@ -1,5 +1,4 @@
-//! What a case's Envoy runs in front of the upstream: its auth (none, the ladder's, scopegate's
-//! document, `jwt_authn`) and, for the budgeted case, the rate limit service's cluster.
+//! What a case's Envoy runs in front of the upstream: its bootstrap, auth, the budgeted cluster.
 
 use super::cases::{Case, Kind, LADDER_FLOOR_EXPORTS};
 use super::envoy::{self as benv, Auth};
@@ -8,8 +7,30 @@ use super::request::{self, PUBLIC_URL};
 use scopegate_tests::issuer::Issuer;
 use serde_json::Value;
 
-/// What a case's Envoy runs in front of the upstream, for the timed and the counted runs alike.
-pub(super) fn auth_for(case: &Case, opts: &Options, issuer: &Issuer) -> Auth {
+/// A case's Envoy bootstrap on `port` (its admin on a port of its own), for the timed and the
+/// counted runs alike.
+pub(super) fn case_bootstrap(
+    case: &Case,
+    opts: &Options,
+    issuer: &Issuer,
+    upstream_port: u16,
+    port: u16,
+) -> Result<Value, String> {
+    let auth = auth_for(case, opts, issuer);
+    let mut boot = benv::bootstrap(
+        &auth,
+        port,
+        benv::admin_port(),
+        upstream_port,
+        issuer.port,
+        opts.cache_entries,
+    );
+    attach_service(case, &auth, &mut boot)?;
+    Ok(boot)
+}
+
+/// What a case's Envoy runs in front of the upstream.
+fn auth_for(case: &Case, opts: &Options, issuer: &Issuer) -> Auth {
     match case.kind {
         Kind::NoAuth | Kind::Brokered => Auth::None,
         Kind::Ladder { rung } => Auth::Ladder {
@@ -54,7 +75,7 @@ fn budgeted_if(case: &Case, doc: Value) -> Value {
 }
 
 /// The budgeted case's bootstrap gains the rate limit service's cluster (`budgeted.rs`).
-pub(super) fn attach_service(case: &Case, auth: &Auth, boot: &mut Value) -> Result<(), String> {
+fn attach_service(case: &Case, auth: &Auth, boot: &mut Value) -> Result<(), String> {
     match auth {
         Auth::Scopegate { doc, .. } if case.id == super::budgeted::ID => {
             super::budgeted::attach(boot, doc)

@@ -1,5 +1,4 @@
-//! The checks a run makes from Envoy's own counters after the load: whether a case kept its
-//! premise (signature verifications against requests), its VM's memory growth, the auth stats.
+//! The checks from Envoy's own counters after the load: the case's premise, VM growth, auth stats.
 
 use super::cases::{Case, Kind, Pool};
 use super::envoy::STAT_PREFIX;

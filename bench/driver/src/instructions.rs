@@ -259,17 +259,7 @@ fn measure_into(
         }
     }
     let port = scopegate_tests::free_port();
-    let admin = benv::admin_port();
-    let auth = case_auth::auth_for(case, opts, issuer);
-    let mut boot = benv::bootstrap(
-        &auth,
-        port,
-        admin,
-        upstream.port,
-        issuer.port,
-        opts.cache_entries,
-    );
-    case_auth::attach_service(case, &auth, &mut boot)?;
+    let boot = case_auth::case_bootstrap(case, opts, issuer, upstream.port, port)?;
     let envoy = benv::start_under(
         &format!("instructions-{}-{pid}", case.id),
         &boot,

@@ -1,5 +1,4 @@
-//! The probes: before any load, each case's Envoy must answer every probe token as its auth
-//! should (a valid token passes, a forged one does not), so no case measures an auth that is off.
+//! The probes: each case's Envoy must answer every probe token as its auth should before any load.
 
 use super::cases::{Case, Probe};
 use super::outcome::{CaseResult, Check};

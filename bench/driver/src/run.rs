@@ -7,7 +7,7 @@
 //! instead of skewing one.
 
 use super::broker;
-use super::case_auth::{attach_service, auth_for};
+use super::case_auth::case_bootstrap;
 use super::cases::{self, Case, Kind, Pool};
 use super::checks::{auth_stats, premise, vm_growth_check, AuthCounters};
 use super::envoy::{self as benv, STAT_PREFIX};
@@ -99,18 +99,8 @@ fn bring_up(
         });
         return Ok(envoy);
     }
-    let auth = auth_for(case, opts, issuer);
     let port = scopegate_tests::free_port();
-    let admin = benv::admin_port();
-    let mut boot = benv::bootstrap(
-        &auth,
-        port,
-        admin,
-        upstream.port,
-        issuer.port,
-        opts.cache_entries,
-    );
-    attach_service(case, &auth, &mut boot)?;
+    let boot = case_bootstrap(case, opts, issuer, upstream.port, port)?;
     let envoy = benv::start(case.id, &boot, port)?;
     probe_all(case, &envoy, &tokens.probes, result)?;
     Ok(envoy)

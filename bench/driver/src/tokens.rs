@@ -1,5 +1,4 @@
-//! The run's tokens: the pools the cases send (one token per request) and the probes' tokens
-//! (valid, forged, wrong audience, expired, without the scope).
+//! The run's tokens: the pools the cases send and the probes' (forged, expired, wrong audience...).
 
 use super::cases::{Pool, Probe};
 use super::options::Options;
