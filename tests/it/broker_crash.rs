@@ -4,7 +4,7 @@
 
 use scopegate_tests::broker::{exchange, BrokerStack};
 use scopegate_tests::downstream::{self, Spec};
-use scopegate_tests::oauth::{pkce, redeem, refresh, register, Agent, AuthRequest};
+use scopegate_tests::oauth::{first_grant, refresh};
 use scopegate_tests::proxy::Proxy;
 use scopegate_tests::stack::SUPPORT;
 use serde_json::json;
@@ -17,12 +17,7 @@ fn sigkill_during_downstream_refresh_then_restart_keeps_the_grant() {
     let proxy = Proxy::start();
     let mut s = BrokerStack::start("broker_crash", 3, Some(&proxy), |_| {});
     let resource = s.resource(SUPPORT);
-    let client = register(&s.issuer, CB);
-    let (verifier, challenge) = pkce();
-    let code = Agent::default().authorize(&AuthRequest::new(
-        &s.issuer, &client, CB, &resource, &challenge,
-    ));
-    let t = redeem(&s.issuer, &client, &code, CB, &verifier, &resource).json();
+    let (client, t) = first_grant(&s.issuer, CB, &resource);
     let access = t["access_token"].as_str().unwrap().to_string();
     let (status, first) = s.broker.exchange(&access, &resource);
     assert_eq!(status, 200, "{first}");

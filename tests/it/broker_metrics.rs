@@ -3,7 +3,7 @@
 //! histogram per route. The public listener does not serve it.
 
 use scopegate_tests::broker::BrokerStack;
-use scopegate_tests::oauth::{pkce, post_form, redeem, refresh, register, Agent, AuthRequest};
+use scopegate_tests::oauth::{first_grant, post_form, refresh};
 use scopegate_tests::stack::SUPPORT;
 
 const CB: &str = "http://127.0.0.1:1/client/cb";
@@ -22,11 +22,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 fn metrics_count_a_whole_flow() {
     let s = BrokerStack::start("broker_metrics", 300, None, |_| {});
     let resource = s.resource(SUPPORT);
-    let client = register(&s.issuer, CB);
-    let (verifier, challenge) = pkce();
-    let req = AuthRequest::new(&s.issuer, &client, CB, &resource, &challenge);
-    let code = Agent::default().authorize(&req);
-    let t = redeem(&s.issuer, &client, &code, CB, &verifier, &resource).json();
+    let (client, t) = first_grant(&s.issuer, CB, &resource);
     let access = t["access_token"].as_str().unwrap();
     let r = refresh(
         &s.issuer,

@@ -2,7 +2,7 @@
 //! expired, once for many concurrent exchanges (single-flight), counted in `/internal/stats`.
 
 use scopegate_tests::broker::BrokerStack;
-use scopegate_tests::oauth::{pkce, redeem, register, Agent, AuthRequest};
+use scopegate_tests::oauth::first_grant;
 use scopegate_tests::proxy::Proxy;
 use scopegate_tests::stack::SUPPORT;
 use serde_json::Value;
@@ -23,12 +23,7 @@ fn expired_downstream_token_is_refreshed_once_for_concurrent_exchanges() {
     let proxy = Proxy::start();
     let s = BrokerStack::start("broker_refresh", 4, Some(&proxy), |_| {});
     let resource = s.resource(SUPPORT);
-    let client = register(&s.issuer, CB);
-    let (verifier, challenge) = pkce();
-    let code = Agent::default().authorize(&AuthRequest::new(
-        &s.issuer, &client, CB, &resource, &challenge,
-    ));
-    let t = redeem(&s.issuer, &client, &code, CB, &verifier, &resource).json();
+    let (_, t) = first_grant(&s.issuer, CB, &resource);
     let access = t["access_token"].as_str().unwrap().to_string();
 
     let (status, first) = s.broker.exchange(&access, &resource);

@@ -2,13 +2,13 @@
 //! `.wasm`) in front of the same MCP servers and issuer, counting budgets in one rate limit
 //! service on one Redis (`filter.rate_limit`), its configuration what `render ratelimit` prints.
 
-use crate::envoy::{wait_keys_loaded, Envoy};
+use crate::envoy::Envoy;
 use crate::free_port;
 use crate::issuer::Issuer;
 use crate::procs::log_dir;
 use crate::ratelimit::RateLimitService;
 use crate::redis::Redis;
-use crate::stack::{gateway_doc, McpServer, OPS, SUPPORT};
+use crate::stack::{example_clusters, gateway_doc, start_example_envoy, McpServer, OPS};
 use serde_json::{json, Value};
 
 /// The rate limit service's cluster in the documents the fleet renders.
@@ -67,23 +67,15 @@ impl Fleet {
             .zip(&ports)
             .enumerate()
             .map(|(i, (doc, port))| {
-                let envoy = crate::render::start_envoy(
+                start_example_envoy(
                     &format!("{name}/envoy-{i}"),
                     doc,
-                    &crate::render::Upstreams {
-                        clusters: &[
-                            ("support_assistant", support.port),
-                            ("ops_console", ops.port),
-                            ("test_issuer", issuer.port),
-                        ],
-                        broker: None,
-                        rate_limit: Some(&address),
-                    },
+                    &example_clusters(&issuer, &support, &ops),
+                    Some(&address),
                     *port,
                     workers,
-                );
-                wait_keys_loaded(&envoy.url(SUPPORT));
-                envoy
+                    &|_| {},
+                )
             })
             .collect();
         Fleet {

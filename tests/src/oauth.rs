@@ -249,6 +249,17 @@ pub fn register(issuer: &str, redirect_uri: &str) -> String {
     v["client_id"].as_str().unwrap().to_string()
 }
 
+/// A new public client's first grant for `resource`, as a client gets one: registration, PKCE,
+/// the person's consent, the code redeemed. Returns the client id and the token response.
+pub fn first_grant(issuer: &str, redirect_uri: &str, resource: &str) -> (String, Value) {
+    let client = register(issuer, redirect_uri);
+    let (verifier, challenge) = pkce();
+    let req = AuthRequest::new(issuer, &client, redirect_uri, resource, &challenge);
+    let code = Agent::default().authorize(&req);
+    let t = redeem(issuer, &client, &code, redirect_uri, &verifier, resource).json();
+    (client, t)
+}
+
 /// `authorization_code` at `/token` for a public client.
 pub fn redeem(
     issuer: &str,

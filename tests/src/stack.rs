@@ -155,24 +155,57 @@ fn start_envoy(
     let public_url = format!("http://127.0.0.1:{port}");
     let mut doc = gateway_doc(&public_url, &issuer.url);
     tweak(&mut doc);
-    let envoy = crate::render::start_envoy_edited(
+    let envoy = start_example_envoy(
         name,
         &doc,
-        &crate::render::Upstreams {
-            clusters: &[
-                ("support_assistant", support.port),
-                ("ops_console", ops.port),
-                ("test_issuer", issuer.port),
-            ],
-            broker: None,
-            rate_limit: None,
-        },
+        &example_clusters(issuer, support, ops),
+        None,
         port,
         workers,
         &|boot| add_plain_upstream(boot, echo_port),
     );
-    wait_keys_loaded(&envoy.url(SUPPORT));
     (envoy, public_url)
+}
+
+/// The example document's clusters: its two servers and the issuer's JWKS.
+pub fn example_clusters(
+    issuer: &Issuer,
+    support: &McpServer,
+    ops: &McpServer,
+) -> [(&'static str, u16); 3] {
+    [
+        ("support_assistant", support.port),
+        ("ops_console", ops.port),
+        ("test_issuer", issuer.port),
+    ]
+}
+
+/// Envoy running what `scopegate-broker render envoy` prints for `doc` (not brokered) in front of
+/// `clusters` and, when given, the rate limit service at `rate_limit`, with `edit` applied to the
+/// bootstrap; returns once the filter has its keys. Stacks and fleets start their Envoys here.
+pub fn start_example_envoy(
+    name: &str,
+    doc: &Value,
+    clusters: &[(&str, u16)],
+    rate_limit: Option<&str>,
+    port: u16,
+    workers: u32,
+    edit: &dyn Fn(&mut Value),
+) -> Envoy {
+    let envoy = crate::render::start_envoy_edited(
+        name,
+        doc,
+        &crate::render::Upstreams {
+            clusters,
+            broker: None,
+            rate_limit,
+        },
+        port,
+        workers,
+        edit,
+    );
+    wait_keys_loaded(&envoy.url(SUPPORT));
+    envoy
 }
 
 /// Adds the echo upstream (cluster `plain_upstream`, route prefix `/plain/`) to a rendered

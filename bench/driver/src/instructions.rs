@@ -8,11 +8,14 @@
 //! are not time: a cache miss or a syscall's kernel side counts for nothing here. The timed
 //! `make bench` stays the measure of record; this one ranks changes on a noisy machine.
 
+use super::case_auth;
 use super::cases::{self, Case, Kind, Pool, LADDER_FLOOR};
 use super::envoy as benv;
 use super::options::Options;
-use super::request;
-use super::run::{self, HOST, PUBLIC_URL};
+use super::outcome::CaseResult;
+use super::probe;
+use super::request::{self, HOST, PUBLIC_URL};
+use super::tokens::{mint, Tokens};
 use super::upstream::Upstream;
 use scopegate_tests::issuer::Issuer;
 use scopegate_tests::procs::log_dir;
@@ -212,7 +215,7 @@ fn measure(
     opts: &Options,
     issuer: &Issuer,
     upstream: &Upstream,
-    tokens: &run::Tokens,
+    tokens: &Tokens,
 ) -> Measured {
     let counts = match case.pool {
         Pool::MissEs256 | Pool::MissRs256 => MISS,
@@ -237,7 +240,7 @@ fn measure_into(
     opts: &Options,
     issuer: &Issuer,
     upstream: &Upstream,
-    tokens: &run::Tokens,
+    tokens: &Tokens,
 ) -> Result<(), String> {
     let case = m.case;
     // Per driver process, so two counted runs (say, two modules) can share the machine.
@@ -256,17 +259,7 @@ fn measure_into(
         }
     }
     let port = scopegate_tests::free_port();
-    let admin = benv::admin_port();
-    let auth = run::auth_for(case, opts, issuer);
-    let mut boot = benv::bootstrap(
-        &auth,
-        port,
-        admin,
-        upstream.port,
-        issuer.port,
-        opts.cache_entries,
-    );
-    run::attach_service(case, &auth, &mut boot)?;
+    let boot = case_auth::case_bootstrap(case, opts, issuer, upstream.port, port)?;
     let envoy = benv::start_under(
         &format!("instructions-{}-{pid}", case.id),
         &boot,
@@ -275,8 +268,8 @@ fn measure_into(
         // V8 compiling the module under valgrind takes minutes on a shared machine.
         Duration::from_secs(1800),
     )?;
-    let mut checks = super::run::CaseResult::empty(case);
-    run::probe_all(case, &envoy, &tokens.probes, &mut checks)?;
+    let mut checks = CaseResult::empty(case);
+    probe::probe_all(case, &envoy, &tokens.probes, &mut checks)?;
     if let Some(bad) = checks.checks.iter().find(|c| !c.ok) {
         return Err(bad.what.clone());
     }
@@ -332,7 +325,7 @@ pub fn run_all(opts: &Options) -> Vec<Measured> {
     let mut o = opts.clone();
     o.miss_tokens = MISS.warmup + MISS.measured + 10;
     println!("==> minting tokens (aud {resource})");
-    let tokens = run::mint(&issuer, &o, &resource, &needed);
+    let tokens = mint(&issuer, &o, &resource, &needed);
     let mut out = Vec::new();
     for case in selected {
         let t = Instant::now();

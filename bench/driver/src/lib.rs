@@ -5,15 +5,20 @@
 
 pub mod broker;
 pub mod budgeted;
+pub mod case_auth;
 pub mod cases;
+pub mod checks;
 pub mod envoy;
 pub mod instructions;
 pub mod memory;
 pub mod options;
+pub mod outcome;
 pub mod paced;
+pub mod probe;
 pub mod report;
 pub mod request;
 pub mod run;
 pub mod stats;
+pub mod tokens;
 pub mod upstream;
 pub mod wrk;

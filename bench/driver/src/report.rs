@@ -4,7 +4,7 @@ use super::broker;
 use super::cases::{Kind, Pool, FLOOR, LADDER_FLOOR};
 use super::memory::Snapshot;
 use super::options::Options;
-use super::run::{CaseResult, Outcome};
+use super::outcome::{CaseResult, Outcome};
 use super::stats::{round, Spread};
 use serde_json::{json, Value};
 use std::fmt::Write as _;

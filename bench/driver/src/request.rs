@@ -3,6 +3,10 @@
 //! `Mcp-Method`/`Mcp-Name` headers), or a `tools/list` whose answer is a listing. Only the token
 //! differs between the requests of one case.
 
+/// The gateway's public origin. The filter never compares it with the request's Host, so every
+/// case's Envoy (each on its own port) accepts the same tokens.
+pub const PUBLIC_URL: &str = "https://mcp.example.com";
+pub const HOST: &str = "mcp.example.com";
 /// The governed path (the bench server's resource is `public_url + PATH`).
 pub const PATH: &str = "/mcp";
 /// The tool the request calls (the per-tool case gives it its own scope).

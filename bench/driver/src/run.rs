@@ -7,194 +7,32 @@
 //! instead of skewing one.
 
 use super::broker;
-use super::cases::{self, Case, Kind, Pool, Probe, LADDER_FLOOR_EXPORTS};
-use super::envoy::{self as benv, Auth, STAT_PREFIX};
+use super::case_auth::case_bootstrap;
+use super::cases::{self, Case, Kind, Pool};
+use super::checks::{auth_stats, premise, vm_growth_check, AuthCounters};
+use super::envoy::{self as benv, STAT_PREFIX};
 use super::memory::Snapshot;
 pub use super::options::Options;
+use super::outcome::{CaseResult, Check, Outcome};
 use super::paced;
-use super::request::{self, Shape};
+use super::probe::{probe_all, send_probe};
+use super::request::{self, HOST, PUBLIC_URL};
 use super::stats::cpu_ns;
+use super::tokens::{mint, Tokens};
 use super::upstream::Upstream;
 use super::wrk;
 use scopegate_tests::envoy::Envoy;
 use scopegate_tests::issuer::Issuer;
-use scopegate_tests::{now, repo_root};
-use serde_json::{json, Value};
+use scopegate_tests::repo_root;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The gateway's public origin. The filter never compares it with the request's Host, so every
-/// case's Envoy (each on its own port) accepts the same tokens.
-pub const PUBLIC_URL: &str = "https://mcp.example.com";
-pub const HOST: &str = "mcp.example.com";
-
 /// `--only` names for the broker measurements that are not cases of the table.
 pub const BROKER_EXCHANGE: &str = "broker-exchange";
 pub const BROKER_EXPIRY: &str = "broker-expiry";
 pub const BROKER_IDS: [&str; 2] = [BROKER_EXCHANGE, BROKER_EXPIRY];
-
-/// How much a worker VM's linear memory may grow over a hit case's load: its caches filling with
-/// the pool's tokens. A request that left anything behind (a context the SDK never dropped)
-/// would grow it by hundreds of bytes per request, tens of MiB over a full run.
-pub const VM_GROWTH_ALLOWED_KB: u64 = 2048;
-
-/// One check the run makes; any failed check fails the run.
-#[derive(Debug, Clone)]
-pub struct Check {
-    pub what: String,
-    pub ok: bool,
-}
-
-/// A case's measurements and checks.
-pub struct CaseResult {
-    pub case: &'static Case,
-    pub error: Option<String>,
-    pub checks: Vec<Check>,
-    pub wrk: Vec<wrk::Run>,
-    /// Envoy's CPU time per request in each throughput run, microseconds.
-    pub cpu_us_per_request: Vec<f64>,
-    /// Signature verifications and requests answered, per throughput run (auth cases).
-    pub verifications: Vec<(u64, u64)>,
-    pub paced: Vec<paced::Run>,
-    pub memory_before: Option<Snapshot>,
-    pub memory_after: Option<Snapshot>,
-    /// The auth filters' own counters at the end (`jwt_authn`, `rbac`, scopegate's `wasmcustom`).
-    pub auth_stats: BTreeMap<String, u64>,
-}
-
-impl CaseResult {
-    /// A case with nothing measured yet.
-    pub fn empty(case: &'static Case) -> CaseResult {
-        CaseResult {
-            case,
-            error: None,
-            checks: Vec::new(),
-            wrk: Vec::new(),
-            cpu_us_per_request: Vec::new(),
-            verifications: Vec::new(),
-            paced: Vec::new(),
-            memory_before: None,
-            memory_after: None,
-            auth_stats: BTreeMap::new(),
-        }
-    }
-
-    pub fn passed(&self) -> bool {
-        self.error.is_none() && self.checks.iter().all(|c| c.ok)
-    }
-}
-
-pub struct Outcome {
-    pub cases: Vec<CaseResult>,
-    pub brokered: broker::Outcome,
-    pub exchange: broker::Outcome,
-    pub mass_expiry: broker::Outcome,
-    /// The broker binary the broker measurements ran, relative to the repository.
-    pub broker_binary: Option<String>,
-    pub wasm_bytes: u64,
-    pub seconds: f64,
-}
-
-pub(super) struct Tokens {
-    pub(super) pools: BTreeMap<&'static str, Vec<String>>,
-    pub(super) probes: Vec<Probe>,
-}
-
-fn claims(issuer: &Issuer, aud: &str, scope: &str, i: usize, tag: &str) -> Value {
-    let now = now();
-    json!({
-        "iss": issuer.url, "sub": format!("bench-user-{i}"), "aud": aud, "scope": scope,
-        "client_id": "bench-client", "iat": now, "exp": now + 4 * 3600,
-        "jti": format!("{tag}-{i}-{now}"),
-    })
-}
-
-pub(super) fn mint(issuer: &Issuer, opts: &Options, resource: &str, needed: &[Pool]) -> Tokens {
-    let scope = "tickets.read accounts.read";
-    let many = |kid: &str, n: usize, tag: &str| {
-        let t = Instant::now();
-        let c: Vec<Value> = (0..n)
-            .map(|i| claims(issuer, resource, scope, i, tag))
-            .collect();
-        let tokens = issuer.sign_many(kid, c);
-        println!("    {n} {kid} tokens in {:.1} s", t.elapsed().as_secs_f64());
-        tokens
-    };
-    // The hit pool always: its first token is the probes' valid one.
-    let mut pools = BTreeMap::new();
-    pools.insert(Pool::Hit.name(), many("es256", opts.hit_tokens, "hit"));
-    if needed.contains(&Pool::MissEs256) {
-        pools.insert(
-            Pool::MissEs256.name(),
-            many("es256", opts.miss_tokens, "mes"),
-        );
-    }
-    if needed.contains(&Pool::MissRs256) {
-        pools.insert(
-            Pool::MissRs256.name(),
-            many("rs256", opts.miss_tokens, "mrs"),
-        );
-    }
-
-    let valid = pools[Pool::Hit.name()][0].clone();
-    let mut forged = valid.clone();
-    if let Some(dot) = forged.rfind('.') {
-        let sig: String = forged[dot + 1..].chars().rev().collect();
-        forged.replace_range(dot + 1.., &sig);
-    }
-    let wrong_aud = issuer.sign(
-        "es256",
-        claims(issuer, &format!("{PUBLIC_URL}/other/mcp"), scope, 0, "aud"),
-    );
-    let mut expired = claims(issuer, resource, scope, 0, "exp");
-    expired["exp"] = json!(now() - 120);
-    expired["iat"] = json!(now() - 600);
-    let expired = issuer.sign("es256", expired);
-    let no_scope = issuer.sign("es256", claims(issuer, resource, "accounts.read", 0, "scp"));
-    let probe = |what, token, sg, ja| Probe {
-        what,
-        token,
-        expect_scopegate: sg,
-        expect_jwt_authn: ja,
-    };
-    Tokens {
-        pools,
-        probes: vec![
-            probe("valid token", Some(valid), 200, 200),
-            probe("no token", None, 401, 401),
-            probe("forged signature", Some(forged), 401, 401),
-            // jwt_authn answers a wrong audience with 403; scopegate with 401 invalid_token.
-            probe("wrong audience", Some(wrong_aud), 401, 403),
-            probe("expired", Some(expired), 401, 401),
-            probe("without the required scope", Some(no_scope), 403, 403),
-        ],
-    }
-}
-
-fn send_probe(
-    client: &reqwest::blocking::Client,
-    url: &str,
-    token: Option<&str>,
-    shape: Shape,
-) -> Result<u16, String> {
-    let mut req = client
-        .post(url)
-        .header("host", HOST)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(shape.body());
-    for (k, v) in shape.headers() {
-        req = req.header(*k, *v);
-    }
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    req.send()
-        .map(|r| r.status().as_u16())
-        .map_err(|e| e.to_string())
-}
 
 /// Raw requests, one per token, shared with the paced client.
 type Requests = Arc<Vec<Vec<u8>>>;
@@ -261,151 +99,11 @@ fn bring_up(
         });
         return Ok(envoy);
     }
-    let auth = auth_for(case, opts, issuer);
     let port = scopegate_tests::free_port();
-    let admin = benv::admin_port();
-    let mut boot = benv::bootstrap(
-        &auth,
-        port,
-        admin,
-        upstream.port,
-        issuer.port,
-        opts.cache_entries,
-    );
-    attach_service(case, &auth, &mut boot)?;
+    let boot = case_bootstrap(case, opts, issuer, upstream.port, port)?;
     let envoy = benv::start(case.id, &boot, port)?;
     probe_all(case, &envoy, &tokens.probes, result)?;
     Ok(envoy)
-}
-
-/// Waits until the filter has its keys, then sends every probe and checks its status.
-pub(super) fn probe_all(
-    case: &Case,
-    envoy: &Envoy,
-    probes: &[Probe],
-    result: &mut CaseResult,
-) -> Result<(), String> {
-    let url = envoy.url(request::PATH);
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
-    // Until the filter has its keys it answers 503.
-    let valid = probes[0].token.as_deref();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match send_probe(&client, &url, valid, case.shape) {
-            Ok(503) | Err(_) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            _ => break,
-        }
-    }
-    for p in probes {
-        let want = p.expected(case.kind);
-        let got = send_probe(&client, &url, p.token.as_deref(), case.shape);
-        let ok = got == Ok(want);
-        result.checks.push(Check {
-            what: format!("probe `{}`: want {want}, got {}", p.what, show(&got)),
-            ok,
-        });
-    }
-    Ok(())
-}
-
-/// What the auth's own counters say: signature verifications (scopegate's
-/// `scopegate.jwt.verified`, `jwt_authn`'s `jwt_cache_miss`) and `jwt_authn`'s cache hits.
-#[derive(Debug, Clone, Copy, Default)]
-struct AuthCounters {
-    verified: Option<u64>,
-    native_hits: u64,
-}
-
-impl AuthCounters {
-    fn read(envoy: &Envoy, kind: Kind) -> AuthCounters {
-        match kind {
-            Kind::NoAuth | Kind::Ladder { .. } => AuthCounters::default(),
-            // Defined on first use: absent until the first verification.
-            Kind::Scopegate { .. } | Kind::Brokered => AuthCounters {
-                verified: Some(envoy.stat(SCOPEGATE_VERIFIED).unwrap_or(0)),
-                native_hits: 0,
-            },
-            Kind::JwtAuthn { .. } => AuthCounters {
-                verified: envoy.stat(&format!("http.{STAT_PREFIX}.jwt_authn.jwt_cache_miss")),
-                native_hits: envoy
-                    .stat(&format!("http.{STAT_PREFIX}.jwt_authn.jwt_cache_hit"))
-                    .unwrap_or(0),
-            },
-        }
-    }
-}
-
-/// scopegate's count of signatures it verified (as opposed to cache hits and tokens another
-/// worker verified).
-const SCOPEGATE_VERIFIED: &str = "wasmcustom.scopegate.jwt.verified";
-
-/// Whether a run kept its case's premise, from the auth's own counters, and what they said.
-/// Hit cases: at most one verification per token of the pool. Miss cases (when the pool
-/// outnumbers the cache): a verification for every answered request. scopegate also keeps a
-/// process-wide table of verified tokens (4,096 slots, last writer wins), which remembers a token
-/// that comes back after N others with probability about e^(-N/4096): 0.8% at N = 20,000,
-/// 0.006% at the full run's 40,000. So scopegate's misses must be at least 99% verifications,
-/// and `jwt_authn`'s LRU cache must not hit at all.
-fn premise(
-    case: &Case,
-    opts: &Options,
-    before: AuthCounters,
-    after: AuthCounters,
-    answered: u64,
-) -> (bool, String, Option<u64>) {
-    if matches!(case.kind, Kind::NoAuth | Kind::Ladder { .. }) {
-        return (true, String::new(), None);
-    }
-    let verified = match (before.verified, after.verified) {
-        (b, Some(a)) => a.saturating_sub(b.unwrap_or(0)),
-        _ => {
-            return (
-                true,
-                ", verifications not counted by this build".into(),
-                None,
-            )
-        }
-    };
-    let note = format!(", signature verifications {verified}");
-    let (ok, note) = match case.pool {
-        Pool::Hit => (verified <= opts.hit_tokens as u64, note),
-        Pool::Brokered => (verified <= opts.grants as u64, note),
-        _ if opts.miss_tokens <= opts.cache_entries => (
-            true,
-            format!("{note} (pool within the cache: not all misses)"),
-        ),
-        _ => {
-            let enough = verified * 100 >= answered * 99;
-            let hits = after.native_hits.saturating_sub(before.native_hits);
-            if matches!(case.kind, Kind::JwtAuthn { .. }) {
-                (
-                    enough && hits == 0,
-                    format!("{note}, native cache hits {hits}"),
-                )
-            } else {
-                (enough, note)
-            }
-        }
-    };
-    (ok, note, Some(verified))
-}
-
-/// Counters of the auth filters, by name.
-fn auth_stats(admin_port: u16) -> BTreeMap<String, u64> {
-    reqwest::blocking::get(format!(
-        "http://127.0.0.1:{admin_port}/stats?filter=jwt_authn|rbac|wasmcustom"
-    ))
-    .and_then(|r| r.text())
-    .unwrap_or_default()
-    .lines()
-    .filter_map(|l| l.split_once(": "))
-    .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
-    .collect()
 }
 
 /// The last check's text when it failed, for the progress line.
@@ -416,34 +114,9 @@ fn failed_note(r: &CaseResult) -> String {
     }
 }
 
-fn show(r: &Result<u16, String>) -> String {
-    match r {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("error ({e})"),
-    }
-}
-
 /// Ladder rungs are measured for CPU per request only: no latency rounds.
 fn is_ladder(r: &CaseResult) -> bool {
     matches!(r.case.kind, Kind::Ladder { .. })
-}
-
-/// Nothing a request leaves behind: in the cases whose caches stay small (a pool of reused
-/// tokens), the worker VM's linear memory grows by at most [`VM_GROWTH_ALLOWED_KB`] over the
-/// whole load. A bound, not a timing: it holds or not whatever the machine's speed.
-fn vm_growth_check(r: &CaseResult) -> Option<Check> {
-    if !matches!(r.case.pool, Pool::Hit | Pool::Brokered) {
-        return None;
-    }
-    let before = r.memory_before.as_ref()?.largest_vm_kb()?.0;
-    let after = r.memory_after.as_ref()?.largest_vm_kb()?.0;
-    let requests: u64 = r.wrk.iter().map(|w| w.requests).sum();
-    Some(Check {
-        what: format!(
-            "wasm VM linear memory {before} KiB before the load, {after} KiB after {requests} requests (at most +{VM_GROWTH_ALLOWED_KB} KiB)"
-        ),
-        ok: after <= before + VM_GROWTH_ALLOWED_KB,
-    })
 }
 
 fn order(n: usize, round: usize) -> Vec<usize> {
@@ -832,60 +505,5 @@ pub fn run(opts: &Options, wasm_bytes: u64) -> Outcome {
         broker_binary: broker_binary.ok(),
         wasm_bytes,
         seconds: started.elapsed().as_secs_f64(),
-    }
-}
-
-/// What a case's Envoy runs in front of the upstream, for the timed and the counted runs alike.
-pub(super) fn auth_for(case: &Case, opts: &Options, issuer: &Issuer) -> Auth {
-    match case.kind {
-        Kind::NoAuth | Kind::Brokered => Auth::None,
-        Kind::Ladder { rung } => Auth::Ladder {
-            rung: rung.to_string(),
-            wasm: if rung == LADDER_FLOOR_EXPORTS {
-                opts.ladder_stripped_wasm.clone()
-            } else {
-                opts.ladder_wasm.clone()
-            },
-        },
-        Kind::Scopegate { per_tool, metadata } => {
-            let rules = benv::Rules {
-                per_tool,
-                listing: case.shape.is_listing(),
-                metadata,
-            };
-            Auth::Scopegate {
-                doc: budgeted_if(
-                    case,
-                    benv::scopegate_doc(PUBLIC_URL, &issuer.url, rules, opts.cache_entries),
-                )
-                .to_string(),
-                wasm: opts.wasm.clone(),
-                native_mcp: metadata,
-            }
-        }
-        Kind::JwtAuthn { per_tool } => Auth::JwtAuthn {
-            issuer: issuer.url.clone(),
-            audience: format!("{PUBLIC_URL}{}", request::PATH),
-            per_tool,
-        },
-    }
-}
-
-/// The budgeted case's document: the per-tool one with its budget (`budgeted.rs`).
-fn budgeted_if(case: &Case, doc: Value) -> Value {
-    if case.id == super::budgeted::ID {
-        super::budgeted::doc(doc)
-    } else {
-        doc
-    }
-}
-
-/// The budgeted case's bootstrap gains the rate limit service's cluster (`budgeted.rs`).
-pub(super) fn attach_service(case: &Case, auth: &Auth, boot: &mut Value) -> Result<(), String> {
-    match auth {
-        Auth::Scopegate { doc, .. } if case.id == super::budgeted::ID => {
-            super::budgeted::attach(boot, doc)
-        }
-        _ => Ok(()),
     }
 }

@@ -5,28 +5,19 @@
 
 use super::*;
 use crate::fake_host::{Fake, NOW};
+use crate::tests::{document, policy, BROKERED};
 use scopegate_core::jwks::Algorithm;
 use scopegate_core::jwt::Claims;
 
+/// `support` gates one tool by scope; `plain` only checks the server's scopes.
+const SERVERS: &str = r#"
+  {"name": "support", "cluster": "support", "path": "/support/mcp",
+   "scopes": ["tickets.read", "accounts.read"],
+   "tools": {"get_account": ["accounts.read"]}},
+  {"name": "plain", "cluster": "plain", "path": "/plain/mcp", "scopes": ["tickets.read"]}"#;
+
 fn doc(body_mode: &str) -> String {
-    format!(
-        r#"{{
-  "gateways": [{{
-    "name": "saas",
-    "public_url": "https://mcp.example.com",
-    "issuer": "https://idp.example.com",
-    "allowed_scopes": ["tickets.read", "accounts.read"],
-    "jwks": {{"cluster": "idp"}},
-    "servers": [
-      {{"name": "support", "cluster": "support", "path": "/support/mcp",
-       "scopes": ["tickets.read", "accounts.read"],
-       "tools": {{"get_account": ["accounts.read"]}}}},
-      {{"name": "plain", "cluster": "plain", "path": "/plain/mcp", "scopes": ["tickets.read"]}}
-    ]
-  }}],
-  "filter": {{"body_mode": "{body_mode}"}}
-}}"#
-    )
+    document(SERVERS, &format!(r#""body_mode": "{body_mode}""#), "")
 }
 
 /// A worker whose token cache already holds `tok` (scopes as given) for `server`.
@@ -37,7 +28,12 @@ fn worker(body_mode: &str, server: &str, scopes: &str) -> Rc<Worker> {
 /// A worker on document `doc` whose token cache already holds `tok` (alice, client `agent`,
 /// scopes as given) for `server`.
 pub(super) fn worker_for(doc: &str, server: &str, scopes: &str) -> Rc<Worker> {
-    let policy = scopegate_core::validate::load(doc).unwrap();
+    worker_holding(doc, server, scopes, None)
+}
+
+/// [`worker_for`], the cached token naming `grant_id` when given (a brokered gateway's).
+fn worker_holding(doc: &str, server: &str, scopes: &str, grant_id: Option<&str>) -> Rc<Worker> {
+    let policy = policy(doc);
     let id = policy.server_by_name(server).unwrap();
     let resource = policy.server(id).unwrap().resource.clone();
     let worker = Rc::new(Worker::new(policy));
@@ -53,7 +49,7 @@ pub(super) fn worker_for(doc: &str, server: &str, scopes: &str) -> Rc<Worker> {
         scopes: scopes.split(' ').map(str::to_string).collect(),
         kid: None,
         alg: Algorithm::Es256,
-        grant_id: None,
+        grant_id: grant_id.map(str::to_string),
         extra: Default::default(),
     };
     worker
@@ -279,39 +275,12 @@ fn an_unreadable_body_fails_closed() {
 
 /// A brokered gateway whose token cache holds `tok`, naming grant `g1`.
 fn brokered_worker() -> Rc<Worker> {
-    let doc = doc("hold_body")
-        .replace(
-            r#""jwks": {"cluster": "idp"},"#,
-            r#""jwks": {"cluster": "idp"}, "downstream": {"authorization_server": "https://auth.example.com", "client_id": "gw"},"#,
-        )
-        .replace(
-            r#""filter": {"#,
-            r#""filter": {"broker": {"cluster": "broker"}, "#,
-        );
-    let policy = scopegate_core::validate::load(&doc).unwrap();
-    let id = policy.server_by_name("plain").unwrap();
-    let resource = policy.server(id).unwrap().resource.clone();
-    let worker = Rc::new(Worker::new(policy));
-    let claims = Claims {
-        iss: "https://idp.example.com".into(),
-        sub: Some("alice".into()),
-        aud: vec![resource],
-        exp: NOW + 600,
-        nbf: None,
-        iat: Some(NOW),
-        jti: None,
-        client_id: Some("agent".into()),
-        scopes: vec!["tickets.read".into()],
-        kid: None,
-        alg: Algorithm::Es256,
-        grant_id: Some("g1".into()),
-        extra: Default::default(),
-    };
-    worker
-        .tokens
-        .borrow_mut()
-        .insert("tok", Rc::new(claims), NOW, 5);
-    worker
+    let doc = document(
+        SERVERS,
+        r#""broker": {"cluster": "broker"}, "body_mode": "hold_body""#,
+        BROKERED,
+    );
+    worker_holding(&doc, "plain", "tickets.read", Some("g1"))
 }
 
 /// Two requests for one grant: the first exchanges, the second parks on it.

@@ -7,31 +7,27 @@
 use super::tests::worker_for;
 use super::*;
 use crate::fake_host::Fake;
+use crate::tests::document;
 use scopegate_core::mcp::MCP_METADATA_NAMESPACE;
 use scopegate_core::rate_limit::proto::{encode_request, grpc_service};
 
 /// `support` budgets one tool per subject; `plain` every request per client.
+const SERVERS: &str = r#"
+  {"name": "support", "cluster": "support", "path": "/support/mcp",
+   "scopes": ["tickets.read", "accounts.read"],
+   "tools": {"get_account": ["accounts.read"]},
+   "budgets": [{"tool": "update_ticket", "requests": 2, "per_seconds": 60}]},
+  {"name": "plain", "cluster": "plain", "path": "/plain/mcp", "scopes": ["tickets.read"],
+   "budgets": [{"requests": 5, "per_seconds": 3600, "per": "client_id"}]}"#;
+
 fn doc(body_mode: &str, on_error: &str) -> String {
-    format!(
-        r#"{{
-  "gateways": [{{
-    "name": "saas",
-    "public_url": "https://mcp.example.com",
-    "issuer": "https://idp.example.com",
-    "allowed_scopes": ["tickets.read", "accounts.read"],
-    "jwks": {{"cluster": "idp"}},
-    "servers": [
-      {{"name": "support", "cluster": "support", "path": "/support/mcp",
-       "scopes": ["tickets.read", "accounts.read"],
-       "tools": {{"get_account": ["accounts.read"]}},
-       "budgets": [{{"tool": "update_ticket", "requests": 2, "per_seconds": 60}}]}},
-      {{"name": "plain", "cluster": "plain", "path": "/plain/mcp", "scopes": ["tickets.read"],
-       "budgets": [{{"requests": 5, "per_seconds": 3600, "per": "client_id"}}]}}
-    ]
-  }}],
-  "filter": {{"body_mode": "{body_mode}",
-             "rate_limit": {{"cluster": "rls", "domain": "mcp", "timeout_ms": 250, "on_error": "{on_error}"}}}}
-}}"#
+    document(
+        SERVERS,
+        &format!(
+            r#""body_mode": "{body_mode}",
+  "rate_limit": {{"cluster": "rls", "domain": "mcp", "timeout_ms": 250, "on_error": "{on_error}"}}"#
+        ),
+        "",
     )
 }
 

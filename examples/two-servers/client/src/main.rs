@@ -17,6 +17,8 @@
 mod browser;
 mod oauth_log;
 mod show;
+mod steps;
+mod summary;
 mod walk;
 
 use std::process::ExitCode;

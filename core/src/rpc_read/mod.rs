@@ -214,5 +214,4 @@ impl<'de> Visitor<'de> for ParamsVisitor {
 }
 
 #[cfg(test)]
-#[path = "rpc_read_tests.rs"]
 mod tests;

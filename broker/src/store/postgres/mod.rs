@@ -1,28 +1,21 @@
 //! PostgreSQL storage, for several broker replicas on one database: pooled connections, versioned
 //! migrations, and advisory locks so one replica at a time refreshes a grant downstream.
 
+mod lock;
+mod schema;
+mod sql;
+
 use super::*;
-use crate::clock::{Clock, SystemClock};
 use ::postgres::types::ToSql;
 use ::postgres::{NoTls, Row, Transaction};
+use lock::{lock_key, AdvisoryLock, REVOCATIONS_LOCK};
 use r2d2_postgres::PostgresConnectionManager;
-use sha2::{Digest, Sha256};
+use schema::migrate;
+use sql::{
+    get, grant_row, i, insert_refresh, pending_row, pg, pool_err, refresh_row, u, Conn, Pool,
+    GRANT_COLS, PENDING_COLS,
+};
 use std::time::Duration;
-
-/// Migrations in order; `schema_migrations` records the versions applied.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_init.sql"),
-    include_str!("../../migrations/postgres/0002_grants_by_person.sql"),
-];
-
-/// Advisory-lock keys of our own (grant keys are hashes, far from these by chance only; the
-/// two-key form would be cleaner but `pg_try_advisory_lock(bigint)` is what the grants use).
-const MIGRATION_LOCK: i64 = 0x7363_6f70_6567_0001;
-const REVOCATIONS_LOCK: i64 = 0x7363_6f70_6567_0002;
-
-type Manager = PostgresConnectionManager<NoTls>;
-type Pool = r2d2::Pool<Manager>;
-type Conn = r2d2::PooledConnection<Manager>;
 
 /// How to reach the database; the password comes from env or a file, never the document.
 pub struct Options {
@@ -37,14 +30,6 @@ pub struct Postgres {
     /// Connections that hold a grant's refresh lock across the downstream call; apart from `pool`
     /// so lock holders never starve the queries they still have to make.
     locks: Pool,
-}
-
-fn pg(err: ::postgres::Error) -> StoreError {
-    StoreError::Postgres(err)
-}
-
-fn pool_err(err: r2d2::Error) -> StoreError {
-    StoreError::Unavailable(err.to_string())
 }
 
 impl Postgres {
@@ -107,147 +92,6 @@ impl Postgres {
         match self.conn()?.query_opt(sql, params).map_err(pg)? {
             Some(r) => f(&r).map(Some),
             None => Ok(None),
-        }
-    }
-}
-
-fn migrate(conn: &mut Conn) -> Result<()> {
-    let mut tx = conn.transaction().map_err(pg)?;
-    // Replicas starting together: the first migrates, the others wait and find nothing to do.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .map_err(pg)?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .map_err(pg)?;
-    let applied: i32 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            &[],
-        )
-        .map_err(pg)?
-        .get(0);
-    let applied = usize::try_from(applied).unwrap_or(0);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::NewerSchema {
-            found: applied,
-            known: MIGRATIONS.len(),
-        });
-    }
-    for (n, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-        tx.batch_execute(sql).map_err(pg)?;
-        let version = i32::try_from(n + 1).unwrap_or(i32::MAX);
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-            &[&version, &i(SystemClock.now())],
-        )
-        .map_err(pg)?;
-    }
-    tx.commit().map_err(pg)
-}
-
-fn u(v: i64) -> u64 {
-    v.max(0) as u64
-}
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// The advisory-lock key of a grant: the first 8 bytes of SHA-256 of its id.
-fn lock_key(grant_id: &str) -> i64 {
-    let d = Sha256::digest(grant_id.as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&d[..8]);
-    i64::from_be_bytes(b)
-}
-
-fn get<'a, T: ::postgres::types::FromSql<'a>>(r: &'a Row, idx: usize) -> Result<T> {
-    r.try_get(idx).map_err(pg)
-}
-
-fn grant_row(r: &Row) -> Result<GrantRow> {
-    Ok(GrantRow {
-        id: get(r, 0)?,
-        gateway: get(r, 1)?,
-        server: get(r, 2)?,
-        client_id: get(r, 3)?,
-        subject: get(r, 4)?,
-        scope: get(r, 5)?,
-        status: GrantStatus::parse(get(r, 6)?),
-        downstream: get(r, 7)?,
-        downstream_expires_at: u(get(r, 8)?),
-        version: get(r, 9)?,
-        created_at: u(get(r, 10)?),
-    })
-}
-
-fn refresh_row(r: &Row) -> Result<RefreshRow> {
-    Ok(RefreshRow {
-        token_hash: get(r, 0)?,
-        grant_id: get(r, 1)?,
-        client_id: get(r, 2)?,
-        status: TokenStatus::parse(get(r, 3)?),
-        expires_at: u(get(r, 4)?),
-        created_at: u(get(r, 5)?),
-    })
-}
-
-fn pending_row(r: &Row) -> Result<PendingRow> {
-    Ok(PendingRow {
-        id_hash: get(r, 0)?,
-        gateway: get(r, 1)?,
-        data: get(r, 2)?,
-        csrf_hash: get(r, 3)?,
-        state_hash: get(r, 4)?,
-        secret: get(r, 5)?,
-        expires_at: u(get(r, 6)?),
-    })
-}
-
-const GRANT_COLS: &str = "id, gateway, server, client_id, subject, scope, status, downstream, downstream_expires_at, version, created_at";
-const PENDING_COLS: &str = "id_hash, gateway, data, csrf_hash, state_hash, secret, expires_at";
-const INSERT_REFRESH: &str = "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
-
-fn insert_refresh(tx: &mut Transaction, t: &RefreshRow) -> Result<()> {
-    tx.execute(
-        INSERT_REFRESH,
-        &[
-            &t.token_hash,
-            &t.grant_id,
-            &t.client_id,
-            &t.status.as_str(),
-            &i(t.expires_at),
-            &i(t.created_at),
-        ],
-    )
-    .map(|_| ())
-    .map_err(pg)
-}
-
-/// A grant's advisory lock, held by one pooled session until dropped.
-struct AdvisoryLock {
-    conn: Option<Conn>,
-    key: i64,
-}
-
-impl RefreshLock for AdvisoryLock {}
-
-impl Drop for AdvisoryLock {
-    fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        let key = self.key;
-        // The sync client must not block a tokio worker: unlock on the blocking pool when there
-        // is a runtime. If the unlock fails the session is broken, and its end releases the lock.
-        let mut unlock = move || {
-            if let Err(e) = conn.execute("SELECT pg_advisory_unlock($1)", &[&key]) {
-                tracing::warn!(error = %e, "refresh lock: unlock failed; the session's end releases it");
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(unlock)),
-            Err(_) => unlock(),
         }
     }
 }
