@@ -6,6 +6,7 @@
 //! (`Retry-After`) stay what HTTP clients expect.
 
 use crate::decision::{Decision, Outcome, Reason};
+use crate::mcp::RequestId;
 use serde_json::{json, Value};
 
 /// 400: the `Mcp-Method`/`Mcp-Name` headers disagree with the body (MCP 2026-07-28).
@@ -60,6 +61,34 @@ pub fn request_ids(body: Option<&[u8]>) -> (Vec<Value>, bool) {
     }
 }
 
+/// The request(s) a refusal answers.
+#[derive(Debug, Clone, Copy)]
+pub enum Answering<'a> {
+    /// The held body (`None` when it was not read): one error per request in it.
+    Body(Option<&'a [u8]>),
+    /// The one request `envoy.filters.http.mcp` recorded (`mcp_metadata`), by its `id`.
+    Recorded(Option<&'a RequestId>),
+}
+
+impl Answering<'_> {
+    /// The ids to answer, and whether the answer is a batch.
+    fn ids(self) -> (Vec<Value>, bool) {
+        match self {
+            Answering::Body(body) => request_ids(body),
+            Answering::Recorded(id) => (vec![recorded_id(id)], false),
+        }
+    }
+}
+
+/// A recorded id as JSON: `null` when none was recorded exactly.
+fn recorded_id(id: Option<&RequestId>) -> Value {
+    match id {
+        Some(RequestId::Number(n)) => Value::from(*n),
+        Some(RequestId::Text(s)) => Value::from(s.as_str()),
+        None => Value::Null,
+    }
+}
+
 /// An error body answering every request of `request_body` (an array for a batch).
 pub fn error_body(
     request_body: Option<&[u8]>,
@@ -67,7 +96,17 @@ pub fn error_body(
     message: &str,
     data: Option<Value>,
 ) -> String {
-    let (ids, batch) = request_ids(request_body);
+    error_body_to(Answering::Body(request_body), code, message, data)
+}
+
+/// An error body answering `answering` (an array for a batch).
+fn error_body_to(
+    answering: Answering<'_>,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> String {
+    let (ids, batch) = answering.ids();
     let mut errors: Vec<Value> = ids
         .iter()
         .map(|id| error(id, code, message, data.clone()))
@@ -90,9 +129,9 @@ fn message_of(body: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The same refusal with a JSON-RPC error body, when its reason is not an OAuth challenge;
-/// `None` leaves the decision as it is.
-pub fn refusal(decision: &Decision, request_body: Option<&[u8]>) -> Option<Decision> {
+/// The same refusal with a JSON-RPC error body answering `answering`, when its reason is not an
+/// OAuth challenge; `None` leaves the decision as it is.
+pub fn refusal(decision: &Decision, answering: Answering<'_>) -> Option<Decision> {
     let Outcome::Deny(denial) = &decision.outcome else {
         return None;
     };
@@ -101,7 +140,7 @@ pub fn refusal(decision: &Decision, request_body: Option<&[u8]>) -> Option<Decis
     let data = denial.retry_after.map(|s| json!({ "retry_after": s }));
     let mut out = decision.clone();
     if let Outcome::Deny(d) = &mut out.outcome {
-        d.body = error_body(request_body, code, &message, data);
+        d.body = error_body_to(answering, code, &message, data);
     }
     Some(out)
 }
@@ -133,7 +172,7 @@ mod tests {
             Some(30),
         );
         let req = br#"{"jsonrpc":"2.0","id":"abc","method":"tools/call","params":{"name":"x"}}"#;
-        let out = refusal(&d, Some(req)).unwrap();
+        let out = refusal(&d, Answering::Body(Some(req))).unwrap();
         assert_eq!(out.status(), 429);
         assert_eq!(
             body_of(&out),
@@ -145,13 +184,34 @@ mod tests {
     fn batches_get_one_error_per_request_and_unknown_ids_are_null() {
         let d = denial(403, Reason::Denied, r#"{"error":{"message":"no"}}"#, None);
         let req = br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#;
-        let v = body_of(&refusal(&d, Some(req)).unwrap());
+        let v = body_of(&refusal(&d, Answering::Body(Some(req))).unwrap());
         assert_eq!(v[0]["id"], 1);
         assert_eq!(v[1]["id"], 2);
         assert_eq!(v[1]["error"]["code"], DENIED);
-        let v = body_of(&refusal(&denial(413, Reason::BodyTooLarge, "{}", None), None).unwrap());
+        let v = body_of(
+            &refusal(
+                &denial(413, Reason::BodyTooLarge, "{}", None),
+                Answering::Body(None),
+            )
+            .unwrap(),
+        );
         assert_eq!(v["id"], Value::Null);
         assert_eq!(v["error"]["code"], TOO_LARGE);
+    }
+
+    #[test]
+    fn a_recorded_id_is_answered_as_the_client_sent_it() {
+        let d = denial(400, Reason::McpMetadataMissing, "{}", None);
+        for (id, json) in [
+            (Some(RequestId::Number(31)), json!(31)),
+            (Some(RequestId::Number(-3)), json!(-3)),
+            (Some(RequestId::Text("req-7".into())), json!("req-7")),
+            (None, Value::Null),
+        ] {
+            let v = body_of(&refusal(&d, Answering::Recorded(id.as_ref())).unwrap());
+            assert_eq!(v["id"], json, "{id:?}");
+            assert_eq!(v["error"]["code"], INVALID_REQUEST);
+        }
     }
 
     #[test]
@@ -162,7 +222,7 @@ mod tests {
             Reason::Expired,
             Reason::JwksUnavailable,
         ] {
-            assert!(refusal(&denial(403, reason, "{}", None), None).is_none());
+            assert!(refusal(&denial(403, reason, "{}", None), Answering::Body(None)).is_none());
         }
     }
 }

@@ -108,6 +108,15 @@ pub struct NativeMetadata {
     /// Set when the native filter let a request through without trusting its parse
     /// (`mcp_duplicate_keys`, `mcp_body_too_large`, ...; Envoy 1.40).
     pub passthrough_reason: Option<String>,
+    /// The request's JSON-RPC `id`, for the refusal's answer (no part of the decision).
+    pub id: Option<RequestId>,
+}
+
+/// A JSON-RPC request `id` the native filter recorded, as the client can match it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestId {
+    Number(i64),
+    Text(String),
 }
 
 /// The method the native filter records for a JSON-RPC response the client sends back.

@@ -59,6 +59,8 @@ pub struct Fake {
     pub configuration: Option<Vec<u8>>,
     /// Other properties by their path joined with `.` (e.g. the native MCP filter's metadata).
     pub properties: HashMap<String, Vec<u8>>,
+    /// Every property path read, joined with `.`, in order.
+    pub properties_read: Vec<String>,
 }
 
 impl Fake {
@@ -160,6 +162,7 @@ impl Host for Fake {
     }
     fn property(&mut self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
         self.call("property")?;
+        self.properties_read.push(path.join("."));
         Ok(match path {
             ["xds", "cluster_name"] => self.cluster.clone().map(String::into_bytes),
             _ => self.properties.get(&path.join(".")).cloned(),

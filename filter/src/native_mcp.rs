@@ -2,35 +2,19 @@
 
 use crate::host::Host;
 use proxy_wasm::types::Status;
-use scopegate_core::mcp::{NativeMetadata, MCP_METADATA_NAMESPACE};
+use scopegate_core::mcp::NativeMetadata;
+use scopegate_core::native_metadata;
 
-fn field(h: &mut impl Host, key: &[&str]) -> Result<Option<Vec<u8>>, Status> {
-    let mut path = vec!["metadata", "filter_metadata", MCP_METADATA_NAMESPACE];
-    path.extend_from_slice(key);
-    h.property(&path)
-}
-
-fn text(h: &mut impl Host, key: &[&str]) -> Result<Option<String>, Status> {
-    Ok(field(h, key)?.and_then(|b| String::from_utf8(b).ok()))
-}
-
-/// A protobuf `bool` reads as one byte.
-fn flag(h: &mut impl Host, key: &[&str]) -> Result<Option<bool>, Status> {
-    Ok(field(h, key)?.and_then(|b| match b.as_slice() {
-        [0] => Some(false),
-        [1] => Some(true),
-        _ => None,
-    }))
-}
-
-/// The metadata for this request; absent keys stay `None` (and core refuses the request).
+/// The metadata for this request, in one property read: `metadata` is the whole
+/// `envoy.config.core.v3.Metadata` message, typed (reading the namespace itself gives
+/// proxy-wasm pairs that lose each value's type, and fail on a JSON `null` anywhere in it).
+/// Nothing there, or bytes core cannot trust, read as nothing recorded (and core refuses).
 pub fn read(h: &mut impl Host) -> Result<NativeMetadata, Status> {
-    Ok(NativeMetadata {
-        method: text(h, &["method"])?,
-        name: text(h, &["params", "name"])?,
-        uri: text(h, &["params", "uri"])?,
-        is_mcp_request: flag(h, &["is_mcp_request"])?,
-        exceeding_limit: flag(h, &["is_exceeding_limit"])?.unwrap_or(false),
-        passthrough_reason: text(h, &["passthrough_reason"])?,
-    })
+    let Some(bytes) = h.property(&["metadata"])? else {
+        return Ok(NativeMetadata::default());
+    };
+    Ok(native_metadata::decode(&bytes).unwrap_or_else(|_| {
+        log::warn!("the stream's dynamic metadata does not decode; refusing the request");
+        NativeMetadata::default()
+    }))
 }

@@ -7,6 +7,7 @@ use crate::host::Host;
 use proxy_wasm::types::Status;
 use scopegate_core::authorize::Principal;
 use scopegate_core::decision::Decision;
+use scopegate_core::mcp::RequestId;
 use scopegate_core::policy::ServerId;
 use std::rc::Rc;
 
@@ -90,6 +91,9 @@ pub struct Head {
     pub end_of_stream: bool,
     pub mcp_method: Option<String>,
     pub mcp_name: Option<String>,
+    /// The JSON-RPC `id` `envoy.filters.http.mcp` recorded (`mcp_metadata`), for a refusal's
+    /// answer: that mode never reads the body itself.
+    pub rpc_id: Option<RequestId>,
 }
 
 /// Body bytes buffered so far, tracked in every phase (bodies may arrive while keys load).

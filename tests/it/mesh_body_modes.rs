@@ -105,6 +105,11 @@ fn per_tool_enforcement(s: &MeshStack, mode: &str) -> &'static str {
     );
     assert_eq!(r.status, 400, "{mode}: mismatch: {}", r.body);
     assert_eq!(jsonrpc_error_code(&r), Some(-32020), "{mode}: {}", r.body);
+    assert_eq!(
+        r.json()["id"],
+        json!(14),
+        "{mode}: the refusal answers the request's id"
+    );
     assert_message_never_arrived(s, &m, mode);
 
     // Headers that agree: allowed, and refused.
@@ -225,6 +230,12 @@ fn mcp_metadata_reads_the_native_filter_and_fails_closed_without_it() {
         .send()
         .expect("HTTP request");
     assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().expect("a JSON-RPC error");
+    assert_eq!(
+        body["id"],
+        Value::Null,
+        "nothing recorded, no id to answer: {body}"
+    );
     assert_eq!(upstream_saw(&s, &m), None);
 
     // Duplicate keys: Envoy 1.40 passes them through (last key wins) with a
@@ -241,7 +252,39 @@ fn mcp_metadata_reads_the_native_filter_and_fails_closed_without_it() {
         .send()
         .expect("HTTP request");
     assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().expect("a JSON-RPC error");
+    assert_eq!(
+        body["id"],
+        json!(31),
+        "the id envoy.filters.http.mcp recorded: {body}"
+    );
+    assert_eq!(body["error"]["code"], json!(-32600), "{body}");
     assert_eq!(upstream_saw(&s, &m), None);
+
+    // A string id comes back as sent; a JSON null anywhere in the message (which the
+    // namespace's own property cannot even serialize) still decides.
+    let mut c = Client::new(&s.envoy.url(SUPPORT), Some(&reader));
+    assert_eq!(c.initialize().status, 200);
+    let (r, _) = call(
+        &mut c,
+        json!({"jsonrpc": "2.0", "id": "req-40", "method": "tools/call",
+               "params": {"name": "get_account", "arguments": {}}}),
+        &[("mcp-name", "list_tickets")],
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["id"], json!("req-40"), "{}", r.body);
+    // scopegate decides it and lets it through (the server then refuses a null id itself).
+    let (r, m) = call(
+        &mut c,
+        json!({"jsonrpc": "2.0", "id": null, "method": "tools/list"}),
+        &[],
+    );
+    let body = upstream_saw(&s, &m).expect("a null id reached the server");
+    assert!(
+        body.as_str().is_some_and(|b| b.contains("tools/list")),
+        "{} {body}",
+        r.status
+    );
 }
 
 #[test]

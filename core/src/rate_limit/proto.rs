@@ -1,7 +1,5 @@
-//! The few protobuf messages the rate limit call needs, encoded and decoded by hand (a protobuf
-//! runtime would cost the `.wasm` more than the whole filter's budget logic).
-//!
-//! Wire format: <https://protobuf.dev/programming-guides/encoding/>. Messages, from
+//! The few protobuf messages the rate limit call needs, encoded and decoded by hand (the
+//! reading in [`crate::proto_wire`]). Messages, from
 //! `envoy/service/ratelimit/v3/rls.proto` and `envoy/config/core/v3/grpc_service.proto`:
 //! `RateLimitRequest { string domain = 1; repeated RateLimitDescriptor descriptors = 2;
 //! uint32 hits_addend = 3; }`, `RateLimitDescriptor { repeated Entry entries = 1; }`,
@@ -11,10 +9,8 @@
 //! int32 nanos = 2; }`, `GrpcService { EnvoyGrpc envoy_grpc = 1; }`,
 //! `EnvoyGrpc { string cluster_name = 1; }`.
 
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
+pub use crate::proto_wire::Malformed;
+use crate::proto_wire::{fields, Wire as Value, LEN, VARINT};
 
 /// `RateLimitResponse.Code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,10 +44,6 @@ pub struct Response {
     pub overall: Code,
     pub statuses: Vec<DescriptorStatus>,
 }
-
-/// Bytes that are not a well-formed message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Malformed;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -125,77 +117,13 @@ pub fn grpc_service(cluster: &str) -> Vec<u8> {
     out
 }
 
-/// A field as read: its number and value.
-enum Value<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Other,
-}
-
-/// Reads a message's fields one by one.
-struct Fields<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Fields<'a> {
-    fn varint(&mut self) -> Result<u64, Malformed> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = self.rest.split_first().ok_or(Malformed)?;
-            self.rest = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(Malformed)
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        if n > self.rest.len() {
-            return Err(Malformed);
-        }
-        let (head, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Ok(head)
-    }
-
-    fn next(&mut self) -> Option<Result<(u64, Value<'a>), Malformed>> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        Some(self.field())
-    }
-
-    fn field(&mut self) -> Result<(u64, Value<'a>), Malformed> {
-        let tag = self.varint()?;
-        let value = match (tag & 7) as u8 {
-            VARINT => Value::Varint(self.varint()?),
-            FIXED64 => self.take(8).map(|_| Value::Other)?,
-            LEN => {
-                let n = usize::try_from(self.varint()?).map_err(|_| Malformed)?;
-                Value::Bytes(self.take(n)?)
-            }
-            FIXED32 => self.take(4).map(|_| Value::Other)?,
-            // Groups (3, 4) are long deprecated; nothing in these messages uses them.
-            _ => return Err(Malformed),
-        };
-        Ok((tag >> 3, value))
-    }
-}
-
-fn fields(bytes: &[u8]) -> Fields<'_> {
-    Fields { rest: bytes }
-}
-
 /// Decodes a `RateLimitResponse`, skipping the fields a decision does not read.
 pub fn decode_response(bytes: &[u8]) -> Result<Response, Malformed> {
     let mut response = Response {
         overall: Code::Unknown,
         statuses: Vec::new(),
     };
-    let mut it = fields(bytes);
-    while let Some(field) = it.next() {
+    for field in fields(bytes) {
         match field? {
             (1, Value::Varint(v)) => response.overall = Code::from_wire(v),
             (2, Value::Bytes(b)) => response.statuses.push(decode_status(b)?),
@@ -211,8 +139,7 @@ fn decode_status(bytes: &[u8]) -> Result<DescriptorStatus, Malformed> {
         code: Code::Unknown,
         until_reset: None,
     };
-    let mut it = fields(bytes);
-    while let Some(field) = it.next() {
+    for field in fields(bytes) {
         match field? {
             (1, Value::Varint(v)) => status.code = Code::from_wire(v),
             (4, Value::Bytes(b)) => status.until_reset = Some(decode_duration(b)?),
@@ -226,8 +153,7 @@ fn decode_status(bytes: &[u8]) -> Result<DescriptorStatus, Malformed> {
 /// A `Duration`; a negative one reads as zero (a window cannot reset in the past).
 fn decode_duration(bytes: &[u8]) -> Result<(u64, u32), Malformed> {
     let (mut seconds, mut nanos) = (0u64, 0u32);
-    let mut it = fields(bytes);
-    while let Some(field) = it.next() {
+    for field in fields(bytes) {
         match field? {
             // int64/int32 as varints: two's complement, so a negative value has the top bit set.
             (1, Value::Varint(v)) => seconds = if (v as i64) < 0 { 0 } else { v },
@@ -257,13 +183,12 @@ mod tests {
 
     /// Reads a message back into (field, bytes-or-varint) pairs, for checking what was encoded.
     fn read(bytes: &[u8]) -> Vec<(u64, Result<Vec<u8>, u64>)> {
-        let mut it = fields(bytes);
         let mut out = Vec::new();
-        while let Some(f) = it.next() {
+        for f in fields(bytes) {
             out.push(match f.unwrap() {
                 (n, Value::Bytes(b)) => (n, Ok(b.to_vec())),
                 (n, Value::Varint(v)) => (n, Err(v)),
-                (n, Value::Other) => panic!("field {n}: fixed width"),
+                (n, _) => panic!("field {n}: fixed width"),
             });
         }
         out

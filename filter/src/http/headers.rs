@@ -299,6 +299,7 @@ impl<D: Host + Default> Request<D> {
                         )
                     }
                 };
+                self.head.rpc_id = metadata.id.clone();
                 let (decision, calls) = authorize::decide_metadata(
                     target,
                     principal,

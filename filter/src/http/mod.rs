@@ -175,4 +175,6 @@ impl HttpContext for Request<Envoy> {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_native_mcp;
+#[cfg(test)]
 mod tests_rate_limit;

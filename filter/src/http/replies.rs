@@ -8,12 +8,14 @@ use crate::phase::Phase;
 use crate::worker::Worker;
 use proxy_wasm::types::Action;
 use scopegate_core::decision::{Decision, Outcome};
+use scopegate_core::jsonrpc::Answering;
 use scopegate_core::policy::ServerId;
 use scopegate_core::upstream;
 
 impl<D: Host + Default> Request<D> {
-    /// The refusal with a JSON-RPC error body carrying the request's id, for refusals that are
-    /// not OAuth challenges; `None` keeps it as it is.
+    /// The refusal with a JSON-RPC error body carrying the request's id (from the body, or as
+    /// the native MCP filter recorded it), for refusals that are not OAuth challenges; `None`
+    /// keeps it as it is.
     fn as_jsonrpc<H: Host>(
         &mut self,
         h: &mut H,
@@ -30,7 +32,11 @@ impl<D: Host + Default> Request<D> {
         } else {
             None
         };
-        scopegate_core::jsonrpc::refusal(decision, body.as_deref())
+        let answering = match (&body, &self.head.rpc_id) {
+            (None, Some(id)) => Answering::Recorded(Some(id)),
+            _ => Answering::Body(body.as_deref()),
+        };
+        scopegate_core::jsonrpc::refusal(decision, answering)
     }
 
     /// Answers with the decision's refusal (an allow only leaves its record) and ends the request.

@@ -21,7 +21,7 @@ fn doc(body_mode: &str) -> String {
 }
 
 /// A worker whose token cache already holds `tok` (scopes as given) for `server`.
-fn worker(body_mode: &str, server: &str, scopes: &str) -> Rc<Worker> {
+pub(super) fn worker(body_mode: &str, server: &str, scopes: &str) -> Rc<Worker> {
     worker_for(&doc(body_mode), server, scopes)
 }
 

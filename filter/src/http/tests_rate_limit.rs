@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use super::tests::worker_for;
+use super::tests_native_mcp::recorded_tool_call;
 use super::*;
 use crate::fake_host::Fake;
 use crate::tests::document;
-use scopegate_core::mcp::MCP_METADATA_NAMESPACE;
 use scopegate_core::rate_limit::proto::{encode_request, grpc_service};
 
 /// `support` budgets one tool per subject; `plain` every request per client.
@@ -144,14 +144,8 @@ fn hold_headers_over_limit_is_a_429_with_the_reset_time_and_a_json_rpc_error() {
 fn mcp_metadata_asks_at_header_time() {
     let w = worker("mcp_metadata", "deny", "support");
     let mut h = Fake::request("POST", "/support/mcp", "support", Some("Bearer tok"));
-    for (key, value) in [
-        ("method", b"tools/call".to_vec()),
-        ("params.name", b"update_ticket".to_vec()),
-        ("is_mcp_request", vec![1]),
-    ] {
-        let path = format!("metadata.filter_metadata.{MCP_METADATA_NAMESPACE}.{key}");
-        h.properties.insert(path, value);
-    }
+    h.properties
+        .insert("metadata".into(), recorded_tool_call(9.0, "update_ticket"));
     let mut r = Request::<Fake>::new(Some(Rc::clone(&w)), 1);
     assert!(matches!(r.request_headers(&mut h, false), Action::Pause));
     assert_eq!(h.grpc_dispatched[0].3, update_ticket_descriptor());
