@@ -14,6 +14,7 @@ pub mod consent_config;
 pub mod decision;
 pub mod es256;
 pub mod exchange;
+mod json_scan;
 pub mod jsonrpc;
 pub mod jwks;
 pub mod jwt;
