@@ -4,8 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use jwt_simple::algorithms::{
-    ECDSAP256PublicKeyLike, ES256PublicKey, Ed25519PublicKey, PS256PublicKey, RS256PublicKey,
+    ECDSAP256PublicKeyLike, ES256PublicKey, Ed25519PublicKey, EdDSAPublicKeyLike, PS256PublicKey,
+    RS256PublicKey,
 };
+use rsa::{BigUint, RsaPublicKey};
 use serde_json::Value;
 
 use crate::es256::KeyTable;
@@ -70,13 +72,18 @@ impl fmt::Display for Algorithm {
     }
 }
 
+/// The verifier of each key, ready for [`crate::jwt`]'s signature check: jwt-simple validates
+/// the JWK, the signature crates verify (jwt-simple's own `verify_token` is not linked: its
+/// header and claims checks would be built once per key type, BENCHMARKS.md "The module").
 #[derive(Clone)]
 pub(crate) enum PublicKey {
-    Rs256(RS256PublicKey),
-    Ps256(PS256PublicKey),
+    /// PKCS#1 v1.5 with SHA-256.
+    Rs256(rsa::pkcs1v15::VerifyingKey<hmac_sha256::Hash>),
+    /// PSS with SHA-256, MGF1 with SHA-256 and a 32-byte salt, as jwt-simple verifies it.
+    Ps256(rsa::pss::VerifyingKey<hmac_sha256::Hash>),
     /// The table is shared: key sets are cloned per worker and on refresh, the table is ~19 KB.
     Es256(Arc<KeyTable>),
-    EdDsa(Ed25519PublicKey),
+    EdDsa(ed25519_compact::PublicKey),
 }
 
 /// One usable verification key.
@@ -224,14 +231,33 @@ fn parse_key(jwk: &Value) -> Option<Key> {
     // from_jwk takes text; re-serializing one entry is cheap and happens only on JWKS refresh.
     let text = serde_json::to_string(jwk).ok()?;
     let public = match alg {
-        Algorithm::Rs256 => PublicKey::Rs256(RS256PublicKey::from_jwk(&text).ok()?),
-        Algorithm::Ps256 => PublicKey::Ps256(PS256PublicKey::from_jwk(&text).ok()?),
+        Algorithm::Rs256 => {
+            let c = RS256PublicKey::from_jwk(&text).ok()?.to_components();
+            PublicKey::Rs256(rsa::pkcs1v15::VerifyingKey::new(rsa_key(&c.n, &c.e)?))
+        }
+        Algorithm::Ps256 => {
+            let c = PS256PublicKey::from_jwk(&text).ok()?.to_components();
+            let key = rsa_key(&c.n, &c.e)?;
+            PublicKey::Ps256(rsa::pss::VerifyingKey::new_with_salt_len(key, PSS_SALT_LEN))
+        }
         Algorithm::Es256 => {
             let key = ES256PublicKey::from_jwk(&text).ok()?;
             let q = key.public_key().as_ref().as_affine();
             PublicKey::Es256(Arc::new(KeyTable::new(q)))
         }
-        Algorithm::EdDsa => PublicKey::EdDsa(Ed25519PublicKey::from_jwk(&text).ok()?),
+        Algorithm::EdDsa => {
+            let key = Ed25519PublicKey::from_jwk(&text).ok()?;
+            PublicKey::EdDsa(*key.public_key().as_ref())
+        }
     };
     Some(Key { kid, alg, public })
+}
+
+/// jwt-simple's PSS salt length: the digest's (superboring's `RsaPssSaltlen::DIGEST_LENGTH`).
+const PSS_SALT_LEN: usize = 32;
+
+/// The key jwt-simple built from the JWK, rebuilt the way superboring builds it
+/// (`RsaPublicKey::new`), so that the `rsa` crate verifies with exactly that key.
+fn rsa_key(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
+    RsaPublicKey::new(BigUint::from_bytes_be(n), BigUint::from_bytes_be(e)).ok()
 }

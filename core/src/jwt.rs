@@ -2,16 +2,12 @@
 
 use std::fmt;
 
-use jwt_simple::algorithms::{EdDSAPublicKeyLike, RSAPublicKeyLike};
 use jwt_simple::claims::{Audiences, JWTClaims};
-use jwt_simple::common::VerificationOptions;
-use jwt_simple::reexports::coarsetime::{Duration, UnixTimeStamp};
 use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder};
-use jwt_simple::JWTError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::es256::{self, KeyTable};
+use crate::es256;
 use crate::jwks::{Algorithm, Key, KeySet, PublicKey};
 use crate::reason::Reason;
 
@@ -297,35 +293,14 @@ fn check_and_build(
     })
 }
 
-/// jwt-simple checks signature, `crit` and claim types. Its clock checks are neutralised
-/// (time 0, no tolerance, future accepted) and done by us with saturating arithmetic: its
-/// fixed-point timestamps add without overflow checks, and `now` must come from the caller.
+/// jwt-simple's `Token::verify`, check for check and in its order (header size, parts, header
+/// members and types, `crit`, `typ`, `alg`, `salt`, signature, claims), written once for every
+/// key type with only the signature check per algorithm: jwt-simple's generic `verify_token`
+/// would build its header and claims checks once per key type (27 KB of the `.wasm`,
+/// BENCHMARKS.md "The module"). Its clock checks are left out, as they were neutralised before
+/// (time 0, no tolerance, future accepted, which makes them pass): [`check_and_build`] does them
+/// with saturating arithmetic and the caller's `now`.
 fn verify_with(key: &Key, token: &str) -> Result<JWTClaims<Custom>, TokenError> {
-    let options = VerificationOptions {
-        accept_future: true,
-        time_tolerance: Some(Duration::from_secs(0)),
-        artificial_time: Some(UnixTimeStamp::from_secs(0)),
-        max_token_length: Some(MAX_TOKEN_LEN),
-        ..VerificationOptions::default()
-    };
-    let options = Some(options);
-    let result = match &key.public {
-        PublicKey::Rs256(k) => k.verify_token::<Custom>(token, options),
-        PublicKey::Ps256(k) => k.verify_token::<Custom>(token, options),
-        PublicKey::Es256(table) => return verify_es256(table, token),
-        PublicKey::EdDsa(k) => k.verify_token::<Custom>(token, options),
-    };
-    result.map_err(|e| match e.downcast_ref::<JWTError>() {
-        Some(JWTError::InvalidSignature) => TokenError::BadSignature,
-        // Everything before the signature was checked by `verify`; what is left is a payload
-        // that does not decode into claims of the right types.
-        _ => TokenError::Malformed,
-    })
-}
-
-/// jwt-simple's `Token::verify` for ES256, check for check and in its order, with the signature
-/// checked against the key's precomputed table ([`es256`]) instead of a generic verifier.
-fn verify_es256(table: &KeyTable, token: &str) -> Result<JWTClaims<Custom>, TokenError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -336,26 +311,70 @@ fn verify_es256(table: &KeyTable, token: &str) -> Result<JWTClaims<Custom>, Toke
         return Err(TokenError::Malformed);
     }
     let header: FullHeader =
-        serde_json::from_slice(&decode_b64(header_b64)?).map_err(|_| TokenError::Malformed)?;
-    if header.crit.is_some_and(|crit| !crit.is_empty()) || header.alg != "ES256" {
+        serde_json::from_slice(&decode_b64_any(header_b64)?).map_err(|_| TokenError::Malformed)?;
+    if header.crit.is_some_and(|crit| !crit.is_empty()) {
         return Err(TokenError::Malformed);
     }
-    if let Some(typ) = header.typ {
-        let typ = typ.to_uppercase();
-        if typ != "JWT" && !typ.ends_with("+JWT") {
-            return Err(TokenError::Malformed);
-        }
+    if header.typ.is_some_and(|typ| !is_jwt_typ(&typ)) {
+        return Err(TokenError::Malformed);
+    }
+    if Algorithm::from_header(&header.alg) != Some(key.algorithm()) {
+        return Err(TokenError::Malformed);
     }
     if let Some(salt) = header.salt {
         decode_b64_any(&salt)?;
     }
     let signature = decode_b64_any(sig_b64)?;
     let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-    let digest = hmac_sha256::Hash::hash(signed.as_bytes());
-    if !es256::verify_prehashed(table, &digest, &signature) {
+    if !signature_verifies(&key.public, signed.as_bytes(), &signature)? {
         return Err(TokenError::BadSignature);
     }
     serde_json::from_slice(&decode_b64_any(payload_b64)?).map_err(|_| TokenError::Malformed)
+}
+
+/// The signature check of each key type, as jwt-simple makes it: RSA and ECDSA over the SHA-256
+/// digest of the signed text, Ed25519 over the text. An Ed25519 signature that is not 64 bytes
+/// is malformed (jwt-simple's decoding error), every other failure a bad signature.
+fn signature_verifies(
+    public: &PublicKey,
+    signed: &[u8],
+    signature: &[u8],
+) -> Result<bool, TokenError> {
+    use rsa::signature::hazmat::PrehashVerifier;
+    Ok(match public {
+        PublicKey::Rs256(key) => {
+            let digest = hmac_sha256::Hash::hash(signed);
+            rsa::pkcs1v15::Signature::try_from(signature)
+                .is_ok_and(|sig| key.verify_prehash(&digest, &sig).is_ok())
+        }
+        PublicKey::Ps256(key) => {
+            let digest = hmac_sha256::Hash::hash(signed);
+            rsa::pss::Signature::try_from(signature)
+                .is_ok_and(|sig| key.verify_prehash(&digest, &sig).is_ok())
+        }
+        PublicKey::Es256(table) => {
+            es256::verify_prehashed(table, &hmac_sha256::Hash::hash(signed), signature)
+        }
+        PublicKey::EdDsa(key) => {
+            let sig = ed25519_compact::Signature::from_slice(signature)
+                .map_err(|_| TokenError::Malformed)?;
+            key.verify(signed, &sig).is_ok()
+        }
+    })
+}
+
+/// jwt-simple's `typ` rule, `JWT` or `...+JWT` in any case, which it checks on the upper-cased
+/// text. Compared byte-wise here: no character outside ASCII upper-cases to `J`, `W`, `T` or `+`
+/// alone (`ǰ` becomes `J` and a combining mark, the `ﬅ` ligature `ST`), so both agree on every
+/// string, and `str::to_uppercase` with its 16 KB Unicode table stays out of the `.wasm`.
+fn is_jwt_typ(typ: &str) -> bool {
+    let bytes = typ.as_bytes();
+    bytes.eq_ignore_ascii_case(b"JWT")
+        || bytes
+            .len()
+            .checked_sub(4)
+            .and_then(|start| bytes.get(start..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(b"+JWT"))
 }
 
 /// jwt-simple's limit on the encoded header.
@@ -438,4 +457,36 @@ fn scope_list(value: Value) -> Result<Vec<String>, TokenError> {
         _ => return Err(TokenError::Malformed),
     }
     Ok(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_jwt_typ;
+
+    /// jwt-simple's rule as it states it, on the upper-cased text.
+    fn upper_cased_rule(typ: &str) -> bool {
+        let upper = typ.to_uppercase();
+        upper == "JWT" || upper.ends_with("+JWT")
+    }
+
+    #[test]
+    fn the_byte_wise_typ_rule_agrees_with_the_upper_cased_one_for_every_character() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            for typ in [
+                format!("{c}"),
+                format!("{c}wt"),
+                format!("j{c}t"),
+                format!("jw{c}"),
+                format!("{c}jwt"),
+                format!("+jw{c}"),
+                format!("+j{c}t"),
+                format!("+{c}wt"),
+                format!("{c}+jwt"),
+                format!("at{c}jwt"),
+                format!("jwt{c}"),
+            ] {
+                assert_eq!(is_jwt_typ(&typ), upper_cased_rule(&typ), "{typ:?}");
+            }
+        }
+    }
 }

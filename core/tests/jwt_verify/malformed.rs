@@ -62,18 +62,36 @@ fn critical_header_extensions_are_refused() {
 
 #[test]
 fn typ_must_name_a_jwt_access_token() {
-    let s = signer("es256");
-    for ok in ["JWT", "jwt", "at+jwt", "application/at+jwt", "AT+JWT"] {
-        let token = s.sign_typ(claims(json!({})), Some(ok));
-        assert!(check(&token).is_ok(), "{ok}");
+    // Every algorithm: the header checks are shared, the signature check is per key type.
+    for (s, _, kid) in &fx().signers {
+        for ok in [
+            "JWT",
+            "jwt",
+            "at+jwt",
+            "application/at+jwt",
+            "AT+JWT",
+            "At+JwT",
+        ] {
+            let token = s.sign_typ(claims(json!({})), Some(ok));
+            assert!(check(&token).is_ok(), "{kid}: {ok}");
+        }
+        // `application/jwt` passes the access-token rule but not jwt-simple's `JWT`/`+JWT` one.
+        for bad in [
+            "dpop+jwt",
+            "secevent+jwt",
+            "JOSE",
+            "logout+jwt",
+            "application/jwt",
+            "at+jwt ",
+            "",
+        ] {
+            let token = s.sign_typ(claims(json!({})), Some(bad));
+            assert_eq!(check(&token), Err(TokenError::Malformed), "{kid}: {bad}");
+        }
     }
     let no_typ = ed_raw(
         json!({"alg": "EdDSA", "kid": "eddsa"}),
         base_payload().to_string().as_bytes(),
     );
     assert!(check(&no_typ).is_ok());
-    for bad in ["dpop+jwt", "secevent+jwt", "JOSE", "logout+jwt"] {
-        let token = s.sign_typ(claims(json!({})), Some(bad));
-        assert_eq!(check(&token), Err(TokenError::Malformed), "{bad}");
-    }
 }
