@@ -20,6 +20,8 @@ pub mod jwks;
 pub mod jwt;
 pub mod listing;
 pub mod mcp;
+#[cfg(test)]
+mod mutation;
 pub mod native_metadata;
 pub mod oauth;
 pub mod policy;

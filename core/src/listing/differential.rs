@@ -11,6 +11,7 @@ use serde_json::json;
 use std::fmt;
 
 use super::old;
+use crate::mutation::{mutate, Rng};
 
 /// An event's data as SSE joins it (`None` without `data:` lines), as both paths read it.
 pub(super) fn event_data(lines: &[&str]) -> Option<String> {
@@ -160,26 +161,6 @@ fn batch_in_event(data: &[u8], pending: &[Pending]) -> bool {
 
 // ---- Inputs. ----
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'s, T>(&mut self, of: &'s [T]) -> &'s T {
-        &of[self.below(of.len())]
-    }
-}
-
 fn keep(_: ListKind, k: &str) -> bool {
     !k.contains("secret")
 }
@@ -327,32 +308,6 @@ const PIECES: &[&[u8]] = &[
     b"data: ",
     b"[[[[[[[[",
 ];
-
-fn mutate(rng: &mut Rng, body: &mut Vec<u8>) {
-    let at = rng.below(body.len() + 1);
-    match rng.below(5) {
-        0 => {
-            let end = (at + 1 + rng.below(8)).min(body.len());
-            body.drain(at.min(end)..end);
-        }
-        1 | 2 => {
-            let piece = PIECES[rng.below(PIECES.len())];
-            body.splice(at..at, piece.iter().copied());
-        }
-        3 => {
-            // Repeat a slice of the body (repeated keys, entries, events).
-            let start = rng.below(body.len());
-            let end = (start + 1 + rng.below(40)).min(body.len());
-            let slice = body[start..end].to_vec();
-            body.splice(at..at, slice);
-        }
-        _ => {
-            if let Some(b) = body.get_mut(at) {
-                *b = b" {}[]\",:0a\\"[rng.below(11)];
-            }
-        }
-    }
-}
 
 // ---- The comparison. ----
 
@@ -559,7 +514,7 @@ fn agrees_with_the_serde_path_it_replaced() {
             // A quarter unmutated: well-formed listings of every shape.
             if i % 4 != 0 {
                 for _ in 0..1 + rng.below(3) {
-                    mutate(&mut rng, &mut b);
+                    mutate(&mut rng, &mut b, PIECES);
                 }
             }
             let pending = pending_for(kind);

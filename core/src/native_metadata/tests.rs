@@ -1,4 +1,5 @@
 //! The decoder against bytes Envoy 1.40 handed a filter for real requests, and hostile ones.
+#![cfg(test)] // declared in native_metadata/mod.rs as `#[cfg(test)] mod tests;`: test code only
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use super::*;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use super::*;
+use crate::mutation::{mutate, Rng};
 use serde_json::Value;
 
 fn one(body: &str) -> Message<'_> {
@@ -312,48 +313,6 @@ const PIECES: &[&[u8]] = &[
     b"[[[[[[[[",
 ];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(rng: &mut Rng, body: &mut Vec<u8>) {
-    let at = rng.below(body.len() + 1);
-    match rng.below(5) {
-        0 => {
-            let end = (at + 1 + rng.below(8)).min(body.len());
-            body.drain(at.min(end)..end);
-        }
-        1 | 2 => {
-            let piece = PIECES[rng.below(PIECES.len())];
-            body.splice(at..at, piece.iter().copied());
-        }
-        3 => {
-            // Repeat a slice of the body (duplicate keys, nested copies).
-            let start = rng.below(body.len());
-            let end = (start + 1 + rng.below(40)).min(body.len());
-            let slice = body[start..end].to_vec();
-            body.splice(at..at, slice);
-        }
-        _ => {
-            if let Some(b) = body.get_mut(at) {
-                *b = b" {}[]\",:0a\\"[rng.below(11)];
-            }
-        }
-    }
-}
-
 #[test]
 fn agrees_with_the_serde_path_it_replaced() {
     let mut rng = Rng(0x5eed_cafe_f00d_0001);
@@ -364,7 +323,7 @@ fn agrees_with_the_serde_path_it_replaced() {
     for i in 0..60_000 {
         let mut b = inputs[rng.below(inputs.len())].clone();
         for _ in 0..1 + rng.below(4) {
-            mutate(&mut rng, &mut b);
+            mutate(&mut rng, &mut b, PIECES);
         }
         let (old, new) = (old::read(&b), new_rows(&b));
         match (&old, &new) {
