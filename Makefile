@@ -71,6 +71,14 @@ sdk-clients: $(CLIENTS)/node_modules/.installed $(VENV)/.sdk-clients-installed c
 WASM_RAW := target/wasm32-wasip1/wasm/scopegate_filter.wasm
 WASM_EXPORTS := target/debug/wasm-exports
 WASM_OPT_FLAGS := -Oz --converge --ignore-implicit-traps --zero-filled-memory --strip-debug --strip-producers --strip-target-features
+# A dependency's panic messages carry its source file's path, which cargo gives as this machine's
+# registry path ($CARGO_HOME/registry/src/index.crates.io-<hash>/<crate>/src/...): mapped to
+# `crates/<crate>/...`, the module is about 2.7 KB smaller and the same wherever it is built. The
+# standard library's paths are already `/rustc/<commit>/...`. `cargo fetch` first, so that every
+# registry directory exists when the flags are computed; the ladder gets the same flags, so that
+# building one module never invalidates the other's dependencies.
+CARGO_REGISTRY_SRC := $(or $(CARGO_HOME),$(HOME)/.cargo)/registry/src
+WASM_RUSTFLAGS = $$(for d in $(CARGO_REGISTRY_SRC)/*/; do printf -- '--remap-path-prefix=%s=crates ' "$${d%/}"; done)
 
 binaryen:
 	@command -v wasm-opt >/dev/null || { echo "==> installing binaryen, the .wasm optimizer (apt-get install -y binaryen)"; \
@@ -82,7 +90,8 @@ $(WASM_EXPORTS): tools/wasm-exports/src/lib.rs tools/wasm-exports/src/main.rs
 
 wasm: toolchain binaryen $(WASM_EXPORTS)
 	@echo "==> building the filter for wasm32-wasip1"
-	$(CARGO) build -p scopegate-filter --target wasm32-wasip1 --profile wasm
+	@$(CARGO) fetch -q
+	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build -p scopegate-filter --target wasm32-wasip1 --profile wasm
 	@mkdir -p $(dir $(WASM))
 	@if [ ! -e $(WASM) ] || [ ! -e $(WASM).stamp ] || [ $(WASM_RAW) -nt $(WASM).stamp ] || [ $(WASM) -nt $(WASM).stamp ] \
 		|| [ filter/exports.txt -nt $(WASM).stamp ]; then \
@@ -100,7 +109,8 @@ LADDER_STRIPPED := target/wasm32-wasip1/release/scopegate_ladder_floor_exports.w
 
 ladder: toolchain binaryen $(WASM_EXPORTS)
 	@echo "==> building the cost ladder's filter (bench/ladder) for wasm32-wasip1"
-	$(CARGO) build -p scopegate-ladder --target wasm32-wasip1 --profile wasm
+	@$(CARGO) fetch -q
+	RUSTFLAGS="$(WASM_RUSTFLAGS)" $(CARGO) build -p scopegate-ladder --target wasm32-wasip1 --profile wasm
 	rm -f $(LADDER_WASM) && wasm-opt $(WASM_OPT_FLAGS) $(LADDER_RAW) -o $(LADDER_WASM)
 	$(WASM_EXPORTS) keep bench/ladder/exports.txt $(LADDER_RAW) $(LADDER_STRIPPED)
 	wasm-opt $(WASM_OPT_FLAGS) $(LADDER_STRIPPED) -o $(LADDER_STRIPPED)
