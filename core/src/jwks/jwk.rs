@@ -22,7 +22,7 @@ const RSA_EXPONENT: [u8; 3] = [1, 0, 1];
 /// jwt-simple's PSS salt length: the digest's (superboring's `RsaPssSaltlen::DIGEST_LENGTH`).
 const PSS_SALT_LEN: usize = 32;
 
-/// Members that must be strings when present; a wrong type refused the whole JWK.
+/// Members jwt-simple read as strings when present: another type refuses the whole JWK.
 const STRING_MEMBERS: [&str; 17] = [
     "kty", "crv", "alg", "use", "kid", "x", "y", "d", "n", "e", "p", "q", "dp", "dq", "qi", "pub",
     "priv",
