@@ -1,7 +1,7 @@
 //! PKCE (RFC 7636), S256 only: OAuth 2.1 and MCP forbid `plain`.
 
 use super::OAuthError;
-use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Encoder};
+use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 
 /// Checks the `code_challenge` and `code_challenge_method` of an authorization request.
 pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<(), OAuthError> {

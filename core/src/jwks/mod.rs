@@ -3,14 +3,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use jwt_simple::algorithms::{
-    ECDSAP256PublicKeyLike, ES256PublicKey, Ed25519PublicKey, EdDSAPublicKeyLike, PS256PublicKey,
-    RS256PublicKey,
-};
-use rsa::{BigUint, RsaPublicKey};
 use serde_json::Value;
 
 use crate::es256::KeyTable;
+
+#[cfg(test)]
+mod differential;
+mod jwk;
 
 /// Largest JWKS document accepted. Real sets with `x5c` chains stay well under 64 KiB.
 pub const MAX_JWKS_LEN: usize = 256 * 1024;
@@ -72,9 +71,9 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// The verifier of each key, ready for [`crate::jwt`]'s signature check: jwt-simple validates
-/// the JWK, the signature crates verify (jwt-simple's own `verify_token` is not linked: its
-/// header and claims checks would be built once per key type, BENCHMARKS.md "The module").
+/// The verifier of each key, ready for [`crate::jwt`]'s signature check, built from the JWK by
+/// [`jwk`] with the signature crates themselves (jwt-simple's `from_jwk` and `verify_token` are
+/// not linked: BENCHMARKS.md "The module").
 #[derive(Clone)]
 pub(crate) enum PublicKey {
     /// PKCS#1 v1.5 with SHA-256.
@@ -176,7 +175,7 @@ impl KeySet {
             .ok_or(JwksError::NotAKeySet)?;
         let mut keys = Vec::with_capacity(entries.len().min(MAX_KEYS));
         for entry in entries.iter().take(MAX_KEYS) {
-            if let Some(key) = parse_key(entry) {
+            if let Some(key) = jwk::parse_key(entry) {
                 keys.push(key);
             }
         }
@@ -207,57 +206,4 @@ impl KeySet {
     pub fn keys(&self) -> &[Key] {
         &self.keys
     }
-}
-
-/// Picks the key type from the JWK's own members, then lets jwt-simple's strict `from_jwk`
-/// validate it (encoding, sizes, `use`, `key_ops`, `alg` consistency, no private members).
-fn parse_key(jwk: &Value) -> Option<Key> {
-    let str_member = |name: &str| jwk.get(name).and_then(Value::as_str);
-    let kty = str_member("kty")?;
-    let crv = str_member("crv");
-    let alg = match (kty, crv, str_member("alg")) {
-        // An RSA JWK without `alg` is RS256: the one RSA algorithm every issuer supports.
-        ("RSA", None, None | Some("RS256")) => Algorithm::Rs256,
-        ("RSA", None, Some("PS256")) => Algorithm::Ps256,
-        ("EC", Some("P-256"), _) => Algorithm::Es256,
-        ("OKP", Some("Ed25519"), _) => Algorithm::EdDsa,
-        _ => return None,
-    };
-    let kid = match jwk.get("kid") {
-        None => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return None,
-    };
-    // from_jwk takes text; re-serializing one entry is cheap and happens only on JWKS refresh.
-    let text = serde_json::to_string(jwk).ok()?;
-    let public = match alg {
-        Algorithm::Rs256 => {
-            let c = RS256PublicKey::from_jwk(&text).ok()?.to_components();
-            PublicKey::Rs256(rsa::pkcs1v15::VerifyingKey::new(rsa_key(&c.n, &c.e)?))
-        }
-        Algorithm::Ps256 => {
-            let c = PS256PublicKey::from_jwk(&text).ok()?.to_components();
-            let key = rsa_key(&c.n, &c.e)?;
-            PublicKey::Ps256(rsa::pss::VerifyingKey::new_with_salt_len(key, PSS_SALT_LEN))
-        }
-        Algorithm::Es256 => {
-            let key = ES256PublicKey::from_jwk(&text).ok()?;
-            let q = key.public_key().as_ref().as_affine();
-            PublicKey::Es256(Arc::new(KeyTable::new(q)))
-        }
-        Algorithm::EdDsa => {
-            let key = Ed25519PublicKey::from_jwk(&text).ok()?;
-            PublicKey::EdDsa(*key.public_key().as_ref())
-        }
-    };
-    Some(Key { kid, alg, public })
-}
-
-/// jwt-simple's PSS salt length: the digest's (superboring's `RsaPssSaltlen::DIGEST_LENGTH`).
-const PSS_SALT_LEN: usize = 32;
-
-/// The key jwt-simple built from the JWK, rebuilt the way superboring builds it
-/// (`RsaPublicKey::new`), so that the `rsa` crate verifies with exactly that key.
-fn rsa_key(n: &[u8], e: &[u8]) -> Option<RsaPublicKey> {
-    RsaPublicKey::new(BigUint::from_bytes_be(n), BigUint::from_bytes_be(e)).ok()
 }
