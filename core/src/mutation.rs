@@ -1,5 +1,6 @@
 //! Test-only: the seeded generator and byte mutations the differential tests (the JSON-RPC
-//! reader's, the listing walk's) share, so both fuzz their input the same way.
+//! reader's, the listing walk's, the token claims reader's) share, so all fuzz their input the
+//! same way.
 #![cfg(test)] // declared in lib.rs as `#[cfg(test)] mod …`: test code only
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
