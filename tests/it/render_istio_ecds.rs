@@ -179,11 +179,17 @@ fn the_rendered_envoy_filter_configures_scopegate_by_ecds_and_enforces_per_tool_
         json!([WASM_TYPE])
     );
     let envoy = start_envoy(name, &f, extension, http_filter, vec![]);
-    assert_eq!(
-        envoy.stat("extension_config_discovery.http_filter.scopegate.config_reload"),
-        Some(1),
-        "the filter came by ECDS"
+    // Envoy counts the load once every worker runs it, which can be just after it reports ready.
+    let reloads = wait_for(
+        "the ECDS load to reach every worker",
+        Duration::from_secs(30),
+        || {
+            envoy
+                .stat("extension_config_discovery.http_filter.scopegate.config_reload")
+                .filter(|n| *n > 0)
+        },
     );
+    assert_eq!(reloads, 1, "the filter came by ECDS, once");
     let mut c = first_requests(&envoy, &f, "admin.read");
     // The per-tool rule, with the body flag render set: a refused call never reaches the server.
     f.ops.clear_seen();

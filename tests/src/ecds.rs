@@ -263,11 +263,15 @@ impl MeshEnvoy {
             .map(str::to_string)
     }
 
-    /// Replaces the ECDS resource with `document` and waits until Envoy either runs it (its
-    /// config dump shows the new version) or rejected it (`config_fail` +1); returns whether
-    /// it was applied.
+    /// Replaces the ECDS resource with `document` and waits until Envoy either runs it on every
+    /// worker or rejected it (`config_fail` +1); returns whether it was applied.
+    ///
+    /// Envoy's config dump names the new version as soon as the main thread accepts it, before
+    /// the workers have it; `config_reload` counts only once every worker runs it. So "applied"
+    /// needs both, or requests sent right after could still meet the old document.
     pub fn roll_out(&mut self, document: &str) -> bool {
         let fails = self.discovery_stat("config_fail");
+        let reloads = self.discovery_stat("config_reload");
         self.version += 1;
         write_resource(&self.ecds_file, document, &self.delivery, self.version);
         let version = self.version.to_string();
@@ -277,7 +281,9 @@ impl MeshEnvoy {
             || {
                 if self.discovery_stat("config_fail") > fails {
                     Some(false)
-                } else if self.applied_version().as_deref() == Some(version.as_str()) {
+                } else if self.applied_version().as_deref() == Some(version.as_str())
+                    && self.discovery_stat("config_reload") > reloads
+                {
                     Some(true)
                 } else {
                     None
