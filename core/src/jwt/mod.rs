@@ -144,20 +144,15 @@ pub fn verify(token: &str, keys: &KeySet, opts: &VerifyOptions) -> Result<Claims
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
+    let (header_b64, payload_b64, sig_b64) = parts(token)?;
     let header_json = decode_b64(header_b64)?;
     let header: Header = serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
     let alg = Algorithm::from_header(&header.alg).ok_or(TokenError::UnsupportedAlgorithm)?;
     if !typ_allowed(header.typ.as_deref()) {
         return Err(TokenError::Malformed);
     }
-    // Checked here, not left to jwt-simple, so that an undecodable part is reported as
-    // malformed even when the signature (computed over the text) would not match either.
+    // Checked before any key is tried, so that an undecodable part is reported as malformed
+    // even when the signature (computed over the text) would not match either.
     if !is_b64url(payload_b64) || sig_b64.is_empty() || !is_b64url(sig_b64) {
         return Err(TokenError::Malformed);
     }
@@ -208,18 +203,22 @@ pub fn decode_verified(token: &str, opts: &VerifyOptions) -> Result<Claims, Toke
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
+    let (header_b64, payload_b64, _) = parts(token)?;
     let header: Header =
         serde_json::from_slice(&decode_b64(header_b64)?).map_err(|_| TokenError::Malformed)?;
     let alg = Algorithm::from_header(&header.alg).ok_or(TokenError::UnsupportedAlgorithm)?;
     let claims: Payload =
         serde_json::from_slice(&decode_b64(payload_b64)?).map_err(|_| TokenError::Malformed)?;
     check_and_build(claims, alg, header.kid, opts)
+}
+
+/// A compact token's three dot-separated parts: header, payload, signature.
+fn parts(token: &str) -> Result<(&str, &str, &str), TokenError> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Ok((header, payload, signature)),
+        _ => Err(TokenError::Malformed),
+    }
 }
 
 fn check_and_build(
@@ -282,12 +281,7 @@ fn check_and_build(
 /// (time 0, no tolerance, future accepted, which makes them pass): [`check_and_build`] does them
 /// with saturating arithmetic and the caller's `now`.
 fn verify_with(key: &Key, token: &str) -> Result<Payload, TokenError> {
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
+    let (header_b64, payload_b64, sig_b64) = parts(token)?;
     if header_b64.len() > MAX_HEADER_LEN {
         return Err(TokenError::Malformed);
     }

@@ -53,32 +53,36 @@ impl<'de> Visitor<'de> for PayloadVisitor {
         let mut p = Payload::default();
         // Each modelled member once, as the derive had it: a second one is refused even when
         // the first was `null` (read as absent), so `seen` tracks the members, not the values.
-        let mut seen = [false; Member::MODELLED];
+        let mut seen = [false; Claim::ALL.len()];
         while let Some(member) = map.next_key::<Member>()? {
-            if let Some(i) = member.index() {
-                if seen[i] {
-                    return Err(A::Error::duplicate_field(member.name()));
-                }
-                seen[i] = true;
-            }
-            match member {
-                Member::Iat => p.iat = Some(map.next_value::<Time>()?.0),
-                Member::Exp => p.exp = Some(map.next_value::<Time>()?.0),
-                Member::Nbf => p.nbf = Some(map.next_value::<Time>()?.0),
-                Member::Iss => p.iss = map.next_value()?,
-                Member::Sub => p.sub = map.next_value()?,
-                Member::Aud => p.aud = Some(map.next_value::<Aud>()?.0),
-                Member::Jti => p.jti = map.next_value()?,
-                Member::Nonce => p.nonce = map.next_value()?,
-                Member::ClientId => p.client_id = map.next_value()?,
-                Member::Azp => p.azp = map.next_value()?,
-                Member::Scope => p.scope = map.next_value()?,
-                Member::Scp => p.scp = map.next_value()?,
-                Member::GrantId => p.grant_id = map.next_value()?,
+            let claim = match member {
+                Member::Claim(claim) => claim,
                 Member::Other(name) => {
                     // A repeated unknown member: the last one stands, as in a `Map`.
                     p.extra.insert(name, map.next_value()?);
+                    continue;
                 }
+            };
+            let Some(once) = seen.get_mut(claim as usize) else {
+                return Err(A::Error::custom("claim out of range"));
+            };
+            if std::mem::replace(once, true) {
+                return Err(A::Error::duplicate_field(claim.name()));
+            }
+            match claim {
+                Claim::Iat => p.iat = Some(map.next_value::<Time>()?.0),
+                Claim::Exp => p.exp = Some(map.next_value::<Time>()?.0),
+                Claim::Nbf => p.nbf = Some(map.next_value::<Time>()?.0),
+                Claim::Iss => p.iss = map.next_value()?,
+                Claim::Sub => p.sub = map.next_value()?,
+                Claim::Aud => p.aud = Some(map.next_value::<Aud>()?.0),
+                Claim::Jti => p.jti = map.next_value()?,
+                Claim::Nonce => p.nonce = map.next_value()?,
+                Claim::ClientId => p.client_id = map.next_value()?,
+                Claim::Azp => p.azp = map.next_value()?,
+                Claim::Scope => p.scope = map.next_value()?,
+                Claim::Scp => p.scp = map.next_value()?,
+                Claim::GrantId => p.grant_id = map.next_value()?,
             }
         }
         Ok(p)
@@ -87,6 +91,13 @@ impl<'de> Visitor<'de> for PayloadVisitor {
 
 /// A payload member's name: one of the modelled claims, or any other (kept for `extra`).
 enum Member {
+    Claim(Claim),
+    Other(String),
+}
+
+/// The claims read into fields of their own; the discriminant is the claim's slot in `seen`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Claim {
     Iat,
     Exp,
     Nbf,
@@ -100,48 +111,36 @@ enum Member {
     Scope,
     Scp,
     GrantId,
-    Other(String),
 }
 
-impl Member {
-    const MODELLED: usize = 13;
+impl Claim {
+    /// Every modelled claim with its member name: the one table the reader and its duplicate
+    /// errors both use.
+    const ALL: [(Claim, &'static str); 13] = [
+        (Claim::Iat, "iat"),
+        (Claim::Exp, "exp"),
+        (Claim::Nbf, "nbf"),
+        (Claim::Iss, "iss"),
+        (Claim::Sub, "sub"),
+        (Claim::Aud, "aud"),
+        (Claim::Jti, "jti"),
+        (Claim::Nonce, "nonce"),
+        (Claim::ClientId, "client_id"),
+        (Claim::Azp, "azp"),
+        (Claim::Scope, "scope"),
+        (Claim::Scp, "scp"),
+        (Claim::GrantId, "grant_id"),
+    ];
 
-    fn index(&self) -> Option<usize> {
-        Some(match self {
-            Member::Iat => 0,
-            Member::Exp => 1,
-            Member::Nbf => 2,
-            Member::Iss => 3,
-            Member::Sub => 4,
-            Member::Aud => 5,
-            Member::Jti => 6,
-            Member::Nonce => 7,
-            Member::ClientId => 8,
-            Member::Azp => 9,
-            Member::Scope => 10,
-            Member::Scp => 11,
-            Member::GrantId => 12,
-            Member::Other(_) => return None,
-        })
+    fn named(name: &str) -> Option<Claim> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
     }
 
-    fn name(&self) -> &'static str {
-        match self {
-            Member::Iat => "iat",
-            Member::Exp => "exp",
-            Member::Nbf => "nbf",
-            Member::Iss => "iss",
-            Member::Sub => "sub",
-            Member::Aud => "aud",
-            Member::Jti => "jti",
-            Member::Nonce => "nonce",
-            Member::ClientId => "client_id",
-            Member::Azp => "azp",
-            Member::Scope => "scope",
-            Member::Scp => "scp",
-            Member::GrantId => "grant_id",
-            Member::Other(_) => "",
-        }
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map_or("", |(_, n)| n)
     }
 }
 
@@ -161,22 +160,7 @@ impl Visitor<'_> for MemberVisitor {
     }
 
     fn visit_str<E: Error>(self, name: &str) -> Result<Member, E> {
-        Ok(match name {
-            "iat" => Member::Iat,
-            "exp" => Member::Exp,
-            "nbf" => Member::Nbf,
-            "iss" => Member::Iss,
-            "sub" => Member::Sub,
-            "aud" => Member::Aud,
-            "jti" => Member::Jti,
-            "nonce" => Member::Nonce,
-            "client_id" => Member::ClientId,
-            "azp" => Member::Azp,
-            "scope" => Member::Scope,
-            "scp" => Member::Scp,
-            "grant_id" => Member::GrantId,
-            other => Member::Other(other.to_owned()),
-        })
+        Ok(Claim::named(name).map_or_else(|| Member::Other(name.to_owned()), Member::Claim))
     }
 }
 
@@ -257,5 +241,23 @@ impl<'de> Visitor<'de> for AudVisitor {
             all.push(a);
         }
         Ok(Aud(all))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Claim;
+
+    #[test]
+    fn every_claim_has_one_name_and_its_own_slot() {
+        for (i, (claim, name)) in Claim::ALL.iter().enumerate() {
+            assert_eq!(*claim as usize, i, "{name}: slot");
+            assert!(Claim::named(name) == Some(*claim), "{name}: read back");
+            assert_eq!(claim.name(), *name);
+        }
+        assert!(
+            Claim::named("Iat").is_none(),
+            "member names are case-sensitive"
+        );
     }
 }
