@@ -390,8 +390,9 @@ fn denied(target: Target<'_>, mut audit: Audit, call: &Call, scopes: String) -> 
 }
 
 /// The refusal for a body that cannot be classified or whose `Mcp-*` headers disagree with it.
-/// No `id` member: MCP's request ids are strings or numbers, and the SDKs' schemas reject
-/// `"id": null` (2026-07-28 omits the id of an error to a request it could not read).
+/// No `id` member here: the filter's reply puts in the request's id through
+/// [`crate::jsonrpc::refusal`], from the body or as `envoy.filters.http.mcp` recorded it
+/// (`null` only when neither can be read, JSON-RPC 2.0 §5).
 pub fn bad_request(target: Target<'_>, err: &McpError) -> Decision {
     let body = serde_json::json!({
         "jsonrpc": "2.0",
