@@ -5,6 +5,7 @@
 mod refresh;
 #[cfg(test)]
 mod tests;
+mod uses;
 
 use crate::clock::Clock;
 use crate::crypto::{CryptoError, Sealer};
@@ -53,6 +54,7 @@ pub struct Grants {
     settings: Settings,
     /// One lock per grant being refreshed downstream in this process (single flight).
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    uses: uses::Uses,
     refreshes: IntCounter,
     refresh_failures: IntCounter,
 }
@@ -75,6 +77,7 @@ impl Grants {
             clock,
             settings,
             flights: Mutex::new(HashMap::new()),
+            uses: uses::Uses::default(),
             refreshes: metrics.downstream_refreshes.clone(),
             refresh_failures: metrics.downstream_refresh_failures.clone(),
         }
@@ -114,8 +117,11 @@ impl Grants {
     }
 
     /// Records, off the request path, that a grant was used (a token exchange or refresh): its
-    /// last use on the person's connected-apps page.
+    /// last use on the person's connected-apps page, written once per grant and minute.
     pub fn note_use(&self, grant_id: &str, now: u64) {
+        if !self.uses.to_record(grant_id, now) {
+            return;
+        }
         let (store, id) = (Arc::clone(&self.store), grant_id.to_string());
         tokio::spawn(async move {
             let key = id.clone();

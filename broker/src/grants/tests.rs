@@ -13,11 +13,12 @@ const T0: u64 = 1_000_000;
 const MARGIN_S: u64 = 60;
 
 /// SQLite in memory, with two faults on demand: `update_downstream` failing (a database
-/// failover) and the refresh lock held by another replica.
+/// failover) and the refresh lock held by another replica; it counts the writes of a last use.
 struct Faulty {
     inner: Sqlite,
     failing_updates: AtomicU32,
     lock_held: AtomicBool,
+    touches: AtomicU32,
 }
 
 impl Store for Faulty {
@@ -60,6 +61,7 @@ impl Store for Faulty {
         self.inner.grants_of(gateway, subject)
     }
     fn touch_grant(&self, id: &str, now: u64) -> store::Result<()> {
+        self.touches.fetch_add(1, Ordering::SeqCst);
         self.inner.touch_grant(id, now)
     }
     fn grant(&self, id: &str) -> store::Result<Option<GrantRow>> {
@@ -192,6 +194,7 @@ fn fixture(lock_timeout_ms: u64) -> Fixture {
         inner: Sqlite::open(":memory:").unwrap(),
         failing_updates: AtomicU32::new(0),
         lock_held: AtomicBool::new(false),
+        touches: AtomicU32::new(0),
     });
     let metrics = Metrics::new().unwrap();
     let clock = Arc::new(FixedClock::at(T0));
@@ -409,4 +412,28 @@ async fn a_refused_refresh_kills_the_grant() {
     assert_eq!(e.code(), "invalid_grant");
     assert_eq!(f.stored().2, GrantStatus::Dead);
     assert_eq!(f.metrics.downstream_refresh_failures.get(), 1);
+}
+
+#[tokio::test]
+async fn a_grants_use_is_written_once_a_minute_and_shows_the_latest_minute() {
+    let f = fixture(1000);
+    // T0 is 40 s into its minute: T0 and T0 + 19 share it, T0 + 20 starts the next.
+    for now in [T0, T0 + 5, T0 + 19, T0 + 20, T0 + 21] {
+        f.grants.note_use("g1", now);
+    }
+    let written = || f.store.touches.load(Ordering::SeqCst);
+    for _ in 0..500 {
+        if written() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(written(), 2, "one write per minute");
+    let listed = f.store.grants_of("gw", "alice").unwrap();
+    assert_eq!(
+        listed[0].last_used_at,
+        T0 + 20,
+        "the latest minute's first use"
+    );
 }
