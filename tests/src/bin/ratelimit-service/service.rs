@@ -68,7 +68,12 @@ impl Service {
             .limiter
             .check_rate_limited_and_update(&namespace, &values, hits, true)
             .await
-            .map_err(|e| tonic::Status::unavailable(format!("counter storage: {e}")))?;
+            .map_err(|e| {
+                // Logged here too: the caller sees only UNAVAILABLE (and, with `on_error: deny`,
+                // a 503), and a post-mortem needs to know the storage said no.
+                eprintln!("ShouldRateLimit counter storage error: {e}");
+                tonic::Status::unavailable(format!("counter storage: {e}"))
+            })?;
         // The counter closest to its limit speaks for the descriptor.
         let tightest = result
             .counters
